@@ -1,0 +1,113 @@
+/* atomic_file.c: temp file + fsync + rename, and two small filesystem helpers. */
+#include "atomic_file.h"
+
+#include <fcntl.h>
+#include <libgen.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int atomic_file_open(atomic_file_t *af, const char *path, err_t *err) {
+    memset(af, 0, sizeof *af);
+    size_t n = strlen(path) + 32;
+    af->path = xstrdup(path);
+    af->tmp_path = xmalloc(n);
+    snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(af->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        err_fmt(err, "%s: cannot create: %s", af->tmp_path, strerror(errno));
+        free(af->path), free(af->tmp_path);
+        memset(af, 0, sizeof *af);
+        return -1;
+    }
+    af->f = fdopen(fd, "w");
+    if (!af->f) {
+        err_fmt(err, "%s: fdopen: %s", af->tmp_path, strerror(errno));
+        close(fd), unlink(af->tmp_path);
+        free(af->path), free(af->tmp_path);
+        memset(af, 0, sizeof *af);
+        return -1;
+    }
+    return 0;
+}
+
+static void fsync_dir_of(const char *path) {
+    char *copy = xstrdup(path);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) fsync(fd), close(fd);  // best effort: some filesystems refuse directory fsync
+    free(copy);
+}
+
+int atomic_file_commit(atomic_file_t *af, err_t *err) {
+    int rc = 0;
+    if (!af->f) return err_fmt(err, "atomic_file_commit: file is not open");
+    if (fflush(af->f) != 0 || ferror(af->f)) {
+        rc = err_fmt(err, "%s: write failed: %s", af->tmp_path, strerror(errno));
+    } else if (fsync(fileno(af->f)) != 0 && errno != EINVAL) {
+        rc = err_fmt(err, "%s: fsync failed: %s", af->tmp_path, strerror(errno));
+    }
+    if (fclose(af->f) != 0 && rc == 0) rc = err_fmt(err, "%s: close failed: %s", af->tmp_path, strerror(errno));
+    af->f = NULL;
+    if (rc == 0 && rename(af->tmp_path, af->path) != 0)
+        rc = err_fmt(err, "rename %s -> %s failed: %s", af->tmp_path, af->path, strerror(errno));
+    if (rc == 0) fsync_dir_of(af->path);
+    else unlink(af->tmp_path);
+    free(af->path), free(af->tmp_path);
+    memset(af, 0, sizeof *af);
+    return rc;
+}
+
+void atomic_file_abort(atomic_file_t *af) {
+    if (af->f) fclose(af->f);
+    if (af->tmp_path) unlink(af->tmp_path);
+    free(af->path), free(af->tmp_path);
+    memset(af, 0, sizeof *af);
+}
+
+int fs_mkdir_p(const char *dir, err_t *err) {
+    char *p = xstrdup(dir);
+    for (char *s = p + 1; ; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+                err_fmt(err, "%s: cannot create directory: %s", p, strerror(errno));
+                free(p);
+                return -1;
+            }
+            *s = c;
+            if (c == '\0') break;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        free(p);
+        return err_fmt(err, "%s: not a directory", dir);
+    }
+    free(p);
+    return 0;
+}
+
+char *fs_read_all(const char *path, size_t *len, err_t *err) {
+    FILE *f = fopen(path, "rbe");
+    if (!f) {
+        err_fmt(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) buf = xrealloc(buf, cap *= 2);
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        err_fmt(err, "%s: read error: %s", path, strerror(errno));
+        fclose(f), free(buf);
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}

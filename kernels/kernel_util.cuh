@@ -1,0 +1,70 @@
+/* kernel_util.cuh: device helpers shared by the kernels in this directory: conversions between
+ * fp32 and the storage dtypes, warp/block reductions, and the dtype dispatch used by every
+ * launcher. Private to kernels/; host code includes kernels.h only.
+ */
+#ifndef LM_KERNEL_UTIL_CUH
+#define LM_KERNEL_UTIL_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+/* Storage dtype <-> fp32. from_f32 rounds to nearest even, as torch's .to(dtype) does. */
+template <typename T> __device__ __forceinline__ float to_f32(T x);
+template <> __device__ __forceinline__ float to_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <> __device__ __forceinline__ float to_f32<__half>(__half x) { return __half2float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
+
+/* x rounded through T and back: marks the places where transformers would hold a value in the
+ * activation dtype, so that reduced-precision runs round where it does. */
+template <typename T> __device__ __forceinline__ float round_as(float x) { return to_f32<T>(from_f32<T>(x)); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum of v over the block; every thread gets the result. blockDim.x must be a multiple of 32
+ * (at most 1024). `scratch` holds 32 floats of shared memory; it may be reused after return. */
+__device__ __forceinline__ float block_sum(float v, float *scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads(); // scratch may still be read by a previous block_sum
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? scratch[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+/* Run the statement(s) after T with `T` bound to the storage type of `dt`; unknown dtypes return InvalidValue. */
+#define KERNEL_DISPATCH(dt, T, ...)                                                             \
+    do {                                                                                        \
+        switch (dt) {                                                                           \
+        case KDT_F32: { typedef float T; __VA_ARGS__; break; }                                  \
+        case KDT_BF16: { typedef __nv_bfloat16 T; __VA_ARGS__; break; }                         \
+        case KDT_F16: { typedef __half T; __VA_ARGS__; break; }                                 \
+        default: return cudaErrorInvalidValue;                                                  \
+        }                                                                                       \
+    } while (0)
+
+/* Blocks for a grid-stride loop over n elements with `threads` per block. */
+static inline unsigned grid_for(size_t n, int threads) {
+    size_t b = (n + (size_t)threads - 1) / (size_t)threads;
+    if (b > 65535u * 8u) b = 65535u * 8u; // grid-stride loops cover the rest
+    return b ? (unsigned)b : 1u;
+}
+
+#endif

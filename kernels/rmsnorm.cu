@@ -1,0 +1,70 @@
+/* rmsnorm.cu: RMSNorm of the fp32 residual stream into the compute dtype, and the fused residual
+ * add (plain, or through Gemma-2's post-norm).
+ *
+ * One block per row. Statistics are fp32 (a block reduction of fp32 squares), so an fp16 run can
+ * never overflow them; only the normalised output is rounded to the compute dtype. The weight
+ * enters as (offset + w): offset 0 is Llama's x*w, offset 1 is Gemma's x*(1+w).
+ * CPU references: cpu_rmsnorm and cpu_residual_add in backend_cpu.c.
+ */
+#include "kernel_util.cuh"
+
+#define NORM_THREADS 256
+
+/* 1/sqrt(mean(v^2) + eps) over one row of `dim` values, returned to every thread. */
+template <typename T>
+__device__ float row_rms_factor(const T *v, int dim, float eps, float *scratch) {
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float a = to_f32<T>(v[i]);
+        ss += a * a;
+    }
+    ss = block_sum(ss, scratch);
+    return rsqrtf(ss / (float)dim + eps);
+}
+
+template <typename T>
+__global__ void rmsnorm_kernel(T *out, const float *x, const float *w, int dim, float eps, float offset) {
+    __shared__ float scratch[32];
+    const float *xr = x + (size_t)blockIdx.x * dim;
+    T *o = out + (size_t)blockIdx.x * dim;
+    float r = row_rms_factor<float>(xr, dim, eps, scratch);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = from_f32<T>((xr[i] * r) * (offset + w[i]));
+}
+
+/* x += round(rmsnorm(y) * (offset + w)): transformers casts the post-norm output back to the
+ * activation dtype before the residual add, and so do we. */
+template <typename T>
+__global__ void residual_postnorm_kernel(float *x, const T *y, const float *w, int dim, float eps, float offset) {
+    __shared__ float scratch[32];
+    const T *yr = y + (size_t)blockIdx.x * dim;
+    float *xr = x + (size_t)blockIdx.x * dim;
+    float r = row_rms_factor<T>(yr, dim, eps, scratch);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        xr[i] += round_as<T>((to_f32<T>(yr[i]) * r) * (offset + w[i]));
+}
+
+template <typename T>
+__global__ void residual_add_kernel(float *x, const T *y, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] += to_f32<T>(y[i]);
+}
+
+extern "C" cudaError_t rmsnorm_forward(void *out, const float *x, const float *w, int T, int dim, float eps,
+                                       float offset, kdtype_t dt, cudaStream_t stream) {
+    if (T <= 0) return cudaSuccess;
+    KERNEL_DISPATCH(dt, S, rmsnorm_kernel<S><<<T, NORM_THREADS, 0, stream>>>((S *)out, x, w, dim, eps, offset));
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t residual_add_forward(float *x, const void *y, const float *post_w, int T, int dim, float eps,
+                                            float offset, kdtype_t dt, cudaStream_t stream) {
+    if (T <= 0) return cudaSuccess;
+    if (post_w) {
+        KERNEL_DISPATCH(dt, S, residual_postnorm_kernel<S><<<T, NORM_THREADS, 0, stream>>>(
+                                   x, (const S *)y, post_w, dim, eps, offset));
+    } else {
+        size_t n = (size_t)T * dim;
+        KERNEL_DISPATCH(dt, S, residual_add_kernel<S><<<grid_for(n, 256), 256, 0, stream>>>(x, (const S *)y, n));
+    }
+    return cudaGetLastError();
+}

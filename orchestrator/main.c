@@ -1,0 +1,320 @@
+/* main.c: `orchestrate`, the command line and the run's flow (see orch.h's opening comment):
+ *
+ *   plan_load -> read input -> slots -> GPU memory baseline ->
+ *     for each model: stage_jobs_build -> run_stage -> memcheck_stage -> merge_model ->
+ *   merge_ensemble (the submission, atomic) -> report.json -> summary.
+ *
+ * Exit status: 0 when the submission was written; 64 for a bad command line; 130/143 after
+ * SIGINT/SIGTERM; 1 for any other failure. A failure's reason is the last line printed:
+ * "orchestrate: failed: ...". It also holds `orchestrate --shim`, the PDEATHSIG re-exec that
+ * starts every worker (shim.c), which must come before anything else in main.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "atomic_file.h"
+#include "exit_codes.h"
+#include "memcheck.h"
+#include "nvml.h"
+#include "orch.h"
+#include "report.h"
+#include "run.h"
+#include "shim.h"
+#include "slots.h"
+
+static const char EXAMPLE_PLAN[] =
+    "{\n"
+    "  \"input\": \"test.csv\",\n"
+    "  \"output\": \"submission.csv\",\n"
+    "  \"gpus\": \"auto\",\n"
+    "  \"models\": [\n"
+    "    {\"name\": \"gemma\", \"worker\": \"lm-worker\", \"model\": \"gemma-2-9b-cls\",\n"
+    "     \"max_length\": 1024, \"batch_size\": 8, \"tta\": [\"identity\", \"swap_ab\"]},\n"
+    "    {\"name\": \"mine\", \"command\": [\"python3\", \"infer.py\", \"--in\", \"{input}\", \"--out\", \"{output}\"],\n"
+    "     \"weight\": 0.5}\n"
+    "  ]\n"
+    "}\n";
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--quiet]\n"
+            "       orchestrate --help | --version\n"
+            "\n"
+            "Runs the plan's models (one stage each) as worker processes, one per GPU (or cpu_workers\n"
+            "on the CPU), checks every output, and writes the weighted ensemble as the submission.\n"
+            "\n"
+            "  --plan FILE      the plan (default: ./plan.json)\n"
+            "  --dry-run        print the slots, the jobs (model, variant, shard, rows, cost, reuse)\n"
+            "                   and the schedule; start no worker (shard files are still written)\n"
+            "  --fresh          discard the work directory's outputs, logs and resume records first\n"
+            "  --work-dir DIR   override the plan's work_dir\n"
+            "  --gpus SPEC      override the plan's gpus: \"cpu\", \"auto\" or a list such as 0,1\n"
+            "  --quiet          do not echo the workers' output (it is still in work_dir/logs)\n"
+            "\n"
+            "Exit status: 0 when the submission was written; 1 on failure (the reason is the last line);\n"
+            "64 for a bad command line; 130/143 when stopped by SIGINT/SIGTERM.\n"
+            "Docs: docs/plan.md (the plan), docs/workers.md (writing a worker), docs/architecture.md.\n");
+}
+
+typedef struct {
+    const char *plan_path;
+    const char *work_dir;
+    const char *gpus;
+    int dry_run, fresh, quiet;
+} cli_t;
+
+/* Print the failure line last (stdout flushed first, so it cannot come out before). */
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int code, const char *fmt, ...) {
+    fflush(stdout);
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("orchestrate: failed: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+static int parse_cli(int argc, char **argv, cli_t *cli) {
+    static const struct option opts[] = {
+        {"plan", required_argument, NULL, 'p'},  {"dry-run", no_argument, NULL, 'n'},
+        {"fresh", no_argument, NULL, 'f'},       {"work-dir", required_argument, NULL, 'w'},
+        {"gpus", required_argument, NULL, 'g'},  {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(cli, 0, sizeof *cli);
+    cli->plan_path = "plan.json";
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p': cli->plan_path = optarg; break;
+        case 'n': cli->dry_run = 1; break;
+        case 'f': cli->fresh = 1; break;
+        case 'w': cli->work_dir = optarg; break;
+        case 'g': cli->gpus = optarg; break;
+        case 'q': cli->quiet = 1; break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("orchestrate %s\n", ORCH_VERSION); exit(0);
+        default:
+            usage(stderr);
+            return fail(EXIT_USAGE, "unknown or incomplete option '%s' (see above)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return fail(EXIT_USAGE, "unexpected argument '%s' (the plan is given with --plan FILE)", argv[optind]);
+    }
+    return 0;
+}
+
+static int no_plan(const char *path) {
+    printf("orchestrate: no plan: '%s' does not exist.\n"
+           "Write a plan.json (or pass --plan FILE). A minimal one, for a GPU machine:\n\n%s\n"
+           "Relative paths are relative to the plan's directory. \"gpus\": \"cpu\" runs on the CPU.\n"
+           "Docs: docs/plan.md (every setting), docs/workers.md (your own worker command),\n"
+           "docs/kaggle.md; `orchestrate --help` for the options.\n",
+           path, EXAMPLE_PLAN);
+    return fail(1, "no plan file '%s'", path);
+}
+
+/* ------------------------------------------------------------------ the run */
+
+typedef struct {
+    plan_t plan;
+    csv_table_t input;
+    slot_t *slots;
+    int n_slots;
+    nvml_t *nvml;
+    run_ctx_t *ctx;
+    memcheck_t mem;
+    int have_mem;
+    report_t *report;
+    report_times_t times;
+    double **probs;           // (plan.n_models) per-model (n_rows, n_labels)
+    double t0;                // monotonic start
+} run_t;
+
+static int dry_run(run_t *r, const cli_t *cli, err_t *err) {
+    const plan_t *plan = &r->plan;
+    printf("plan: %s\ninput: %s (%zu rows)\noutput: %s\nwork_dir: %s\n", plan->path, plan->input,
+           r->input.n_rows, plan->output, plan->work_dir);
+    printf("slots (%d):\n", r->n_slots);
+    for (int s = 0; s < r->n_slots; s++)
+        printf("  slot %d: %s, CUDA_VISIBLE_DEVICES=\"%s\"\n", s, r->slots[s].device, r->slots[s].cuda_visible);
+    if (cli->fresh) printf("(--fresh: every job would run; a dry run deletes nothing)\n");
+    for (int m = 0; m < plan->n_models; m++) {
+        job_t *jobs = NULL;
+        int n_jobs = 0;
+        if (stage_jobs_build(plan, &r->input, m, r->n_slots, &jobs, &n_jobs, err) != 0) return -1;
+        printf("stage %d/%d: model %s (%s, weight %g), %d job(s):\n", m + 1, plan->n_models,
+               plan->models[m].name, plan->models[m].is_lm_worker ? "lm-worker" : "command",
+               plan->models[m].weight, n_jobs);
+        slots_print_stage_plan(stdout, plan, m, jobs, n_jobs, r->slots, r->n_slots, cli->fresh);
+        stage_jobs_free(jobs, n_jobs);
+    }
+    printf("dry run: no worker started.\n");
+    return 0;
+}
+
+/* One stage: jobs, run, memory check, merge. Returns 0, or -1 with err set (err->code = the
+ * exit status to use). */
+static int run_one_stage(run_t *r, int m, err_t *err) {
+    const plan_t *plan = &r->plan;
+    progress_t *con = run_ctx_console(r->ctx);
+    job_t *jobs = NULL;
+    int n_jobs = 0;
+    double t = run_now_mono();
+    if (stage_jobs_build(plan, &r->input, m, r->n_slots, &jobs, &n_jobs, err) != 0) {
+        err->code = 1;
+        return -1;
+    }
+    r->times.build_jobs_s += run_now_mono() - t;
+    int reused = 0;
+    for (int j = 0; j < n_jobs; j++) reused += jobs[j].status == JOB_REUSED;
+    progress_note(con, "== stage %d/%d: model %s: %d job(s) on %d slot(s), %d reused ==", m + 1,
+                  plan->n_models, plan->models[m].name, n_jobs, r->n_slots, reused);
+
+    double t_stage = run_now_mono();
+    int rc = run_stage(r->ctx, jobs, n_jobs, r->slots, r->n_slots, err);
+    memcheck_gpu_t *mem = r->have_mem ? xcalloc((size_t)r->mem.n_gpus + 1, sizeof *mem) : NULL;
+    if (rc == 0 && r->have_mem) {
+        double tm = run_now_mono();
+        rc = memcheck_stage(&r->mem, plan, r->ctx, plan->models[m].name, mem, err);
+        r->times.memory_s += run_now_mono() - tm;
+    }
+    report_add_stage(r->report, plan, m, jobs, n_jobs, run_now_mono() - t_stage, mem,
+                     r->have_mem ? r->mem.n_gpus : 0);
+    free(mem);
+    if (rc == 0) {
+        double tm = run_now_mono();
+        r->probs[m] = xcalloc(r->input.n_rows * (size_t)plan->n_labels, sizeof **r->probs);
+        rc = merge_model(plan, &r->input, m, jobs, n_jobs, r->probs[m], err);
+        if (rc != 0) err->code = 1;
+        r->times.merge_s += run_now_mono() - tm;
+    }
+    stage_jobs_free(jobs, n_jobs);
+    return rc;
+}
+
+static int run_all(run_t *r, const cli_t *cli, err_t *err) {
+    plan_t *plan = &r->plan;
+    if (fs_mkdir_p(plan->work_dir, err) != 0) return -1;
+    r->ctx = run_ctx_create(plan, cli->quiet, err);
+    if (!r->ctx) return -1;
+    if (r->nvml && slots_use_gpu(r->slots, r->n_slots)) {
+        if (memcheck_init(&r->mem, r->nvml, r->slots, r->n_slots, err) != 0) return -1;
+        r->have_mem = 1;
+        for (int g = 0; g < r->mem.n_gpus; g++)
+            printf("orchestrate: GPU %d: %.0f MiB in use before the run\n", r->mem.gpus[g], r->mem.baseline[g]);
+    }
+    r->report = report_create(plan, r->slots, r->n_slots, run_now_wall() - (run_now_mono() - r->t0));
+    r->probs = xcalloc((size_t)plan->n_models, sizeof *r->probs);
+    for (int m = 0; m < plan->n_models; m++)
+        if (run_one_stage(r, m, err) != 0) return -1;
+
+    int sig = run_ctx_poll_signal(r->ctx);
+    if (sig) return err_code(err, 128 + sig, "interrupted by %s; no submission written", run_signal_name(sig));
+    double tm = run_now_mono();
+    if (merge_ensemble(plan, &r->input, (double *const *)r->probs, plan->output, err) != 0) {
+        err->code = 1;
+        return -1;
+    }
+    r->times.merge_s += run_now_mono() - tm;
+    sig = run_ctx_poll_signal(r->ctx);
+    if (sig) {
+        unlink(plan->output);
+        return err_code(err, 128 + sig, "interrupted by %s; no submission written", run_signal_name(sig));
+    }
+    return 0;
+}
+
+static void finish_report(run_t *r, const err_t *err, int failed) {
+    if (!r->report) return;
+    r->times.wall_s = run_now_mono() - r->t0;
+    r->times.worker_s = run_ctx_worker_seconds(r->ctx);
+    r->times.validate_s = run_ctx_validate_seconds(r->ctx);
+    r->times.spawned = run_ctx_spawned(r->ctx);
+    const char *status = !failed ? "ok" : err->code == 130 || err->code == 143 ? "interrupted" : "failed";
+    size_t n = strlen(r->plan.work_dir) + 16;
+    char *path = xmalloc(n);
+    snprintf(path, n, "%s/report.json", r->plan.work_dir);
+    err_t werr = {0};
+    if (report_write(r->report, path, status, failed ? err->msg : NULL, &r->times, &werr) != 0)
+        fprintf(stderr, "orchestrate: warning: %s\n", werr.msg);
+    report_print_summary(r->report, &r->times, stdout);
+    printf("report: %s\n", path);
+    free(path);
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], SHIM_FLAG) == 0) return shim_main(argc - 2, argv + 2);
+
+    cli_t cli;
+    int rc = parse_cli(argc, argv, &cli);
+    if (rc) return rc;
+    struct stat st;
+    if (stat(cli.plan_path, &st) != 0) return no_plan(cli.plan_path);
+
+    run_t r;
+    memset(&r, 0, sizeof r);
+    r.t0 = run_now_mono();
+    err_t err = {0};
+    int failed = 0;
+    char note[256];
+    if (plan_load(&r.plan, cli.plan_path, &err) != 0) return fail(1, "%s", err.msg);
+    if (cli.gpus && plan_apply_gpus_override(&r.plan, cli.gpus, &err) != 0) {
+        plan_free(&r.plan);
+        return fail(EXIT_USAGE, "--gpus: %s", err.msg);
+    }
+    if (cli.work_dir) plan_set_work_dir(&r.plan, cli.work_dir);
+    // A submission from an earlier run must not survive a failed one: exit 0 <=> it is new.
+    if (!cli.dry_run && unlink(r.plan.output) == 0)
+        printf("orchestrate: removed the previous %s; it is rewritten when this run succeeds\n", r.plan.output);
+    if (cli.fresh && !cli.dry_run) {
+        if (workdir_discard(&r.plan, &err) != 0) failed = 1;
+        else printf("orchestrate: --fresh: discarded earlier outputs, logs and resume records in %s\n", r.plan.work_dir);
+    }
+    double t = run_now_mono();
+    if (!failed && csv_table_read(&r.input, r.plan.input, &err) != 0) failed = 1;
+    if (!failed && input_validate(&r.plan, &r.input, &err) != 0) failed = 1;
+    r.times.read_input_s = run_now_mono() - t;
+    if (!failed && !r.plan.use_cpu) {
+        r.nvml = nvml_open(note, sizeof note);
+        if (!r.nvml) printf("orchestrate: note: %s\n", note);
+    }
+    if (!failed && slots_init(&r.plan, r.nvml, &r.slots, &r.n_slots, note, sizeof note, &err) != 0) failed = 1;
+    if (!failed && note[0]) printf("orchestrate: note: %s\n", note);
+    if (failed) err.code = 1;
+
+    if (!failed && cli.dry_run) {
+        failed = dry_run(&r, &cli, &err) != 0;
+        if (failed) err.code = 1;
+    } else if (!failed) {
+        failed = run_all(&r, &cli, &err) != 0;
+        if (failed && err.code == 0) err.code = 1;
+        finish_report(&r, &err, failed);
+    }
+
+    if (!failed && !cli.dry_run)
+        printf("orchestrate: wrote %s (%zu rows) in %.1f s\n", r.plan.output, r.input.n_rows, run_now_mono() - r.t0);
+    if (r.probs)
+        for (int m = 0; m < r.plan.n_models; m++) free(r.probs[m]);
+    free(r.probs);
+    report_destroy(r.report);
+    if (r.have_mem) memcheck_free(&r.mem);
+    run_ctx_destroy(r.ctx);
+    nvml_close(r.nvml);
+    free(r.slots);
+    csv_table_free(&r.input);
+    plan_free(&r.plan);
+    if (failed) return fail(err.code, "%s", err.msg);
+    fflush(stdout);
+    return 0;
+}

@@ -1,0 +1,187 @@
+/* merge.c: shards and TTA variants -> one model's probabilities -> the weighted ensemble.
+ *
+ * merge_model reads every job output of one model again (each passes output_table_check once
+ * more, since files can change between validation and merging), maps ids back to input rows,
+ * undoes swap_ab (the worker saw response_a and response_b exchanged, so its first two label
+ * columns are exchanged back; the other labels, such as a tie, are symmetric), averages the
+ * variants, renormalises each row and writes work_dir/models/<name>.csv. merge_ensemble then
+ * combines the models with normalised weights by one of three rules (docs/plan.md has the
+ * formulas) and writes the submission in the input's row order.
+ *
+ * Cost: O(rows x labels x (variants + models)) arithmetic plus one CSV parse per output; a
+ * 25k-row, 2-model, 2-variant run merges in tens of milliseconds. It deliberately does not
+ * validate outputs more loosely than validate.c does, or fill in missing rows.
+ */
+#include <math.h>
+
+#include "atomic_file.h"
+#include "idmap.h"
+#include "plan_fields.h"
+#include "planning.h"
+
+#define P_CLAMP 1e-7   // geometric and logit_mean: probabilities are clamped to [1e-7, 1 - 1e-7]
+
+/* Write "id,<labels>" then one row per input row, values with 9 significant digits (enough to
+ * round-trip a float, and far below the 1e-3 row-sum tolerance). Atomic. */
+static int write_probs(const plan_t *plan, const csv_table_t *input, const double *probs, const char *path,
+                       err_t *err) {
+    char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+    int rc = 0;
+    if (slash && slash != dir) {
+        *slash = '\0';
+        rc = fs_mkdir_p(dir, err);
+    }
+    free(dir);
+    if (rc != 0) return -1;
+    atomic_file_t af;
+    if (atomic_file_open(&af, path, err) != 0) return -1;
+    size_t L = (size_t)plan->n_labels;
+    int bad = fputs("id", af.f) == EOF;
+    for (size_t l = 0; l < L && !bad; l++)
+        bad |= fputc(',', af.f) == EOF || csv_write_field(af.f, plan->labels[l], strlen(plan->labels[l])) != 0;
+    bad |= fputc('\n', af.f) == EOF;
+    for (size_t r = 0; r < input->n_rows && !bad; r++) {
+        bad |= csv_write_field(af.f, csv_cell(input, r, 0), csv_cell_len(input, r, 0)) != 0;
+        for (size_t l = 0; l < L && !bad; l++) bad |= fprintf(af.f, ",%.9g", probs[r * L + l]) < 0;
+        bad |= fputc('\n', af.f) == EOF;
+    }
+    if (bad) {
+        atomic_file_abort(&af);
+        return err_fmt(err, "%s: write failed: %s", path, strerror(errno));
+    }
+    return atomic_file_commit(&af, err);
+}
+
+/* Scale row[0..n) to sum 1. Returns 0, or -1 when the sum is not a positive finite number. */
+static int renormalise(double *row, size_t n) {
+    double sum = 0;
+    for (size_t l = 0; l < n; l++) sum += row[l];
+    if (!(sum > 0) || !isfinite(sum)) return -1;
+    for (size_t l = 0; l < n; l++) row[l] /= sum;
+    return 0;
+}
+
+/* Add one job's validated values (vals: (job->n_rows, L) in job->ids order) into probs. */
+static int accumulate(const plan_t *plan, const csv_table_t *input, const idmap_t *rows_by_id,
+                      const job_t *job, int vi, const double *vals, unsigned char *seen, double *probs,
+                      err_t *err) {
+    const plan_model_t *m = &plan->models[job->model];
+    size_t L = (size_t)plan->n_labels;
+    char show[80];
+    for (size_t i = 0; i < job->n_rows; i++) {
+        size_t r;
+        if (!idmap_get(rows_by_id, job->ids[i], &r))
+            return err_fmt(err, "%s: id '%s' is not in the input %s", job->output_path,
+                           pf_show(job->ids[i], show), plan->input);
+        unsigned char *s = &seen[r * (size_t)m->n_tta + (size_t)vi];
+        if (*s)
+            return err_fmt(err, "model '%s': id '%s' (input line %zu) has two %s outputs; the second is in %s",
+                           m->name, pf_show(job->ids[i], show), input->lines[r], tta_name(job->variant),
+                           job->output_path);
+        *s = 1;
+        const double *v = vals + i * L;
+        double *p = probs + r * L;
+        int swap = job->variant == TTA_SWAP_AB;
+        p[0] += v[swap ? 1 : 0];
+        p[1] += v[swap ? 0 : 1];
+        for (size_t l = 2; l < L; l++) p[l] += v[l];
+    }
+    return 0;
+}
+
+int merge_model(const plan_t *plan, const csv_table_t *input, int model, const job_t *jobs, int n_jobs,
+                double *probs, err_t *err) {
+    ASSERT(model >= 0 && model < plan->n_models);
+    const plan_model_t *m = &plan->models[model];
+    size_t R = input->n_rows, L = (size_t)plan->n_labels, V = (size_t)m->n_tta;
+    memset(probs, 0, R * L * sizeof *probs);
+    idmap_t rows_by_id;
+    idmap_init(&rows_by_id, R);
+    for (size_t r = 0; r < R; r++) idmap_put(&rows_by_id, csv_cell(input, r, 0), r, NULL);
+    unsigned char *seen = xcalloc(R * V + 1, 1);
+    int rc = 0;
+    for (int j = 0; j < n_jobs && rc == 0; j++) {
+        const job_t *job = &jobs[j];
+        if (job->model != model) continue;
+        int vi = -1;
+        for (int v = 0; v < m->n_tta; v++)
+            if (m->tta[v] == job->variant) vi = v;
+        if (vi < 0) {
+            rc = err_fmt(err, "job %s: model '%s' has no %s variant", job->name, m->name, tta_name(job->variant));
+            break;
+        }
+        if (job->status != JOB_DONE && job->status != JOB_REUSED) {
+            rc = err_fmt(err, "job %s did not finish; cannot merge model '%s'", job->name, m->name);
+            break;
+        }
+        csv_table_t t;
+        if (csv_table_read(&t, job->output_path, err) != 0) {
+            rc = -1;
+            break;
+        }
+        double *vals = xmalloc((job->n_rows ? job->n_rows : 1) * L * sizeof *vals);
+        rc = output_table_check((const char *const *)plan->labels, plan->n_labels, job->ids, job->n_rows, &t,
+                                job->output_path, vals, err);
+        csv_table_free(&t);
+        if (rc == 0) rc = accumulate(plan, input, &rows_by_id, job, vi, vals, seen, probs, err);
+        free(vals);
+    }
+    for (size_t r = 0; r < R && rc == 0; r++) {
+        for (size_t v = 0; v < V && rc == 0; v++) {
+            if (seen[r * V + v]) continue;
+            char show[80];
+            rc = err_fmt(err, "model '%s': id '%s' (%s line %zu) has no %s output", m->name,
+                         pf_show(csv_cell(input, r, 0), show), plan->input, input->lines[r], tta_name(m->tta[v]));
+        }
+        if (rc == 0 && renormalise(probs + r * L, L) != 0)   // validated rows sum to ~1: cannot happen
+            rc = err_fmt(err, "model '%s': row at %s line %zu has no probability mass", m->name, plan->input,
+                         input->lines[r]);
+    }
+    free(seen);
+    idmap_free(&rows_by_id);
+    if (rc != 0) return -1;
+    char file[96];  // model names are at most 64 characters
+    snprintf(file, sizeof file, "%s.csv", m->name);
+    char *path = path_join3(plan->work_dir, "models", file);
+    rc = write_probs(plan, input, probs, path, err);
+    free(path);
+    return rc;
+}
+
+static double clamp_p(double p) { return p < P_CLAMP ? P_CLAMP : p > 1 - P_CLAMP ? 1 - P_CLAMP : p; }
+
+int merge_ensemble(const plan_t *plan, const csv_table_t *input, double *const *model_probs, const char *out_path,
+                   err_t *err) {
+    size_t R = input->n_rows, L = (size_t)plan->n_labels;
+    int M = plan->n_models;
+    double total = 0;
+    for (int k = 0; k < M; k++) total += plan->models[k].weight;
+    ASSERT(total > 0);  // plan.c requires every weight > 0
+    double *out = xmalloc((R ? R : 1) * L * sizeof *out);
+    for (size_t r = 0; r < R; r++) {
+        double *o = out + r * L;
+        for (size_t l = 0; l < L; l++) {
+            double acc = 0;
+            for (int k = 0; k < M; k++) {
+                double w = plan->models[k].weight / total, p = model_probs[k][r * L + l];
+                switch (plan->ensemble) {
+                case ENSEMBLE_MEAN: acc += w * p; break;
+                case ENSEMBLE_GEOMETRIC: acc += w * log(clamp_p(p)); break;
+                case ENSEMBLE_LOGIT_MEAN: p = clamp_p(p), acc += w * log(p / (1 - p)); break;
+                }
+            }
+            if (plan->ensemble == ENSEMBLE_GEOMETRIC) acc = exp(acc);
+            else if (plan->ensemble == ENSEMBLE_LOGIT_MEAN) acc = 1 / (1 + exp(-acc));
+            o[l] = acc;
+        }
+        // Each term is positive (clamped) or a mean of validated probabilities, so the row sum is
+        // positive; renormalising only fails on a corrupted probs array.
+        if (renormalise(o, L) != 0) {
+            free(out);
+            return err_fmt(err, "ensemble: row at %s line %zu has no probability mass", plan->input, input->lines[r]);
+        }
+    }
+    int rc = write_probs(plan, input, out, out_path, err);
+    free(out);
+    return rc;
+}

@@ -1,0 +1,43 @@
+/* nvml.h: GPU memory readings through NVML, loaded at run time with dlopen.
+ *
+ * orchestrate never initialises CUDA (a CUDA context would itself hold GPU memory and pin the
+ * devices); it only asks the driver, through libnvidia-ml.so.1, how much memory each GPU uses
+ * and which processes hold it. Without the library (CPU machines, CI) nvml_open returns NULL
+ * with a note and orchestrate skips the memory checks.
+ *
+ * Tests inject readings with ORCHESTRATE_FAKE_NVML=<file>: each non-empty line that does not
+ * start with '#' is one reading of every GPU, "<used MiB gpu0> [<used MiB gpu1> ...]
+ * [pids=<pid>,<pid>...]"; line i answers the i-th nvml_read_used call and the last line repeats.
+ * The number of fields on the first line is the device count; the pids, when given, are what
+ * nvml_holders reports for every GPU on that reading.
+ */
+#ifndef ORCH_NVML_H
+#define ORCH_NVML_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "check.h"
+
+typedef struct nvml nvml_t;
+
+/* Load NVML (or the fake) and initialise it. Returns a handle, or NULL with a one-line
+ * explanation in note (e.g. "libnvidia-ml.so.1 not found: no GPU memory checks"). */
+nvml_t *nvml_open(char *note, size_t note_len);
+void nvml_close(nvml_t *n);
+
+/* Number of GPUs NVML sees. */
+int nvml_device_count(const nvml_t *n);
+
+/* Read the used memory of gpus[0..n_gpus) (NVML indices) into used_mib, all at one moment.
+ * Returns 0, or -1 with err set. */
+int nvml_read_used(nvml_t *n, const int *gpus, int n_gpus, double *used_mib, err_t *err);
+
+/* List up to max processes holding memory on gpu (as of the last reading for the fake). Returns
+ * the number listed (0 when NVML cannot say). */
+int nvml_holders(nvml_t *n, int gpu, pid_t *pids, int max);
+
+/* 1 when this handle is the ORCHESTRATE_FAKE_NVML fake. */
+int nvml_is_fake(const nvml_t *n);
+
+#endif

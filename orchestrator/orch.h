@@ -1,0 +1,198 @@
+/* orch.h: the data shared by orchestrate's modules: the validated plan, the jobs, the slots,
+ * and the interfaces between the planning side (plan, shard, validate, merge, resume) and the
+ * running side (run, spawn, nvml, progress, report).
+ *
+ * Flow (main.c): plan_load -> csv_table_read(input) -> slots_init -> nvml baseline ->
+ *   for each model (a stage): stage_jobs_build (shards x TTA variants, resume lookups) ->
+ *   run_stage (spawn, supervise, validate each output, retry) -> nvml_check_stage ->
+ *   merge_model -> then merge_ensemble -> submission (atomic) -> report_write.
+ */
+#ifndef ORCH_H
+#define ORCH_H
+
+#include <stddef.h>
+#include "check.h"
+#include "csv_io.h"
+
+/* ---------------------------------------------------------------- plan (plan.c) */
+
+typedef enum { TTA_IDENTITY = 0, TTA_SWAP_AB = 1 } tta_t;
+typedef enum { ENSEMBLE_MEAN = 0, ENSEMBLE_LOGIT_MEAN, ENSEMBLE_GEOMETRIC } ensemble_method_t;
+typedef enum { MEM_LEAK_FAIL = 0, MEM_LEAK_KILL, MEM_LEAK_WARN } mem_leak_policy_t;
+
+typedef struct {
+    char *name;                 // unique, [A-Za-z0-9._-]+ (used in file names)
+    int is_lm_worker;           // 1: `worker: "lm-worker"`; 0: `command`
+    char **command;             // (n_command) argv template with {placeholders}; NULL for lm-worker
+    int n_command;
+    // lm-worker settings (NULL / 0 = lm-worker's default)
+    char *model;                // checkpoint directory ({model} in a command)
+    char *adapter;              // PEFT adapter directory
+    char *tokenizer;            // tokenizer.json path
+    char *dtype;                // auto|fp32|bf16|fp16
+    char *quant;                // none|int8
+    char *template_name;        // template name or file
+    char *truncation;           // truncation policy
+    int max_length;             // {max_length}
+    int batch_size;             // {batch_size}: the first attempt's batch size
+    int threads;                // CPU threads per worker (0 = cores / cpu_workers)
+    char **extra_args;          // (n_extra_args) appended to the lm-worker command line
+    int n_extra_args;
+    // common settings
+    double weight;              // ensemble weight (> 0), normalised over models
+    tta_t tta[2];               // (n_tta) variants, no duplicates
+    int n_tta;
+    double timeout_s;           // per attempt; 0 = none
+    int retries;                // extra attempts after the first (default 2)
+    char **env;                 // (n_env) "KEY=VALUE" added to the worker's environment
+    int n_env;
+    char *settings_key;         // hex digest of every setting that changes outputs (not weight)
+} plan_model_t;
+
+typedef struct {
+    char *path;                 // the plan file, for messages
+    char *input;                // input CSV (first column "id")
+    char *output;               // submission path
+    char *work_dir;             // shards, outputs, logs, report.json, resume records
+    char **labels;              // (n_labels) default winner_model_a, winner_model_b, winner_tie
+    int n_labels;
+    int use_cpu;                // gpus: "cpu"
+    int gpus_auto;              // gpus: "auto" (NVML; falls back to cpu when no GPU)
+    int *gpus;                  // (n_gpus) explicit GPU indices
+    int n_gpus;
+    int cpu_workers;            // parallel slots on the CPU (default 1)
+    plan_model_t *models;       // (n_models) run one stage each, in this order
+    int n_models;
+    ensemble_method_t ensemble;
+    double kill_grace_s;        // SIGTERM -> SIGKILL delay (default 5)
+    double mem_tolerance_mib;   // allowed growth over the baseline after a stage (default 64)
+    double mem_wait_s;          // how long to wait for the driver to release memory (default 10)
+    mem_leak_policy_t mem_leak; // what to do when memory did not come back (default fail)
+    char *lm_worker_path;       // resolved lm-worker executable (NULL when no model uses it)
+    char *base_dir;             // absolute directory of the plan file; relative paths resolve here
+} plan_t;
+
+/* Load and validate the plan at path. Errors name the JSON path and line:column, e.g.
+ * "plan.json:7:15: models[1].tta[0]: unknown variant 'flip' (expected identity or swap_ab)".
+ * Relative paths in the plan are resolved against the plan file's directory. Returns 0, or -1
+ * with err set. */
+int plan_load(plan_t *plan, const char *path, err_t *err);
+void plan_free(plan_t *plan);
+
+/* Parse and validate plan JSON text (len bytes); `name` is the file name used in messages and
+ * whose directory relative paths resolve against. Unlike plan_load it does not look for the
+ * lm-worker executable. On failure plan is left zeroed. Returns 0, or -1 with err set. */
+int plan_load_buf(plan_t *plan, const char *buf, size_t len, const char *name, err_t *err);
+
+/* Set plan->lm_worker_path when a model uses `worker: "lm-worker"`: `lm-worker` next to this
+ * executable (/proc/self/exe) first, then on PATH. plan_load calls it. Returns 0, or -1 with
+ * err naming the model that needs it. */
+int plan_resolve_lm_worker(plan_t *plan, err_t *err);
+
+/* Apply the CLI's --gpus: "cpu", "auto" or a comma-separated list of GPU indices ("0,1").
+ * Returns 0, or -1 with err set (plan unchanged). */
+int plan_apply_gpus_override(plan_t *plan, const char *gpus_arg, err_t *err);
+
+/* Replace plan->work_dir (the CLI's --work-dir; relative to the current directory). Nothing
+ * caches the work directory before stage_jobs_build, so call it any time before that. */
+void plan_set_work_dir(plan_t *plan, const char *dir);
+
+/* ---------------------------------------------------------------- slots */
+
+typedef struct {
+    int gpu;                    // GPU index owned by this slot, or -1 on the CPU
+    char device[32];            // "cuda:0" / "cpu" ({device} and ORCHESTRATE_DEVICE)
+    char cuda_visible[16];      // CUDA_VISIBLE_DEVICES value ("0" or "")
+} slot_t;
+
+/* ---------------------------------------------------------------- jobs */
+
+typedef enum { JOB_PENDING = 0, JOB_RUNNING, JOB_DONE, JOB_REUSED, JOB_FAILED } job_status_t;
+
+#define JOB_MAX_ATTEMPTS 32
+
+typedef struct {
+    char name[160];             // "<model>.<variant>.s<k>of<n>", used for logs and console
+    int model;                  // index into plan->models
+    tta_t variant;
+    int shard, n_shards;        // k (0-based) and n
+    char *input_path;           // shard CSV (columns exchanged for swap_ab), written before running
+    char *output_path;          // where the worker must write its probability CSV
+    char *log_path;             // work_dir/logs/<name>.log
+    char *key;                  // resume key: digest of shard content + variant + settings_key
+    char **ids;                 // (n_rows) ids the output must contain, each exactly once
+    size_t n_rows;
+    size_t cost;                // text bytes in the shard: longest-first order and ETA
+    // filled while running
+    job_status_t status;
+    int slot;                   // slot that ran the last attempt (-1: none)
+    int attempts;
+    int exit_codes[JOB_MAX_ATTEMPTS]; // per attempt; -SIGNUM when killed by a signal
+    int timed_out[JOB_MAX_ATTEMPTS];  // per attempt: 1 when killed for timeout_s
+    int batch_size;             // batch size of the last attempt
+    int batch_sizes[JOB_MAX_ATTEMPTS]; // per attempt: the batch size it ran with
+    double t_start, t_end;      // wall clock (seconds since the epoch) of first start, last end
+    size_t rows_done;           // from progress lines, for the progress display
+    char last_error[512];       // last worker error line or validation failure
+} job_t;
+
+/* ---------------------------------------------------------------- planning side */
+
+/* Split the input's rows into n shards balanced by text length (greedy, longest row first, to
+ * the lightest shard). shard_of[r] receives the shard of row r. O(R log R). */
+void shard_assign(const csv_table_t *input, int n, int *shard_of);
+
+/* Validate a worker's probability CSV for job: header "id,<labels>", each of job->ids exactly
+ * once, values finite and in [0,1], rows summing to 1 within 1e-3. Returns 0, or -1 with err
+ * naming the file, line and field of the first offending row. */
+int validate_output(const plan_t *plan, const job_t *job, err_t *err);
+
+/* Build the jobs of model `model`'s stage: one per (TTA variant, shard) with n_shards = n_slots.
+ * Shards are assigned once per input (shard_assign) and written as CSVs under work_dir/shards,
+ * with response_a/response_b exchanged for swap_ab (every other column as in the input). A job
+ * whose key has a validated output recorded in work_dir (see resume_record) is marked
+ * JOB_REUSED and its output_path points at the recorded file. *jobs is allocated; free with
+ * stage_jobs_free. Returns 0, or -1 with err set. */
+int stage_jobs_build(const plan_t *plan, const csv_table_t *input, int model, int n_slots,
+                     job_t **jobs, int *n_jobs, err_t *err);
+void stage_jobs_free(job_t *jobs, int n_jobs);
+
+/* Check the input table: first column "id", ids non-empty and unique (naming the line of the
+ * first duplicate), and, when any model asks for swap_ab, columns response_a and response_b.
+ * stage_jobs_build calls it too; main may call it once right after reading the input.
+ * Returns 0, or -1 with err naming plan->input and the line. */
+int input_validate(const plan_t *plan, const csv_table_t *input, err_t *err);
+
+/* Record that job's output validated, so that a later run with the same key reuses it.
+ * Returns 0, or -1 with err set. */
+int resume_record(const plan_t *plan, const job_t *job, err_t *err);
+
+/* Merge one model's job outputs (all shards, all variants; swap_ab's first two label columns
+ * swapped back; variants averaged) into probs (input->n_rows, n_labels), in input order, and
+ * write work_dir/models/<name>.csv atomically. Returns 0, or -1 with err set. */
+int merge_model(const plan_t *plan, const csv_table_t *input, int model, const job_t *jobs,
+                int n_jobs, double *probs, err_t *err);
+
+/* Combine the models' probs (n_models arrays of (n_rows, n_labels)) with the plan's ensemble
+ * method and normalised weights, and write `id,<labels>` in input order to out_path (temp,
+ * fsync, rename). Returns 0, or -1 with err set. */
+int merge_ensemble(const plan_t *plan, const csv_table_t *input, double *const *model_probs,
+                   const char *out_path, err_t *err);
+
+/* ---------------------------------------------------------------- running side (run.c) */
+
+typedef struct run_ctx run_ctx_t;   // loop, signal handlers, console, report state
+
+/* Create the run context (one libuv loop, SIGINT/SIGTERM handlers, console mode). */
+run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err);
+void run_ctx_destroy(run_ctx_t *ctx);
+
+/* Run every job whose status is JOB_PENDING on the slots, longest first, until all are
+ * JOB_DONE or one fails for good. Each attempt: spawn (own process group, PDEATHSIG shim),
+ * stream its output to job->log_path and the console, enforce timeout_s (TERM, grace, KILL),
+ * then validate_output. Exit 75 (or "CUDA out of memory" in its log) halves the batch size;
+ * exit 65 fails the run at once; anything else retries up to the model's retries.
+ * Returns 0, or -1 with err set: err->code is 130/143 after SIGINT/SIGTERM, else 1. */
+int run_stage(run_ctx_t *ctx, job_t *jobs, int n_jobs, const slot_t *slots, int n_slots, err_t *err);
+
+#endif

@@ -1,0 +1,29 @@
+/* planning.h: helpers shared by the planning side's files (shard.c, stage.c, validate.c,
+ * merge.c, resume.c) and their tests and fuzz targets. Not part of orch.h because the running
+ * side has no business with them.
+ */
+#ifndef ORCH_PLANNING_H
+#define ORCH_PLANNING_H
+
+#include "orch.h"
+
+/* Text bytes of input row r: the byte lengths of all its cells but the id (column 0). */
+size_t shard_row_cost(const csv_table_t *input, size_t r);
+
+/* Check a parsed probability table: header "id,<labels>", each of ids[0..n_ids) exactly once,
+ * every value a finite number in [0,1], every row summing to 1 within 1e-3. `name` is the file
+ * named in messages. When vals is non-NULL it receives the values as (n_ids, n_labels) in the
+ * order of ids. Returns 0, or -1 with err naming the file, line and column. */
+int output_table_check(const char *const *labels, int n_labels, char *const *ids, size_t n_ids,
+                       const csv_table_t *t, const char *name, double *vals, err_t *err);
+
+/* work_dir/done/<key>.csv: where resume_record keeps job's validated output. malloc'd. */
+char *resume_path(const plan_t *plan, const char *key);
+
+/* Join path parts with '/'; returns a malloc'd string. */
+char *path_join3(const char *a, const char *b, const char *c);
+
+/* The TTA variant's name as written in plans and job names. */
+const char *tta_name(tta_t t);
+
+#endif

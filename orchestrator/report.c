@@ -1,0 +1,217 @@
+/* report.c: build report.json with jansson as stages finish, write it atomically, and print the
+ * summary table (see report.h). It reads job_t fields only; it changes nothing. */
+#include "report.h"
+
+#include <jansson.h>
+#include <math.h>
+
+#include "atomic_file.h"
+
+typedef struct {
+    char name[128];
+    int jobs, reused, attempts, failed;
+    size_t rows;              // rows over all the stage's jobs (a row counts once per variant)
+    size_t ran_rows;          // rows of the jobs that ran (not reused)
+    double wall_s, worker_s;
+} stage_sum_t;
+
+struct report {
+    json_t *root;             // the report object; "stages" and "jobs" grow as stages are added
+    json_t *stages, *jobs;    // borrowed references into root
+    stage_sum_t *sums;        // (n_sums) for the summary table
+    int n_sums;
+    double t_start;           // wall clock
+};
+
+static const char *variant_name(tta_t t) {
+    return t == TTA_SWAP_AB ? "swap_ab" : "identity";
+}
+
+static const char *status_name(const job_t *j) {
+    switch (j->status) {
+    case JOB_PENDING: return j->attempts > 0 ? "stopped" : "not run";
+    case JOB_RUNNING: return "running";
+    case JOB_DONE: return "done";
+    case JOB_REUSED: return "reused";
+    case JOB_FAILED: return "failed";
+    }
+    return "?";
+}
+
+static json_t *num(double v) {
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+report_t *report_create(const plan_t *plan, const slot_t *slots, int n_slots, double t_start_wall) {
+    report_t *r = xcalloc(1, sizeof *r);
+    r->t_start = t_start_wall;
+    r->root = json_object();
+    json_object_set_new(r->root, "orchestrate_version", json_string(ORCH_VERSION));
+    json_object_set_new(r->root, "plan", json_string(plan->path ? plan->path : ""));
+    json_object_set_new(r->root, "input", json_string(plan->input ? plan->input : ""));
+    json_object_set_new(r->root, "output", json_string(plan->output ? plan->output : ""));
+    json_object_set_new(r->root, "work_dir", json_string(plan->work_dir ? plan->work_dir : ""));
+    json_t *js = json_array();
+    for (int s = 0; s < n_slots; s++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "slot", json_integer(s));
+        json_object_set_new(o, "device", json_string(slots[s].device));
+        json_object_set_new(o, "gpu", slots[s].gpu >= 0 ? json_integer(slots[s].gpu) : json_null());
+        json_object_set_new(o, "cuda_visible_devices", json_string(slots[s].cuda_visible));
+        json_array_append_new(js, o);
+    }
+    json_object_set_new(r->root, "slots", js);
+    r->stages = json_array();
+    r->jobs = json_array();
+    json_object_set_new(r->root, "stages", r->stages);
+    json_object_set_new(r->root, "jobs", r->jobs);
+    return r;
+}
+
+void report_destroy(report_t *r) {
+    if (!r) return;
+    json_decref(r->root);
+    free(r->sums);
+    free(r);
+}
+
+static json_t *job_json(const plan_t *plan, const job_t *j) {
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(j->name));
+    json_object_set_new(o, "model", json_string(plan->models[j->model].name));
+    json_object_set_new(o, "variant", json_string(variant_name(j->variant)));
+    json_object_set_new(o, "shard", json_integer(j->shard));  // 0-based, as in the job name and ORCHESTRATE_SHARD
+    json_object_set_new(o, "n_shards", json_integer(j->n_shards));
+    json_object_set_new(o, "status", json_string(status_name(j)));
+    json_object_set_new(o, "reused", json_boolean(j->status == JOB_REUSED));
+    json_object_set_new(o, "slot", j->slot >= 0 ? json_integer(j->slot) : json_null());
+    json_object_set_new(o, "attempts", json_integer(j->attempts));
+    json_t *codes = json_array(), *tos = json_array(), *bss = json_array();
+    for (int k = 0; k < j->attempts && k < JOB_MAX_ATTEMPTS; k++) {
+        json_array_append_new(codes, json_integer(j->exit_codes[k]));
+        json_array_append_new(tos, json_boolean(j->timed_out[k]));
+        json_array_append_new(bss, json_integer(j->batch_sizes[k]));
+    }
+    json_object_set_new(o, "exit_codes", codes);
+    json_object_set_new(o, "timed_out", tos);
+    json_object_set_new(o, "batch_sizes", bss);
+    json_object_set_new(o, "rows", json_integer((json_int_t)j->n_rows));
+    json_object_set_new(o, "cost_bytes", json_integer((json_int_t)j->cost));
+    int ran = j->attempts > 0 && j->t_end > j->t_start;
+    json_object_set_new(o, "start", ran ? num(j->t_start) : json_null());
+    json_object_set_new(o, "end", ran ? num(j->t_end) : json_null());
+    double dur = ran ? j->t_end - j->t_start : 0;
+    json_object_set_new(o, "duration_s", ran ? num(dur) : json_null());
+    json_object_set_new(o, "rows_per_s",
+                        ran && j->status == JOB_DONE && dur > 0 ? num((double)j->n_rows / dur) : json_null());
+    json_object_set_new(o, "output", json_string(j->output_path ? j->output_path : ""));
+    json_object_set_new(o, "log", json_string(j->log_path ? j->log_path : ""));
+    if (j->last_error[0]) json_object_set_new(o, "last_error", json_string(j->last_error));
+    return o;
+}
+
+void report_add_stage(report_t *r, const plan_t *plan, int model, const job_t *jobs, int n_jobs,
+                      double stage_wall_s, const memcheck_gpu_t *mem, int n_mem) {
+    r->sums = xrealloc(r->sums, (size_t)(r->n_sums + 1) * sizeof *r->sums);
+    stage_sum_t *sum = &r->sums[r->n_sums++];
+    memset(sum, 0, sizeof *sum);
+    snprintf(sum->name, sizeof sum->name, "%s", plan->models[model].name);
+    sum->wall_s = stage_wall_s;
+    for (int i = 0; i < n_jobs; i++) {
+        const job_t *j = &jobs[i];
+        json_array_append_new(r->jobs, job_json(plan, j));
+        sum->jobs++;
+        sum->reused += j->status == JOB_REUSED;
+        sum->failed += j->status == JOB_FAILED;
+        sum->attempts += j->attempts;
+        sum->rows += j->n_rows;
+        if (j->status != JOB_REUSED) sum->ran_rows += j->n_rows;
+        if (j->attempts > 0 && j->t_end > j->t_start) sum->worker_s += j->t_end - j->t_start;
+    }
+    json_t *st = json_object();
+    json_object_set_new(st, "model", json_string(sum->name));
+    json_object_set_new(st, "wall_s", num(stage_wall_s));
+    json_object_set_new(st, "jobs", json_integer(sum->jobs));
+    json_object_set_new(st, "jobs_reused", json_integer(sum->reused));
+    json_object_set_new(st, "attempts", json_integer(sum->attempts));
+    json_object_set_new(st, "rows", json_integer((json_int_t)sum->rows));
+    json_t *jm = json_array();
+    for (int g = 0; g < n_mem; g++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "gpu", json_integer(mem[g].gpu));
+        json_object_set_new(o, "before_mib", num(mem[g].baseline_mib));
+        json_object_set_new(o, "after_mib", num(mem[g].after_mib));
+        json_object_set_new(o, "waited_s", num(mem[g].waited_s));
+        json_object_set_new(o, "leaked", json_boolean(mem[g].leaked));
+        json_t *h = json_array();
+        for (int k = 0; k < mem[g].n_holders; k++) json_array_append_new(h, json_integer(mem[g].holders[k]));
+        json_object_set_new(o, "holders", h);
+        json_object_set_new(o, "killed", json_integer(mem[g].killed));
+        json_array_append_new(jm, o);
+    }
+    json_object_set_new(st, "memory", jm);
+    json_array_append_new(r->stages, st);
+}
+
+int report_write(report_t *r, const char *path, const char *status, const char *failure,
+                 const report_times_t *t, err_t *err) {
+    json_object_set_new(r->root, "status", json_string(status));
+    json_object_set_new(r->root, "failure", failure ? json_string(failure) : json_null());
+    json_object_set_new(r->root, "started", num(r->t_start));
+    json_object_set_new(r->root, "ended", num(r->t_start + t->wall_s));
+    json_t *tot = json_object();
+    int jobs = 0, reused = 0, attempts = 0;
+    size_t rows = 0;
+    for (int s = 0; s < r->n_sums; s++) {
+        jobs += r->sums[s].jobs, reused += r->sums[s].reused;
+        attempts += r->sums[s].attempts, rows += r->sums[s].rows;
+    }
+    double overhead = t->wall_s - t->worker_s;
+    json_object_set_new(tot, "jobs", json_integer(jobs));
+    json_object_set_new(tot, "jobs_reused", json_integer(reused));
+    json_object_set_new(tot, "attempts", json_integer(attempts));
+    json_object_set_new(tot, "workers_spawned", json_integer(t->spawned));
+    json_object_set_new(tot, "rows", json_integer((json_int_t)rows));
+    json_object_set_new(tot, "wall_s", num(t->wall_s));
+    json_object_set_new(tot, "worker_s", num(t->worker_s));
+    json_object_set_new(tot, "overhead_s", num(overhead));
+    json_object_set_new(tot, "overhead_fraction", num(t->wall_s > 0 ? overhead / t->wall_s : 0));
+    json_t *br = json_object();
+    json_object_set_new(br, "read_input_s", num(t->read_input_s));
+    json_object_set_new(br, "build_jobs_s", num(t->build_jobs_s));
+    json_object_set_new(br, "validate_s", num(t->validate_s));
+    json_object_set_new(br, "merge_s", num(t->merge_s));
+    json_object_set_new(br, "memory_wait_s", num(t->memory_s));
+    json_object_set_new(tot, "overhead_breakdown", br);
+    json_object_set_new(r->root, "totals", tot);
+
+    char *text = json_dumps(r->root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+    if (!text) return err_fmt(err, "%s: cannot serialise the report", path);
+    atomic_file_t af;
+    if (atomic_file_open(&af, path, err) != 0) {
+        free(text);
+        return -1;
+    }
+    fputs(text, af.f);
+    fputc('\n', af.f);
+    free(text);
+    return atomic_file_commit(&af, err);
+}
+
+void report_print_summary(const report_t *r, const report_times_t *t, FILE *f) {
+    fprintf(f, "\n%-24s %6s %7s %9s %9s %10s %10s\n", "stage (model)", "jobs", "reused", "attempts",
+            "rows", "wall s", "rows/s");
+    for (int s = 0; s < r->n_sums; s++) {
+        const stage_sum_t *x = &r->sums[s];
+        fprintf(f, "%-24.24s %6d %7d %9d %9zu %10.2f %10.1f%s\n", x->name, x->jobs, x->reused,
+                x->attempts, x->rows, x->wall_s, x->wall_s > 0 ? (double)x->ran_rows / x->wall_s : 0.0,
+                x->failed ? "  FAILED" : "");
+    }
+    double overhead = t->wall_s - t->worker_s;
+    fprintf(f, "total: %.2f s wall, %.2f s with workers running, orchestration overhead %.2f s (%.1f%%: "
+               "input %.2f, sharding %.2f, validation %.2f, merge %.2f, GPU memory wait %.2f); "
+               "%d worker(s) started\n",
+            t->wall_s, t->worker_s, overhead, t->wall_s > 0 ? 100 * overhead / t->wall_s : 0.0,
+            t->read_input_s, t->build_jobs_s, t->validate_s, t->merge_s, t->memory_s, t->spawned);
+    fflush(f);
+}

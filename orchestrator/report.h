@@ -1,0 +1,46 @@
+/* report.h: work_dir/report.json and the summary table printed at the end of a run.
+ *
+ * main.c adds each stage as it finishes (the jobs are copied, since stage_jobs_free follows),
+ * then writes the report once, atomically, whether the run succeeded or not. The report is for
+ * people and scripts asking "where did the time go": per job attempts, exit codes, batch sizes,
+ * rows/s; per stage GPU memory; and the orchestration overhead (wall time not spent in workers).
+ */
+#ifndef ORCH_REPORT_H
+#define ORCH_REPORT_H
+
+#include <stdio.h>
+
+#include "memcheck.h"
+#include "orch.h"
+
+typedef struct report report_t;
+
+/* Wall-clock accounting for the totals (seconds). */
+typedef struct {
+    double wall_s;          // the whole run
+    double worker_s;        // at least one worker alive
+    double read_input_s;    // reading the input CSV
+    double build_jobs_s;    // sharding and resume lookups (stage_jobs_build)
+    double validate_s;      // validating worker outputs
+    double merge_s;         // merge_model + merge_ensemble
+    double memory_s;        // waiting for GPU memory between stages
+    int spawned;            // worker processes started
+} report_times_t;
+
+report_t *report_create(const plan_t *plan, const slot_t *slots, int n_slots, double t_start_wall);
+void report_destroy(report_t *r);
+
+/* Add a finished (or failed) stage: its jobs and the memory readings after it (mem may be NULL
+ * when n_mem is 0). */
+void report_add_stage(report_t *r, const plan_t *plan, int model, const job_t *jobs, int n_jobs,
+                      double stage_wall_s, const memcheck_gpu_t *mem, int n_mem);
+
+/* Write the report to path atomically. status is "ok", "failed" or "interrupted"; failure is the
+ * reason (NULL when ok). Returns 0, or -1 with err set. */
+int report_write(report_t *r, const char *path, const char *status, const char *failure,
+                 const report_times_t *t, err_t *err);
+
+/* Print the per-stage summary table and the totals to f. */
+void report_print_summary(const report_t *r, const report_times_t *t, FILE *f);
+
+#endif

@@ -1,0 +1,68 @@
+/* resume.c: remember validated outputs by resume key, so that a rerun (after a crash, a
+ * Ctrl-C, or with one model added to the plan) skips every job whose shard, variant and model
+ * settings are unchanged.
+ *
+ * The record is work_dir/done/<key>.csv: a hard link to the validated output when the
+ * filesystem allows it (no copy of a large file), else a copy. Either way it appears atomically
+ * (link or write to a temp name, then rename), so a crash never leaves a half record. Workers
+ * replace their output by rename, never in place, so a later write to the output path cannot
+ * change a linked record. It deliberately does not expire records: deleting work_dir is the
+ * way to start over.
+ */
+#include <unistd.h>
+
+#include "atomic_file.h"
+#include "planning.h"
+
+char *resume_path(const plan_t *plan, const char *key) {
+    size_t n = strlen(key) + 8;
+    char *file = xmalloc(n);
+    snprintf(file, n, "%s.csv", key);
+    char *p = path_join3(plan->work_dir, "done", file);
+    free(file);
+    return p;
+}
+
+static int copy_file(const char *src, const char *dst, err_t *err) {
+    size_t len;
+    char *data = fs_read_all(src, &len, err);
+    if (!data) return -1;
+    atomic_file_t af;
+    int rc = atomic_file_open(&af, dst, err);
+    if (rc == 0 && len && fwrite(data, 1, len, af.f) != len) {
+        atomic_file_abort(&af);
+        rc = err_fmt(err, "%s: write failed: %s", dst, strerror(errno));
+    } else if (rc == 0) {
+        rc = atomic_file_commit(&af, err);
+    }
+    free(data);
+    return rc;
+}
+
+int resume_record(const plan_t *plan, const job_t *job, err_t *err) {
+    char *dir = path_join3(plan->work_dir, "done", NULL);
+    int rc = fs_mkdir_p(dir, err);
+    free(dir);
+    if (rc != 0) return -1;
+    char *dst = resume_path(plan, job->key);
+    if (strcmp(dst, job->output_path) == 0) {   // a reused job: its output is the record
+        free(dst);
+        return 0;
+    }
+    size_t n = strlen(dst) + 32;
+    char *tmp = xmalloc(n);
+    snprintf(tmp, n, "%s.link.%ld", dst, (long)getpid());
+    unlink(tmp);
+    if (link(job->output_path, tmp) == 0) {
+        if (rename(tmp, dst) != 0) {
+            rc = err_fmt(err, "rename %s -> %s failed: %s", tmp, dst, strerror(errno));
+            unlink(tmp);
+        }
+    } else {
+        rc = copy_file(job->output_path, dst, err);   // EXDEV, EPERM (no hard links), ...
+    }
+    if (rc != 0) err_prefix(err, "recording %s for resume", job->name);
+    free(tmp);
+    free(dst);
+    return rc;
+}

@@ -1,0 +1,42 @@
+/* run.h: what the running side offers main.c beyond orch.h's run_ctx_create / run_stage:
+ * signal polling outside run_stage, an interruptible sleep (for NVML waits), the console, and
+ * the accounting that report.json needs (time spent in workers, in validation). */
+#ifndef ORCH_RUN_H
+#define ORCH_RUN_H
+
+#include <sys/types.h>
+
+#include "orch.h"
+#include "progress.h"
+
+/* Process pending events without blocking. Returns the signal (SIGINT/SIGTERM) received so far,
+ * or 0. main calls it before irreversible steps (writing the submission). */
+int run_ctx_poll_signal(run_ctx_t *ctx);
+
+/* Sleep for seconds while still handling signals. Returns 0, or the signal that cut it short. */
+int run_ctx_sleep(run_ctx_t *ctx, double seconds);
+
+/* The console (worker lines, notes, progress) that main should print through. */
+progress_t *run_ctx_console(run_ctx_t *ctx);
+
+/* Wall seconds during which at least one worker process was alive, summed over the run. */
+double run_ctx_worker_seconds(const run_ctx_t *ctx);
+
+/* Wall seconds spent validating worker outputs and recording them for resume. */
+double run_ctx_validate_seconds(const run_ctx_t *ctx);
+
+/* Workers started so far (attempts that reached uv_spawn successfully). */
+int run_ctx_spawned(const run_ctx_t *ctx);
+
+/* 1 when pid belongs to one of the process groups this run started (a worker or one of its
+ * children), else 0. Used to decide which GPU memory holders orchestrate may kill. */
+int run_ctx_owns_pid(const run_ctx_t *ctx, pid_t pid);
+
+/* "SIGTERM", "SIGKILL", ... ("signal N" when unnamed). The buffer is static: use it at once. */
+const char *run_signal_name(int sig);
+
+/* Monotonic seconds (for durations) and wall-clock seconds since the epoch (for reports). */
+double run_now_mono(void);
+double run_now_wall(void);
+
+#endif

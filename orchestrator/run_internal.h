@@ -1,0 +1,128 @@
+/* run_internal.h: the state shared by run.c (scheduling, outcomes, retries) and attempt.c (one
+ * worker process under libuv: spawn, pipes, timeout, kill). Not for other modules. */
+#ifndef ORCH_RUN_INTERNAL_H
+#define ORCH_RUN_INTERNAL_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "orch.h"
+#include "progress.h"
+
+typedef struct attempt attempt_t;
+
+/* For libuv calls that fail only on a programming error (a closed handle, a bad argument):
+ * abort with the statement, file:line and libuv's message, like ASSERT. */
+#define UV_CHECK(call)                                                                      \
+    do {                                                                                    \
+        int uv_check_rc_ = (call);                                                          \
+        if (uv_check_rc_ < 0) {                                                             \
+            fprintf(stderr, "fatal: %s failed at %s:%d: %s\n", #call, __FILE__, __LINE__,   \
+                    uv_strerror(uv_check_rc_));                                             \
+            abort();                                                                        \
+        }                                                                                   \
+    } while (0)
+
+enum { STREAM_OUT = 0, STREAM_ERR = 1, STREAM_PROGRESS = 2, N_STREAMS = 3 };
+#define STREAM_LINE_MAX 4096   // longer lines are split; a progress line is far shorter
+
+typedef struct {
+    uv_pipe_t pipe;
+    attempt_t *a;
+    int kind;                   // STREAM_*
+    int closed;                 // uv_close called
+    char line[STREAM_LINE_MAX]; // the partial line received so far
+    size_t n;
+    char rbuf[65536];           // libuv read buffer
+} stream_t;
+
+struct attempt {
+    run_ctx_t *ctx;
+    int job;                    // index into ctx->jobs
+    int slot;                   // index into ctx->slots
+    int index;                  // 0-based attempt number of the job
+    uv_process_t proc;
+    uv_timer_t timer;           // timeout, then kill grace, then (after exit) the EOF wait
+    stream_t streams[N_STREAMS];
+    int handles_open;           // libuv handles not yet closed; the attempt ends at 0
+    int timer_closed;
+    int spawned;                // uv_spawn succeeded
+    int spawn_error;            // uv_spawn's negative errno, or 0
+    int exited;                 // exit callback ran
+    int64_t exit_status;
+    int term_signal;
+    int kill_stage;             // 0 nothing sent, 1 SIGTERM sent to the group, 2 SIGKILL sent
+    int timed_out;              // killed because the model's timeout_s passed
+    int stopped;                // killed because the run is stopping
+    int cuda_oom;               // "CUDA out of memory" appeared in the output
+    int log_fd;                 // job->log_path opened for append, or -1
+    pid_t pid;                  // also the process group id (the worker leads its own group)
+    double t_start, t_exit;     // monotonic seconds
+    char last_err[512];         // last non-empty stderr line (else stdout line)
+    int err_line_seen;          // last_err holds a stderr line (which stdout lines never replace)
+};
+
+struct run_ctx {
+    const plan_t *plan;
+    uv_loop_t loop;
+    uv_signal_t sig_int, sig_term;
+    uv_timer_t tick;            // progress redraw / periodic line
+    uv_timer_t sleeper;         // run_ctx_sleep
+    int interrupted;            // first SIGINT/SIGTERM received, or 0
+    char shim_exe[PATH_MAX];    // this executable, re-run as `--shim`
+    progress_t console;
+    int cpu_threads;            // --threads for lm-worker on CPU slots
+    // the stage being run (valid inside run_stage)
+    job_t *jobs;
+    int n_jobs;
+    const slot_t *slots;
+    int n_slots;
+    int *queue;                 // (n_jobs) pending job indices, longest first, from q_head
+    int q_head, q_tail;
+    int *failures;              // (n_jobs) failed attempts counted against `retries`
+    attempt_t **running;        // (n_slots) the attempt on each slot, or NULL
+    int n_running;
+    int stopping;               // start nothing new; running workers are being stopped
+    int failed;                 // a job failed for good; `fail` says why
+    err_t fail;
+    // accounting for report.json
+    int n_live;                 // worker processes alive now
+    double busy_since, busy_s;  // monotonic start of the current busy span, total busy time
+    double validate_s;
+    int spawned;
+    pid_t *pgids;               // (n_pgids) every process group started by this run
+    int n_pgids, cap_pgids;
+};
+
+/* attempt.c: start attempt `a->index` of job on slot. Returns the attempt (which finishes later
+ * through run_attempt_done, also when uv_spawn fails), or NULL with err set when the command
+ * line cannot be built (a configuration error). */
+attempt_t *attempt_start(run_ctx_t *ctx, int job, int slot, err_t *err);
+
+/* Stop the attempt's worker: SIGTERM to its group and SIGKILL after the plan's kill_grace_s, or
+ * SIGKILL at once when hard. Marks the attempt as stopped. */
+void attempt_stop(attempt_t *a, int hard);
+
+/* Append one line to the attempt's log (prefixed "orchestrate: "). */
+void attempt_log(attempt_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Delete job's output and any "<output>.tmp*" next to it: before every attempt, so that it
+ * cannot pass off an earlier attempt's (partial) file as its own, and after a job failed for
+ * good, so that nothing half-written stays behind. */
+void attempt_remove_outputs(const job_t *job);
+
+/* Close the log and free the attempt. Its handles must all be closed. */
+void attempt_free(attempt_t *a);
+
+/* run.c: called exactly once per attempt, after its exit callback and after every handle
+ * (process, pipes, timer) is closed. */
+void run_attempt_done(run_ctx_t *ctx, attempt_t *a);
+
+/* run.c: progress line from a worker: done of total items. */
+void run_attempt_progress(run_ctx_t *ctx, attempt_t *a, double done, double total);
+
+#endif

@@ -1,0 +1,31 @@
+# validation: outputs with a wrong id, a NaN, or only half the rows (written straight to the
+# output path, exit 0) are rejected; the failure names the file and line; nothing is left at
+# the output path and no submission is written.
+. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+set -e
+
+check() {
+    local flag=$1 want=$2
+    rm -rf "$T/work" "$T/sub.csv"
+    WORKERS=1 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]' '"retries": 0' "$flag")"
+    run_orch --plan "$T/plan.json"
+    expect_rc 1
+    last_line | grep -q "^orchestrate: failed: .*output rejected: $T/work/outputs/m1/m1.identity.s0of1.csv: $want" \
+        || { show_log; fail "$flag: wrong failure line"; }
+    [ ! -e "$T/sub.csv" ] || fail "$flag: a submission was written"
+    [ -z "$(ls -A "$T/work/outputs/m1")" ] || fail "$flag: left in outputs: $(ls -A "$T/work/outputs/m1")"
+    [ -z "$(ls -A "$T/work/done")" ] || fail "$flag: a rejected output was recorded for resume"
+    grep -q "output rejected: .*$want" "$T/work/logs/m1.identity.s0of1.log" || fail "$flag: the log does not name the row"
+    no_leftovers
+}
+check --wrong-id "line 2: id 'wrong-"
+check --nan "line 2: column 2 'winner_model_a'"
+check --partial-ok "id '.*' is missing"
+
+# A worker that dies half way leaves its temp file; it must not survive the failed run.
+WORKERS=1 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]' '"retries": 1' --partial)"
+run_orch --plan "$T/plan.json"
+expect_rc 1
+[ -z "$(ls -A "$T/work/outputs/m1")" ] || fail "--partial: left in outputs: $(ls -A "$T/work/outputs/m1")"
+no_leftovers
+echo ok

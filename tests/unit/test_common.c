@@ -1,0 +1,145 @@
+/* test_common.c: common/ — CSV reading (line numbers, quoting, errors), minimal-quoting writes,
+ * atomic files (nothing at the final path until commit), and err_t helpers. */
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "atomic_file.h"
+#include "csv_io.h"
+#include "json_util.h"
+#include "tinytest.h"
+
+static char tmpdir[256];
+
+static void make_tmpdir(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_common.XXXXXX");
+    if (!mkdtemp(tmpdir)) abort();
+}
+
+TEST(test_csv_parse_quotes_and_lines) {
+    const char *text = "id,text\n1,plain\n2,\"with, comma\"\n3,\"multi\nline \"\"quoted\"\"\"\n4,\n";
+    csv_table_t t;
+    err_t err = {0};
+    EXPECT(csv_table_parse(&t, text, strlen(text), "x.csv", &err) == 0);
+    EXPECT(t.n_cols == 2 && t.n_rows == 4);
+    EXPECT(strcmp(t.header[1], "text") == 0);
+    EXPECT(strcmp(csv_cell(&t, 1, 1), "with, comma") == 0);
+    EXPECT(strcmp(csv_cell(&t, 2, 1), "multi\nline \"quoted\"") == 0);
+    EXPECT(csv_cell_len(&t, 3, 1) == 0);
+    EXPECT(t.lines[0] == 2 && t.lines[1] == 3 && t.lines[2] == 4 && t.lines[3] == 6);
+    EXPECT(csv_table_col(&t, "text") == 1 && csv_table_col(&t, "nope") == -1);
+    csv_table_free(&t);
+}
+
+TEST(test_csv_multiline_first_field_line) {
+    const char *text = "id,v\n\"a\nb\",1\n\n\"c\",2\n";
+    csv_table_t t;
+    err_t err = {0};
+    EXPECT(csv_table_parse(&t, text, strlen(text), "m.csv", &err) == 0);
+    EXPECT(t.n_rows == 2);
+    EXPECT(t.lines[0] == 2);  // the row starts where its first field starts, not where it ends
+    EXPECT(t.lines[1] == 5);  // a blank line is skipped but counted
+    csv_table_free(&t);
+}
+
+TEST(test_csv_errors_name_line) {
+    csv_table_t t;
+    err_t err = {0};
+    const char *ragged = "a,b\n1,2\n3\n";
+    EXPECT(csv_table_parse(&t, ragged, strlen(ragged), "r.csv", &err) == -1);
+    EXPECT_STR_CONTAINS(err.msg, "r.csv: line 3");
+    const char *unterminated = "a,b\n1,\"open\n";
+    EXPECT(csv_table_parse(&t, unterminated, strlen(unterminated), "u.csv", &err) == -1);
+    EXPECT_STR_CONTAINS(err.msg, "u.csv: line 2");
+    EXPECT(csv_table_parse(&t, "", 0, "e.csv", &err) == -1);
+    EXPECT_STR_CONTAINS(err.msg, "empty file");
+    EXPECT(csv_table_read(&t, "/nonexistent/x.csv", &err) == -1);
+    EXPECT_STR_CONTAINS(err.msg, "/nonexistent/x.csv");
+}
+
+TEST(test_csv_bom_and_crlf) {
+    const char *text = "\xEF\xBB\xBFid,v\r\n7,x\r\n";
+    csv_table_t t;
+    err_t err = {0};
+    EXPECT(csv_table_parse(&t, text, strlen(text), "b.csv", &err) == 0);
+    EXPECT(strcmp(t.header[0], "id") == 0);
+    EXPECT(t.n_rows == 1 && strcmp(csv_cell(&t, 0, 1), "x") == 0);
+    csv_table_free(&t);
+}
+
+TEST(test_csv_write_roundtrip) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/w.csv", tmpdir);
+    FILE *f = fopen(path, "w");
+    const char *row1[] = {"id", "text"};
+    const char *row2[] = {"1", "a,\"b\"\nc"};
+    const char *row3[] = {"2", "plain"};
+    EXPECT(csv_write_row(f, row1, 2) == 0 && csv_write_row(f, row2, 2) == 0 && csv_write_row(f, row3, 2) == 0);
+    fclose(f);
+    size_t len;
+    err_t err = {0};
+    char *data = fs_read_all(path, &len, &err);
+    EXPECT(data && strstr(data, "2,plain\n") != NULL);  // no quotes when not needed
+    csv_table_t t;
+    EXPECT(csv_table_read(&t, path, &err) == 0);
+    EXPECT(t.n_rows == 2 && strcmp(csv_cell(&t, 0, 1), row2[1]) == 0);
+    csv_table_free(&t);
+    free(data);
+}
+
+TEST(test_atomic_file) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/out.csv", tmpdir);
+    atomic_file_t af;
+    err_t err = {0};
+    EXPECT(atomic_file_open(&af, path, &err) == 0);
+    fputs("hello\n", af.f);
+    EXPECT(access(path, F_OK) != 0);  // nothing at the final path before commit
+    EXPECT(atomic_file_commit(&af, &err) == 0);
+    EXPECT(access(path, F_OK) == 0);
+    EXPECT(atomic_file_open(&af, path, &err) == 0);
+    fputs("half", af.f);
+    atomic_file_abort(&af);
+    size_t len;
+    char *data = fs_read_all(path, &len, &err);
+    EXPECT(data && strcmp(data, "hello\n") == 0);  // abort left the old file alone
+    free(data);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/a/b/c", tmpdir);
+    EXPECT(fs_mkdir_p(dir, &err) == 0);
+    struct stat st;
+    EXPECT(stat(dir, &st) == 0 && S_ISDIR(st.st_mode));
+    snprintf(dir, sizeof dir, "%s/nodir/x.csv", tmpdir);
+    EXPECT(atomic_file_open(&af, dir, &err) == -1);
+    EXPECT_STR_CONTAINS(err.msg, "nodir");
+}
+
+TEST(test_json_errors) {
+    err_t err = {0};
+    json_t *j = json_util_load_buf("{\n  \"a\": 1,\n  \"a\": 2\n}", 22, "p.json", &err);
+    EXPECT(j == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "p.json:3:");
+    j = json_util_load_buf("[1, 2", 5, "q.json", &err);
+    EXPECT(j == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "q.json:1:");
+}
+
+TEST(test_err_helpers) {
+    err_t err = {0};
+    EXPECT(err_fmt(&err, "x %d", 1) == -1);
+    EXPECT(err_prefix(&err, "file.csv") == -1);
+    EXPECT(strcmp(err.msg, "file.csv: x 1") == 0);
+    EXPECT(err_code(&err, 75, "oom") == -1 && err.code == 75);
+    EXPECT(err_fmt(NULL, "ignored") == -1);
+}
+
+int main(void) {
+    make_tmpdir();
+    tt_fn_ fns[] = {test_csv_parse_quotes_and_lines, test_csv_multiline_first_field_line, test_csv_errors_name_line, test_csv_bom_and_crlf,
+                    test_csv_write_roundtrip, test_atomic_file, test_json_errors, test_err_helpers};
+    int rc = tt_run_("csv_parse_quotes_and_lines, csv_multiline_first_field_line, csv_errors_name_line, csv_bom_and_crlf, csv_write_roundtrip, "
+                     "atomic_file, json_errors, err_helpers", fns, (int)(sizeof fns / sizeof fns[0]));
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) return 1;
+    return rc;
+}

@@ -1,0 +1,620 @@
+/* test_kernels.c: every CUDA backend op against the CPU reference op (backend_cpu.c) on fresh
+ * random inputs, llm.c style: |gpu - cpu| <= atol + rtol * |cpu| with a tolerance per compute
+ * dtype, the first mismatches printed.
+ *
+ * Inputs are made exactly representable in the GPU's compute dtype first (rounded on the GPU
+ * and read back), and weights are read back after upload (rounded, or int8-dequantised), so the
+ * CPU computes in fp32 on exactly the values the GPU sees: the comparison measures the kernels'
+ * own rounding, not the inputs'. Backends covered: fp32, bf16 (sm_80+), fp16, int8 weights, and
+ * bf16/fp16 with the generic attention kernel forced (LM_ATTN_GENERIC=1).
+ *
+ * Skips (exit 77) when built without CUDA or when no device is present: it needs a GPU to mean
+ * anything. tools/gpu-check.sh runs it on one.
+ */
+#include <stdio.h>
+
+#ifndef LM_HAVE_CUDA
+int main(void) {
+    printf("test_kernels: skipped: this build has no CUDA backend (no nvcc at configure time)\n");
+    return 77;
+}
+#else
+
+#include <cuda_runtime_api.h>
+
+#include "backend.h"
+#include "backend_cpu.h"
+#include "exit_codes.h"
+#include "kernels.h"
+#include "quant.h"
+#include "tinytest.h"
+
+/* A test-infrastructure CUDA failure: not a kernel mismatch, so stop right here. */
+#define TCK(call)                                                                                          \
+    do {                                                                                                   \
+        cudaError_t e_ = (call);                                                                           \
+        if (e_ != cudaSuccess) {                                                                           \
+            fprintf(stderr, "test_kernels: %s failed at %s:%d: %s\n", #call, __FILE__, __LINE__,           \
+                    cudaGetErrorString(e_));                                                               \
+            exit(1);                                                                                       \
+        }                                                                                                  \
+    } while (0)
+
+typedef struct {
+    const char *name;
+    backend_t *b;
+    int attn_only; // used by the attention test alone (forced generic kernel)
+} gpu_t;
+
+enum { N_GPUS = 5 };
+static gpu_t g_gpus[N_GPUS];
+static backend_t *g_cpu;
+
+/* ---------------------------------------------------------------------------------------------
+ * Random inputs and comparisons
+ * ------------------------------------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x853c49e6748fea9bull;
+
+static double urand(void) { // uniform in [0, 1), splitmix64
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
+
+static float nrand(void) {
+    double u = urand(), v = urand();
+    return (float)(sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v));
+}
+
+static float *randn(size_t n, float std) {
+    float *p = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = std * nrand();
+    return p;
+}
+
+typedef struct {
+    double atol, rtol;
+} tol_t;
+
+/* fp32: only summation order differs (reductions get more room); bf16 and fp16: the output is
+ * rounded to 8 or 11 significant bits, plus intermediate roundings inside the op. */
+static tol_t tol_for(dtype_t dt, int reduction) {
+    if (dt == DT_BF16) return (tol_t){2e-2, 2e-2};
+    if (dt == DT_F16) return (tol_t){5e-3, 5e-3};
+    return reduction ? (tol_t){1e-4, 1e-4} : (tol_t){1e-5, 1e-5};
+}
+
+/* Compare got (GPU) with ref (CPU); print the first 10 mismatches. Returns the mismatch count. */
+static size_t compare(const char *what, const float *got, const float *ref, size_t n, tol_t tol) {
+    size_t bad = 0;
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]), lim = tol.atol + tol.rtol * fabs((double)ref[i]);
+        if (!(d <= lim)) { // NaN fails too
+            if (bad < 10)
+                fprintf(stderr, "  mismatch %s: [%zu] gpu %.7g cpu %.7g |diff| %.3g > %.3g\n", what, i, (double)got[i],
+                        (double)ref[i], d, lim);
+            bad++;
+        }
+        if (d / lim > worst) worst = d / lim;
+    }
+    EXPECT_MSG(bad == 0, "%s: %zu of %zu values outside |gpu-cpu| <= %g + %g*|cpu|", what, bad, n, tol.atol, tol.rtol);
+    printf("  %-58s n=%-7zu worst |diff|/tol = %.3f%s\n", what, n, worst, bad ? "  MISMATCH" : "");
+    return bad;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Moving data between the test, the CPU backend and a GPU backend
+ * ------------------------------------------------------------------------------------------- */
+
+static void gpu_sync(backend_t *g) {
+    err_t err = {0};
+    if (g->ops->sync(g, &err)) {
+        fprintf(stderr, "test_kernels: backend sync failed: %s\n", err.msg);
+        exit(1);
+    }
+    TCK(cudaDeviceSynchronize());
+}
+
+/* A new GPU buffer of `kind` holding host[0..n). For ACT_WORK the values are rounded to the
+ * compute dtype and host[] is overwritten with the rounded values, so the CPU sees them too. */
+static void *gpu_put(backend_t *g, float *host, size_t n, act_kind_t kind) {
+    void *d = g->ops->act_alloc(g, n, kind);
+    float *tmp = NULL;
+    ASSERT(d != NULL);
+    TCK(cudaMalloc((void **)&tmp, n * sizeof(float)));
+    TCK(cudaMemcpy(tmp, host, n * sizeof(float), cudaMemcpyHostToDevice));
+    if (kind == ACT_RESIDUAL) {
+        TCK(cudaMemcpy(d, tmp, n * sizeof(float), cudaMemcpyDeviceToDevice));
+    } else {
+        TCK(convert_from_f32(d, tmp, n, (kdtype_t)g->compute, 0));
+        TCK(convert_to_f32(tmp, d, n, (kdtype_t)g->compute, 0));
+        TCK(cudaMemcpy(host, tmp, n * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    TCK(cudaDeviceSynchronize());
+    TCK(cudaFree(tmp));
+    return d;
+}
+
+/* host[0..n) = the GPU buffer d of `kind`, in fp32, after the backend's queued work is done. */
+static void gpu_get(backend_t *g, float *host, const void *d, size_t n, act_kind_t kind) {
+    float *tmp = NULL;
+    gpu_sync(g);
+    TCK(cudaMalloc((void **)&tmp, n * sizeof(float)));
+    if (kind == ACT_RESIDUAL) TCK(cudaMemcpy(tmp, d, n * sizeof(float), cudaMemcpyDeviceToDevice));
+    else TCK(convert_to_f32(tmp, d, n, (kdtype_t)g->compute, 0));
+    TCK(cudaMemcpy(host, tmp, n * sizeof(float), cudaMemcpyDeviceToHost));
+    TCK(cudaFree(tmp));
+}
+
+/* A CPU backend buffer holding a copy of host[0..n). */
+static float *cpu_put(const float *host, size_t n) {
+    float *p = g_cpu->ops->act_alloc(g_cpu, n, ACT_WORK);
+    ASSERT(p != NULL);
+    memcpy(p, host, n * sizeof(float));
+    return p;
+}
+
+/* Upload host (rows, cols) as a GPU weight; exact[] receives the values the GPU computes with
+ * (rounded to the compute dtype, or int8-dequantised then rounded), and *cw a CPU view of it. */
+static void weight_put(backend_t *g, bweight_t *gw, bweight_t *cw, float *exact, const float *host, int rows,
+                       int cols) {
+    size_t n = (size_t)rows * cols;
+    float *tmp = NULL;
+    void *tmp_dt = NULL;
+    ASSERT(g->ops->weight_upload(g, gw, host, rows, cols) == 0);
+    gpu_sync(g);
+    TCK(cudaMalloc((void **)&tmp, n * sizeof(float)));
+    if (gw->dtype == DT_I8) {
+        TCK(cudaMalloc(&tmp_dt, n * 4));
+        TCK(dequant_int8_forward(tmp_dt, gw->data, gw->scales, rows, cols, (kdtype_t)g->compute, 0));
+        TCK(convert_to_f32(tmp, tmp_dt, n, (kdtype_t)g->compute, 0));
+    } else {
+        TCK(convert_to_f32(tmp, gw->data, n, (kdtype_t)g->compute, 0));
+    }
+    TCK(cudaMemcpy(exact, tmp, n * sizeof(float), cudaMemcpyDeviceToHost));
+    TCK(cudaFree(tmp));
+    if (tmp_dt) TCK(cudaFree(tmp_dt));
+    *cw = cpu_weight_wrap(exact, rows, cols);
+}
+
+/* A host batch of B sequences of the given lengths, random tokens below vocab. Free with free(). */
+typedef struct {
+    bbatch_t bt;
+    int32_t *mem;
+} host_batch_t;
+
+static host_batch_t batch_make(const int *lens, int B, int vocab) {
+    host_batch_t h = {0};
+    int T = 0, max_len = 0;
+    for (int b = 0; b < B; b++) {
+        T += lens[b];
+        if (lens[b] > max_len) max_len = lens[b];
+    }
+    h.mem = xmalloc((size_t)(2 * T + 2 * B + 1) * sizeof(int32_t));
+    h.bt = (bbatch_t){.B = B, .T = T, .max_len = max_len, .tokens = h.mem, .pos = h.mem + T,
+                      .cu_seqlens = h.mem + 2 * T, .last = h.mem + 2 * T + B + 1};
+    h.bt.cu_seqlens[0] = 0;
+    for (int b = 0; b < B; b++) {
+        h.bt.cu_seqlens[b + 1] = h.bt.cu_seqlens[b] + lens[b];
+        for (int i = 0; i < lens[b]; i++) h.bt.pos[h.bt.cu_seqlens[b] + i] = i;
+        h.bt.last[b] = h.bt.cu_seqlens[b + 1] - 1;
+    }
+    for (int t = 0; t < T; t++) h.bt.tokens[t] = (int32_t)(urand() * vocab);
+    h.bt.h_cu_seqlens = h.bt.cu_seqlens;
+    return h;
+}
+
+static void batch_free_dev(backend_t *be, bbatch_t *bt) {
+    be->ops->mem_free(be, bt->tokens);
+    be->ops->mem_free(be, bt->pos);
+    be->ops->mem_free(be, bt->cu_seqlens);
+    be->ops->mem_free(be, bt->last);
+    memset(bt, 0, sizeof *bt);
+}
+
+/* Run the following block once for each GPU backend g (named gname) whose compute dtype is dt. */
+#define FOR_GPUS(g, gname, dt)                                                              \
+    for (int gi_ = 0; gi_ < N_GPUS; gi_++)                                                  \
+        for (backend_t *g = g_gpus[gi_].attn_only ? NULL : g_gpus[gi_].b; g; g = NULL)      \
+            for (const char *gname = g_gpus[gi_].name; gname; gname = NULL)                 \
+                for (int dt_once_ = 1; dt_once_; dt_once_ = 0)                              \
+                    for (dtype_t dt = g->compute; dt_once_; dt_once_ = 0)
+
+/* ---------------------------------------------------------------------------------------------
+ * Tests, one per op
+ * ------------------------------------------------------------------------------------------- */
+
+TEST(test_embed) {
+    int lens[] = {1, 17, 40}, vocab = 300, dim = 200;
+    host_batch_t h = batch_make(lens, 3, vocab);
+    float *emb = randn((size_t)vocab * dim, 1.0f), *exact = xmalloc((size_t)vocab * dim * sizeof(float));
+    float *got = xmalloc((size_t)h.bt.T * dim * sizeof(float));
+    bbatch_t cbt = {0};
+    ASSERT(g_cpu->ops->batch_upload(g_cpu, &cbt, &h.bt) == 0);
+    FOR_GPUS(g, name, dt) {
+        bweight_t gw, cw;
+        bbatch_t gbt = {0};
+        weight_put(g, &gw, &cw, exact, emb, vocab, dim);
+        ASSERT(g->ops->batch_upload(g, &gbt, &h.bt) == 0);
+        float scales[2] = {1.0f, sqrtf((float)dim)}; // Llama, Gemma
+        for (int s = 0; s < 2; s++) {
+            float *gx = g->ops->act_alloc(g, (size_t)h.bt.T * dim, ACT_RESIDUAL);
+            float *cx = g_cpu->ops->act_alloc(g_cpu, (size_t)h.bt.T * dim, ACT_RESIDUAL);
+            g->ops->embed(g, gx, &gw, &gbt, dim, scales[s]);
+            g_cpu->ops->embed(g_cpu, cx, &cw, &cbt, dim, scales[s]);
+            gpu_get(g, got, gx, (size_t)h.bt.T * dim, ACT_RESIDUAL);
+            char what[128];
+            snprintf(what, sizeof what, "embed %s scale %.4g", name, (double)scales[s]);
+            compare(what, got, cx, (size_t)h.bt.T * dim, tol_for(dt, 0));
+            g->ops->mem_free(g, gx);
+            g_cpu->ops->mem_free(g_cpu, cx);
+        }
+        g->ops->weight_free(g, &gw);
+        batch_free_dev(g, &gbt);
+    }
+    batch_free_dev(g_cpu, &cbt);
+    free(h.mem), free(emb), free(exact), free(got);
+}
+
+TEST(test_rmsnorm) {
+    int shapes[][2] = {{33, 128}, {5, 1001}, {2, 3584}};
+    FOR_GPUS(g, name, dt) {
+        for (int s = 0; s < 3; s++) {
+            int T = shapes[s][0], dim = shapes[s][1];
+            float *x = randn((size_t)T * dim, 3.0f), *w = randn(dim, 0.1f), *got = xmalloc((size_t)T * dim * 4);
+            float *gx = gpu_put(g, x, (size_t)T * dim, ACT_RESIDUAL), *gw = g->ops->vec_upload(g, w, dim);
+            float *cx = cpu_put(x, (size_t)T * dim), *cw = cpu_put(w, dim);
+            for (int off = 0; off <= 1; off++) {
+                void *go = g->ops->act_alloc(g, (size_t)T * dim, ACT_WORK);
+                float *co = g_cpu->ops->act_alloc(g_cpu, (size_t)T * dim, ACT_WORK);
+                g->ops->rmsnorm(g, go, gx, gw, T, dim, 1e-6f, (float)off);
+                g_cpu->ops->rmsnorm(g_cpu, co, cx, cw, T, dim, 1e-6f, (float)off);
+                gpu_get(g, got, go, (size_t)T * dim, ACT_WORK);
+                char what[128];
+                snprintf(what, sizeof what, "rmsnorm %s T=%d dim=%d offset=%d", name, T, dim, off);
+                compare(what, got, co, (size_t)T * dim, tol_for(dt, 0));
+                g->ops->mem_free(g, go);
+                g_cpu->ops->mem_free(g_cpu, co);
+            }
+            g->ops->mem_free(g, gx), g->ops->mem_free(g, gw);
+            g_cpu->ops->mem_free(g_cpu, cx), g_cpu->ops->mem_free(g_cpu, cw);
+            free(x), free(w), free(got);
+        }
+    }
+}
+
+TEST(test_matmul) {
+    int shapes[][3] = {{1, 128, 64}, {37, 344, 200}, {130, 1024, 384}, {8, 4096, 72}}; // T, in, out
+    FOR_GPUS(g, name, dt) {
+        for (int s = 0; s < 4; s++) {
+            int T = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+            float *x = randn((size_t)T * K, 1.0f), *w = randn((size_t)N * K, 1.0f / sqrtf((float)K));
+            float *exact = xmalloc((size_t)N * K * 4), *got = xmalloc((size_t)T * N * 4);
+            bweight_t gw, cw;
+            weight_put(g, &gw, &cw, exact, w, N, K);
+            void *gx = gpu_put(g, x, (size_t)T * K, ACT_WORK), *go = g->ops->act_alloc(g, (size_t)T * N, ACT_WORK);
+            float *cx = cpu_put(x, (size_t)T * K), *co = g_cpu->ops->act_alloc(g_cpu, (size_t)T * N, ACT_WORK);
+            g->ops->matmul(g, go, gx, &gw, T);
+            g_cpu->ops->matmul(g_cpu, co, cx, &cw, T);
+            gpu_get(g, got, go, (size_t)T * N, ACT_WORK);
+            char what[128];
+            snprintf(what, sizeof what, "matmul %s T=%d in=%d out=%d%s", name, T, K, N,
+                     gw.dtype == DT_I8 ? " (int8)" : "");
+            compare(what, got, co, (size_t)T * N, tol_for(dt, 1));
+            g->ops->weight_free(g, &gw);
+            g->ops->mem_free(g, gx), g->ops->mem_free(g, go);
+            g_cpu->ops->mem_free(g_cpu, cx), g_cpu->ops->mem_free(g_cpu, co);
+            free(x), free(w), free(exact), free(got);
+        }
+    }
+}
+
+/* inv_freq[i] = theta^(-2i/hd), the default rope (llama3 scaling only changes these values). */
+static float *rope_freqs(int hd, double theta) {
+    float *f = xmalloc((size_t)hd / 2 * sizeof(float));
+    for (int i = 0; i < hd / 2; i++) f[i] = (float)(1.0 / pow(theta, 2.0 * i / hd));
+    return f;
+}
+
+TEST(test_rope) {
+    int lens[] = {1, 17, 130, 300}, hds[] = {32, 48, 64, 128, 256}, nh = 4, nkv = 2;
+    host_batch_t h = batch_make(lens, 4, 10);
+    bbatch_t cbt = {0};
+    ASSERT(g_cpu->ops->batch_upload(g_cpu, &cbt, &h.bt) == 0);
+    FOR_GPUS(g, name, dt) {
+        bbatch_t gbt = {0};
+        ASSERT(g->ops->batch_upload(g, &gbt, &h.bt) == 0);
+        for (int c = 0; c < 5; c++) {
+            int hd = hds[c], T = h.bt.T;
+            double theta = c % 2 ? 500000.0 : 10000.0;
+            size_t nq = (size_t)T * nh * hd, nk = (size_t)T * nkv * hd;
+            float *q = randn(nq, 1.0f), *k = randn(nk, 1.0f), *f = rope_freqs(hd, theta);
+            float *gotq = xmalloc(nq * 4), *gotk = xmalloc(nk * 4);
+            void *gq = gpu_put(g, q, nq, ACT_WORK), *gk = gpu_put(g, k, nk, ACT_WORK);
+            float *gf = g->ops->vec_upload(g, f, (size_t)hd / 2);
+            float *cq = cpu_put(q, nq), *ck = cpu_put(k, nk), *cf = cpu_put(f, (size_t)hd / 2);
+            g->ops->rope(g, gq, gk, &gbt, nh, nkv, hd, gf);
+            g_cpu->ops->rope(g_cpu, cq, ck, &cbt, nh, nkv, hd, cf);
+            gpu_get(g, gotq, gq, nq, ACT_WORK);
+            gpu_get(g, gotk, gk, nk, ACT_WORK);
+            char what[128];
+            snprintf(what, sizeof what, "rope %s hd=%d theta=%.0f q", name, hd, theta);
+            compare(what, gotq, cq, nq, tol_for(dt, 0));
+            snprintf(what, sizeof what, "rope %s hd=%d theta=%.0f k", name, hd, theta);
+            compare(what, gotk, ck, nk, tol_for(dt, 0));
+            g->ops->mem_free(g, gq), g->ops->mem_free(g, gk), g->ops->mem_free(g, gf);
+            g_cpu->ops->mem_free(g_cpu, cq), g_cpu->ops->mem_free(g_cpu, ck), g_cpu->ops->mem_free(g_cpu, cf);
+            free(q), free(k), free(f), free(gotq), free(gotk);
+        }
+        batch_free_dev(g, &gbt);
+    }
+    batch_free_dev(g_cpu, &cbt);
+    free(h.mem);
+}
+
+/* Varlen batches: the golden lengths, one long sequence, tile-aligned lengths, ragged ones. */
+static const int attn_lens[4][9] = {{1, 2, 5, 16, 17, 33, 64, 100, 130}, {200}, {64, 64}, {3, 129, 65}};
+static const int attn_nb[4] = {9, 1, 2, 3};
+
+static void attention_case(gpu_t *gp, int hd, int nh, int nkv, float softcap, int window, int bi) {
+    backend_t *g = gp->b;
+    host_batch_t h = batch_make(attn_lens[bi], attn_nb[bi], 10);
+    int T = h.bt.T;
+    size_t nq = (size_t)T * nh * hd, nk = (size_t)T * nkv * hd;
+    /* With a softcap, larger logits (std ~8) so that tanh is far from linear. */
+    float *q = randn(nq, softcap > 0 ? 8.0f : 1.0f), *k = randn(nk, 1.0f), *v = randn(nk, 1.0f);
+    float *got = xmalloc(nq * 4);
+    bbatch_t gbt = {0}, cbt = {0};
+    ASSERT(g->ops->batch_upload(g, &gbt, &h.bt) == 0);
+    ASSERT(g_cpu->ops->batch_upload(g_cpu, &cbt, &h.bt) == 0);
+    void *gq = gpu_put(g, q, nq, ACT_WORK), *gk = gpu_put(g, k, nk, ACT_WORK), *gv = gpu_put(g, v, nk, ACT_WORK);
+    void *go = g->ops->act_alloc(g, nq, ACT_WORK);
+    float *cq = cpu_put(q, nq), *ck = cpu_put(k, nk), *cv = cpu_put(v, nk);
+    float *co = g_cpu->ops->act_alloc(g_cpu, nq, ACT_WORK);
+    attn_params_t p = {.n_heads = nh, .n_kv_heads = nkv, .head_dim = hd, .scale = 1.0f / sqrtf((float)hd),
+                       .softcap = softcap, .window = window};
+    g->ops->attention(g, go, gq, gk, gv, &gbt, &p);
+    g_cpu->ops->attention(g_cpu, co, cq, ck, cv, &cbt, &p);
+    gpu_get(g, got, go, nq, ACT_WORK);
+    char what[160];
+    snprintf(what, sizeof what, "attention %s%s hd=%d h=%d/%d cap=%g win=%d batch=%d", gp->name,
+             attention_uses_mma(hd, (kdtype_t)g->compute, gp->attn_only) ? " mma" : " gen", hd, nh, nkv,
+             (double)softcap, window, bi);
+    compare(what, got, co, nq, tol_for(g->compute, 1));
+    g->ops->mem_free(g, gq), g->ops->mem_free(g, gk), g->ops->mem_free(g, gv), g->ops->mem_free(g, go);
+    g_cpu->ops->mem_free(g_cpu, cq), g_cpu->ops->mem_free(g_cpu, ck), g_cpu->ops->mem_free(g_cpu, cv);
+    g_cpu->ops->mem_free(g_cpu, co);
+    batch_free_dev(g, &gbt);
+    batch_free_dev(g_cpu, &cbt);
+    free(h.mem), free(q), free(k), free(v), free(got);
+}
+
+TEST(test_attention) {
+    int hds[] = {64, 128, 256, 32, 48}, heads[][2] = {{4, 4}, {8, 2}, {4, 1}}, windows[] = {0, 24, 80};
+    float caps[] = {0.0f, 50.0f};
+    int n = 0;
+    for (int gi = 0; gi < N_GPUS; gi++) {
+        if (!g_gpus[gi].b || strstr(g_gpus[gi].name, "int8")) continue; // int8 only changes weights
+        for (int a = 0; a < 5; a++)
+            for (int hh = 0; hh < 3; hh++)
+                for (int c = 0; c < 2; c++)
+                    for (int w = 0; w < 3; w++)
+                        attention_case(&g_gpus[gi], hds[a], heads[hh][0], heads[hh][1], caps[c], windows[w], n++ % 4);
+    }
+}
+
+TEST(test_gated_act) {
+    int T = 19, hidden = 344;
+    size_t n = (size_t)T * hidden;
+    FOR_GPUS(g, name, dt) {
+        float *gate = randn(n, 3.0f), *up = randn(n, 2.0f), *got = xmalloc(n * 4);
+        void *gg = gpu_put(g, gate, n, ACT_WORK), *gu = gpu_put(g, up, n, ACT_WORK);
+        float *cg = cpu_put(gate, n), *cu = cpu_put(up, n);
+        for (int a = 0; a < 2; a++) {
+            act_t act = a ? ACT_GELU_TANH : ACT_SILU;
+            void *go = g->ops->act_alloc(g, n, ACT_WORK);
+            float *co = g_cpu->ops->act_alloc(g_cpu, n, ACT_WORK);
+            g->ops->gated_act(g, go, gg, gu, T, hidden, act);
+            g_cpu->ops->gated_act(g_cpu, co, cg, cu, T, hidden, act);
+            gpu_get(g, got, go, n, ACT_WORK);
+            char what[128];
+            snprintf(what, sizeof what, "gated_act %s %s", name, a ? "gelu_tanh" : "silu");
+            compare(what, got, co, n, tol_for(dt, 0));
+            g->ops->mem_free(g, go);
+            g_cpu->ops->mem_free(g_cpu, co);
+        }
+        g->ops->mem_free(g, gg), g->ops->mem_free(g, gu);
+        g_cpu->ops->mem_free(g_cpu, cg), g_cpu->ops->mem_free(g_cpu, cu);
+        free(gate), free(up), free(got);
+    }
+}
+
+TEST(test_residual_add) {
+    int T = 21, dim = 200;
+    size_t n = (size_t)T * dim;
+    FOR_GPUS(g, name, dt) {
+        for (int mode = 0; mode < 3; mode++) { // plain add, post-norm offset 0, post-norm offset 1
+            float *x = randn(n, 1.0f), *y = randn(n, 4.0f), *w = randn(dim, 0.1f), *got = xmalloc(n * 4);
+            float *gx = gpu_put(g, x, n, ACT_RESIDUAL);
+            void *gy = gpu_put(g, y, n, ACT_WORK);
+            float *gw = g->ops->vec_upload(g, w, dim);
+            float *cx = cpu_put(x, n), *cy = cpu_put(y, n), *cw = cpu_put(w, dim);
+            g->ops->residual_add(g, gx, gy, mode ? gw : NULL, T, dim, 1e-6f, mode == 2 ? 1.0f : 0.0f);
+            g_cpu->ops->residual_add(g_cpu, cx, cy, mode ? cw : NULL, T, dim, 1e-6f, mode == 2 ? 1.0f : 0.0f);
+            gpu_get(g, got, gx, n, ACT_RESIDUAL);
+            char what[128];
+            snprintf(what, sizeof what, "residual_add %s %s", name,
+                     mode == 0 ? "plain" : mode == 1 ? "post-norm offset 0" : "post-norm offset 1");
+            compare(what, got, cx, n, tol_for(dt, 0));
+            g->ops->mem_free(g, gx), g->ops->mem_free(g, gy), g->ops->mem_free(g, gw);
+            g_cpu->ops->mem_free(g_cpu, cx), g_cpu->ops->mem_free(g_cpu, cy), g_cpu->ops->mem_free(g_cpu, cw);
+            free(x), free(y), free(w), free(got);
+        }
+    }
+}
+
+TEST(test_pool_score) {
+    int lens[] = {3, 1, 50, 17, 8}, dim = 200, labels[] = {3, 70};
+    host_batch_t h = batch_make(lens, 5, 10);
+    size_t n = (size_t)h.bt.T * dim;
+    bbatch_t cbt = {0};
+    ASSERT(g_cpu->ops->batch_upload(g_cpu, &cbt, &h.bt) == 0);
+    FOR_GPUS(g, name, dt) {
+        bbatch_t gbt = {0};
+        ASSERT(g->ops->batch_upload(g, &gbt, &h.bt) == 0);
+        for (int c = 0; c < 4; c++) {
+            int nl = labels[c / 2];
+            float off = (float)(c % 2);
+            float *x = randn(n, 2.0f), *nw = randn(dim, 0.1f), *sw = randn((size_t)nl * dim, 1.0f / sqrtf((float)dim));
+            float *exact = xmalloc((size_t)nl * dim * 4), got[5 * 70], ref[5 * 70];
+            bweight_t gs, cs;
+            weight_put(g, &gs, &cs, exact, sw, nl, dim);
+            float *gx = gpu_put(g, x, n, ACT_RESIDUAL), *gn = g->ops->vec_upload(g, nw, dim);
+            float *cx = cpu_put(x, n), *cn = cpu_put(nw, dim);
+            g->ops->pool_score(g, got, gx, gn, 1e-6f, off, &gs, &gbt, dim);
+            g_cpu->ops->pool_score(g_cpu, ref, cx, cn, 1e-6f, off, &cs, &cbt, dim);
+            gpu_sync(g);
+            char what[128];
+            snprintf(what, sizeof what, "pool_score %s labels=%d offset=%g%s", name, nl, (double)off,
+                     gs.dtype == DT_I8 ? " (int8)" : "");
+            compare(what, got, ref, (size_t)5 * nl, tol_for(dt, 1));
+            g->ops->weight_free(g, &gs);
+            g->ops->mem_free(g, gx), g->ops->mem_free(g, gn);
+            g_cpu->ops->mem_free(g_cpu, cx), g_cpu->ops->mem_free(g_cpu, cn);
+            free(x), free(nw), free(sw), free(exact);
+        }
+        batch_free_dev(g, &gbt);
+    }
+    batch_free_dev(g_cpu, &cbt);
+    free(h.mem);
+}
+
+/* batch_upload copies all four arrays, keeps a host cu_seqlens, and regrows its buffers. */
+TEST(test_batch_upload) {
+    backend_t *g = g_gpus[0].b;
+    int small[] = {3, 4}, big[] = {100, 1, 250, 7};
+    host_batch_t hs = batch_make(small, 2, 1000), hb = batch_make(big, 4, 1000);
+    bbatch_t gbt = {0};
+    for (int r = 0; r < 2; r++) {
+        host_batch_t *h = r ? &hb : &hs;
+        ASSERT(g->ops->batch_upload(g, &gbt, &h->bt) == 0);
+        gpu_sync(g);
+        int T = h->bt.T, B = h->bt.B;
+        int32_t *back = xmalloc((size_t)T * 4);
+        TCK(cudaMemcpy(back, gbt.tokens, (size_t)T * 4, cudaMemcpyDeviceToHost));
+        EXPECT(memcmp(back, h->bt.tokens, (size_t)T * 4) == 0);
+        TCK(cudaMemcpy(back, gbt.pos, (size_t)T * 4, cudaMemcpyDeviceToHost));
+        EXPECT(memcmp(back, h->bt.pos, (size_t)T * 4) == 0);
+        TCK(cudaMemcpy(back, gbt.cu_seqlens, (size_t)(B + 1) * 4, cudaMemcpyDeviceToHost));
+        EXPECT(memcmp(back, h->bt.cu_seqlens, (size_t)(B + 1) * 4) == 0);
+        TCK(cudaMemcpy(back, gbt.last, (size_t)B * 4, cudaMemcpyDeviceToHost));
+        EXPECT(memcmp(back, h->bt.last, (size_t)B * 4) == 0);
+        EXPECT(gbt.B == B && gbt.T == T && gbt.max_len == h->bt.max_len);
+        EXPECT(gbt.h_cu_seqlens && memcmp(gbt.h_cu_seqlens, h->bt.cu_seqlens, (size_t)(B + 1) * 4) == 0);
+        free(back);
+    }
+    batch_free_dev(g, &gbt);
+    free(hs.mem), free(hb.mem);
+}
+
+/* The int8 upload stores exactly what quant.c computes. */
+TEST(test_int8_upload_matches_quant) {
+    backend_t *g = g_gpus[3].b;
+    if (!g) return;
+    int rows = 96, cols = 333;
+    size_t n = (size_t)rows * cols;
+    float *w = randn(n, 0.05f), *s_ref = xmalloc(rows * 4), *s_got = xmalloc(rows * 4);
+    int8_t *q_ref = xmalloc(n), *q_got = xmalloc(n);
+    w[5] = 0.0f;
+    for (int c = 0; c < cols; c++) w[(size_t)7 * cols + c] = 0.0f; // an all-zero row
+    bweight_t gw;
+    ASSERT(quant_int8_rows(q_ref, s_ref, w, rows, cols, NULL) == 0);
+    ASSERT(g->ops->weight_upload(g, &gw, w, rows, cols) == 0);
+    gpu_sync(g);
+    EXPECT(gw.dtype == DT_I8 && gw.scales != NULL && gw.rows == rows && gw.cols == cols);
+    TCK(cudaMemcpy(q_got, gw.data, n, cudaMemcpyDeviceToHost));
+    TCK(cudaMemcpy(s_got, gw.scales, rows * 4, cudaMemcpyDeviceToHost));
+    EXPECT(memcmp(q_got, q_ref, n) == 0);
+    EXPECT(memcmp(s_got, s_ref, rows * 4) == 0);
+    g->ops->weight_free(g, &gw);
+    /* A small matrix (the score head) is not quantised. */
+    ASSERT(g->ops->weight_upload(g, &gw, w, 3, cols) == 0);
+    EXPECT(gw.dtype == g->compute && gw.scales == NULL);
+    g->ops->weight_free(g, &gw);
+    EXPECT(g->upload_bytes > 0 && g->upload_seconds > 0);
+    free(w), free(s_ref), free(s_got), free(q_ref), free(q_got);
+}
+
+/* An impossible allocation is recorded, reported once by sync() as EXIT_OOM, and the backend
+ * works again afterwards. */
+TEST(test_oom_reported) {
+    backend_t *g = g_gpus[0].b;
+    err_t err = {0};
+    EXPECT(g->ops->act_alloc(g, (size_t)1 << 50, ACT_RESIDUAL) == NULL);
+    EXPECT(g->ops->sync(g, &err) == -1);
+    EXPECT(err.code == EXIT_OOM);
+    EXPECT_STR_CONTAINS(err.msg, "out of device memory");
+    memset(&err, 0, sizeof err);
+    EXPECT(g->ops->sync(g, &err) == 0);
+    float x[64], back[64];
+    for (int i = 0; i < 64; i++) x[i] = (float)i - 7.5f;
+    float *gx = gpu_put(g, x, 64, ACT_RESIDUAL);
+    g->ops->to_host(g, back, gx, 64);
+    EXPECT(g->ops->sync(g, &err) == 0);
+    EXPECT(memcmp(back, x, sizeof x) == 0);
+    g->ops->mem_free(g, gx);
+    EXPECT(g->peak_bytes > 0);
+}
+
+int main(void) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        printf("test_kernels: skipped: no CUDA device (%s)\n", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        return 77;
+    }
+    err_t err = {0};
+    g_cpu = backend_cpu_create(0, &err);
+    if (!g_cpu) {
+        fprintf(stderr, "test_kernels: %s\n", err.msg);
+        return 1;
+    }
+    struct cudaDeviceProp prop;
+    TCK(cudaGetDeviceProperties(&prop, 0));
+    int bf16 = prop.major >= 8;
+    dtype_t half = bf16 ? DT_BF16 : DT_F16;
+    printf("test_kernels: device %s (sm_%d%d)%s\n", prop.name, prop.major, prop.minor,
+           bf16 ? "" : "; bf16 not supported, skipped");
+    g_gpus[0] = (gpu_t){"fp32", backend_cuda_create(DT_F32, 0, &err), 0};
+    g_gpus[1] = (gpu_t){"bf16", bf16 ? backend_cuda_create(DT_BF16, 0, &err) : NULL, 0};
+    g_gpus[2] = (gpu_t){"fp16", backend_cuda_create(DT_F16, 0, &err), 0};
+    g_gpus[3] = (gpu_t){bf16 ? "bf16+int8" : "fp16+int8", backend_cuda_create(half, 1, &err), 0};
+    setenv("LM_ATTN_GENERIC", "1", 1);
+    g_gpus[4] = (gpu_t){bf16 ? "bf16 forced-generic" : "fp16 forced-generic", backend_cuda_create(half, 0, &err), 1};
+    unsetenv("LM_ATTN_GENERIC");
+    for (int i = 0; i < N_GPUS; i++)
+        if (!g_gpus[i].b && (i != 1 || bf16)) {
+            fprintf(stderr, "test_kernels: cannot create the %s backend: %s\n", g_gpus[i].name, err.msg);
+            return 1;
+        }
+    tt_fn_ fns[] = {test_embed,          test_rmsnorm,      test_matmul,     test_rope,
+                    test_attention,      test_gated_act,    test_residual_add, test_pool_score,
+                    test_batch_upload,   test_int8_upload_matches_quant, test_oom_reported};
+    int rc = tt_run_("test_embed, test_rmsnorm, test_matmul, test_rope, test_attention, test_gated_act, "
+                     "test_residual_add, test_pool_score, test_batch_upload, test_int8_upload_matches_quant, "
+                     "test_oom_reported",
+                     fns, (int)(sizeof fns / sizeof fns[0]));
+    for (int i = 0; i < N_GPUS; i++)
+        if (g_gpus[i].b) {
+            printf("test_kernels: %s backend peak %.1f MiB\n", g_gpus[i].name, g_gpus[i].b->peak_bytes / 1048576.0);
+            g_gpus[i].b->ops->destroy(g_gpus[i].b);
+        }
+    g_cpu->ops->destroy(g_cpu);
+    return rc;
+}
+
+#endif

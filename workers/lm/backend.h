@@ -1,0 +1,112 @@
+/* backend.h: the op table that the one forward pass (model/forward.c) runs on.
+ *
+ * forward.c is written once, as a flat list of ops; a backend implements each op for one kind of
+ * memory. backend_cpu.c (fp32, threads, OpenBLAS) is the reference; backend_cuda.c launches the
+ * kernels in kernels/ and cuBLAS. A test can run the same op on both with the same inputs.
+ *
+ * Memory and dtypes. Every pointer an op receives is backend memory (host memory on the CPU,
+ * device memory on CUDA). Two activation kinds exist:
+ *   - ACT_RESIDUAL buffers are always fp32 (the residual stream; `float *` in signatures);
+ *   - ACT_WORK buffers hold the backend's compute dtype (fp32 on CPU; bf16/fp16/fp32 on CUDA;
+ *     `void *` in signatures).
+ * Norm weights and rope frequencies are fp32 vectors. Matrices are bweight_t, whose dtype the
+ * backend chose at upload (it may quantise to int8 with per-row scales).
+ *
+ * Layout. A batch is B sequences packed back to back without padding (varlen): T tokens in all,
+ * sequence b occupies rows [cu_seqlens[b], cu_seqlens[b+1]). Activations are row-major (T, width).
+ * Attention heads are contiguous within a row: q is (T, n_heads*head_dim).
+ *
+ * Errors. Ops return nothing; a backend records the first failure (out of memory, a launch error)
+ * and reports it from sync(), which forward.c calls once per batch.
+ */
+#ifndef LM_BACKEND_H
+#define LM_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "check.h"
+
+typedef enum { DT_F32 = 0, DT_BF16, DT_F16, DT_I8 } dtype_t;
+typedef enum { ACT_SILU = 0, ACT_GELU_TANH } act_t;
+typedef enum { ACT_RESIDUAL = 0, ACT_WORK } act_kind_t;
+
+/* A weight matrix in backend memory: y = x @ W^T, W is (rows, cols) = (out, in), row-major. */
+typedef struct {
+    void *data;       // (rows, cols) elements of dtype
+    float *scales;    // (rows) per-output-channel scales when dtype == DT_I8, else NULL
+    int rows, cols;   // out_features, in_features
+    dtype_t dtype;
+} bweight_t;
+
+/* One packed batch, resident in backend memory (see backend_ops_t.batch_upload). */
+typedef struct {
+    int B;                      // sequences
+    int T;                      // tokens in all
+    int max_len;                // longest sequence
+    int32_t *tokens;            // (T) token ids
+    int32_t *pos;               // (T) position of each token within its own sequence
+    int32_t *cu_seqlens;        // (B+1) prefix sums of sequence lengths
+    int32_t *last;              // (B) row in [0,T) whose hidden state is pooled for sequence b
+    const int32_t *h_cu_seqlens;// (B+1) host copy, for launch planning
+} bbatch_t;
+
+/* Parameters of one attention call. */
+typedef struct {
+    int n_heads, n_kv_heads, head_dim;
+    float scale;      // multiplies q.k (1/sqrt(head_dim), or query_pre_attn_scalar^-0.5)
+    float softcap;    // 0: none; else s = softcap * tanh(s / softcap) before the mask
+    int window;       // 0: full causal; else key j is visible from query i iff i - window < j <= i
+} attn_params_t;
+
+typedef struct backend backend_t;
+
+typedef struct {
+    const char *name;                                    // "cpu" or "cuda"
+    /* Memory. alloc returns NULL (and records OOM) when the backend is out of memory. */
+    void *(*act_alloc)(backend_t *b, size_t n_elems, act_kind_t kind);
+    void *(*vec_upload)(backend_t *b, const float *host, size_t n);       // fp32 vector copy
+    int (*weight_upload)(backend_t *b, bweight_t *w, const float *host, int rows, int cols);
+    void (*mem_free)(backend_t *b, void *p);
+    void (*weight_free)(backend_t *b, bweight_t *w);
+    /* Copy a host batch (fields with host pointers) into backend memory; reuses dst's buffers. */
+    int (*batch_upload)(backend_t *b, bbatch_t *dst, const bbatch_t *host);
+    /* Ops, in the order forward.c uses them. */
+    void (*embed)(backend_t *b, float *x, const bweight_t *emb, const bbatch_t *bt, int dim, float scale);
+    void (*rmsnorm)(backend_t *b, void *out, const float *x, const float *w, int T, int dim, float eps, float offset);
+    void (*matmul)(backend_t *b, void *out, const void *in, const bweight_t *w, int T);
+    void (*rope)(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, int n_kv_heads, int head_dim, const float *inv_freq);
+    void (*attention)(backend_t *b, void *out, const void *q, const void *k, const void *v, const bbatch_t *bt, const attn_params_t *p);
+    void (*gated_act)(backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act);
+    /* x += post_w ? rmsnorm(y) * (offset + post_w) : y */
+    void (*residual_add)(backend_t *b, float *x, const void *y, const float *post_w, int T, int dim, float eps, float offset);
+    /* logits (B, n_labels) on the host = rmsnorm(x[last[b]]) @ score^T */
+    void (*pool_score)(backend_t *b, float *logits_host, const float *x, const float *norm_w, float eps, float offset,
+                       const bweight_t *score, const bbatch_t *bt, int dim);
+    /* Wait for queued work. Returns 0, or -1 with err set; err->code is EXIT_OOM on out of memory. */
+    int (*sync)(backend_t *b, err_t *err);
+    void (*destroy)(backend_t *b);
+    /* Copy n fp32 elements of an ACT_RESIDUAL buffer to the host (debug traces; tests compare
+     * per-layer hidden states with it). May be NULL in a backend that cannot; forward.c then
+     * refuses to trace. Waits for queued work. Added for model_forward_trace (model.h). */
+    void (*to_host)(backend_t *b, float *host, const float *src, size_t n);
+} backend_ops_t;
+
+struct backend {
+    const backend_ops_t *ops;
+    dtype_t compute;   // dtype of ACT_WORK buffers and (unless quantised) of weights
+    int threads;       // CPU threads (CPU backend) or 0
+    size_t peak_bytes; // high-water mark of backend memory, for reports
+    void *impl;        // backend private state
+    double upload_bytes;   // host fp32 bytes weight_upload has consumed (0 where not measured)
+    double upload_seconds; // wall time spent in weight_upload; bytes / seconds is the upload rate
+};
+
+/* Create the CPU backend (fp32 only) with `threads` worker threads (0 = all cores). */
+backend_t *backend_cpu_create(int threads, err_t *err);
+
+/* Create the CUDA backend on device 0 with compute dtype `dt` (DT_F32, DT_BF16 or DT_F16) and
+ * optional int8 weight quantisation. Returns NULL with err set when CUDA is not built in, no
+ * device is present, or the dtype is unsupported on the device (bf16 below sm_80). */
+backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err);
+
+#endif

@@ -1,0 +1,39 @@
+/* backend_cpu.h: the CPU backend's ops, exported one by one so that tests (and the CUDA kernel
+ * tests) can run the fp32 reference of a single op on host arrays.
+ *
+ * Each function has exactly the signature of its slot in backend_ops_t (backend.h) and the
+ * semantics documented there; `b` must come from backend_cpu_create(). All pointers are host
+ * memory; ACT_WORK buffers are fp32 here. Weights passed in must have dtype DT_F32; build one with
+ * cpu_weight_wrap() around a host array, without a copy.
+ */
+#ifndef LM_BACKEND_CPU_H
+#define LM_BACKEND_CPU_H
+
+#include "backend.h"
+
+void cpu_embed(backend_t *b, float *x, const bweight_t *emb, const bbatch_t *bt, int dim, float scale);
+void cpu_rmsnorm(backend_t *b, void *out, const float *x, const float *w, int T, int dim, float eps, float offset);
+void cpu_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int T);
+void cpu_rope(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, int n_kv_heads, int head_dim,
+              const float *inv_freq);
+void cpu_attention(backend_t *b, void *out, const void *q, const void *k, const void *v, const bbatch_t *bt,
+                   const attn_params_t *p);
+void cpu_gated_act(backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act);
+void cpu_residual_add(backend_t *b, float *x, const void *y, const float *post_w, int T, int dim, float eps,
+                      float offset);
+void cpu_pool_score(backend_t *b, float *logits_host, const float *x, const float *norm_w, float eps, float offset,
+                    const bweight_t *score, const bbatch_t *bt, int dim);
+
+/* A bweight_t view of a host fp32 matrix (rows, cols), for tests. Nothing is copied or owned. */
+bweight_t cpu_weight_wrap(float *data, int rows, int cols);
+
+/* Use the plain-C loops instead of OpenBLAS (sgemm in matmul, sgemv in attention) when on != 0.
+ * Their result for one row does not depend on the batch's shape, so tests can demand that a
+ * packed batch gives bit-identical logits to its sequences run alone; sgemm picks kernels by
+ * shape and rounds differently. Without OpenBLAS the plain loops are always used. */
+void cpu_set_plain(backend_t *b, int on);
+
+/* Largest head_dim the rope op supports (its per-row cos/sin table lives on the stack). */
+#define CPU_ROPE_MAX_HEAD_DIM 1024
+
+#endif

@@ -1,0 +1,583 @@
+/* backend_cuda.c: the CUDA backend: device memory, weight upload, and the ops of backend.h as
+ * launches of the kernels in kernels/ and cuBLAS GEMMs, all queued on one stream.
+ *
+ * Precision: ACT_WORK buffers and weights hold the compute dtype (bf16, fp16 or fp32); the
+ * residual stream is fp32; every GEMM accumulates in fp32 (CUBLAS_COMPUTE_32F, reduced-precision
+ * split-K reductions disallowed) and every kernel computes in fp32. With --quant int8, matrices
+ * of 64 rows or more are stored as int8 with per-row scales (quant.c) and dequantised into a
+ * scratch matrix before each GEMM (kernels/quant_int8.cu documents the cost); the tiny score head
+ * stays in the compute dtype because its precision is the output's.
+ *
+ * Memory: a caching arena. Every cudaMalloc'd block is listed with its size; activation blocks
+ * (act_alloc, batch buffers, scratch) go back to a cache on mem_free and are reused for a later
+ * request of similar size, while weights and vectors are cudaFree'd. peak_bytes is the
+ * high-water mark of bytes held from cudaMalloc, cuBLAS's workspace included. When cudaMalloc
+ * fails, the cache is released and the request retried once before out-of-memory is recorded.
+ *
+ * Errors: each CUDA/cuBLAS call goes through one check macro that prints the statement,
+ * file:line, the error string and the device, and records the first failure; after that every op
+ * is a no-op (so no kernel ever runs on a NULL buffer) until sync() reports the failure, with
+ * err->code = EXIT_OOM for out of memory. It deliberately has no multi-GPU, no graph capture and
+ * no overlap of uploads with compute.
+ */
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "exit_codes.h"
+#include "kernels.h"
+#include "quant.h"
+
+_Static_assert((int)KDT_F32 == (int)DT_F32 && (int)KDT_BF16 == (int)DT_BF16 && (int)KDT_F16 == (int)DT_F16,
+               "kernels.h dtypes must match backend.h");
+
+#define CUDA_ALIGN 256                  // bytes; every block is rounded up to this
+#define STAGE_BYTES ((size_t)32 << 20)  // each of the two pinned upload staging buffers
+#define QUANT_MIN_ROWS 64               // smaller matrices (the score head) are never quantised
+#define BLAS_WORKSPACE ((size_t)32 << 20)
+
+typedef struct {
+    void *ptr;
+    size_t bytes;
+    int used;     // 1 while handed out
+    int cached;   // 1: mem_free keeps it for reuse; 0: mem_free returns it to CUDA
+    void *shadow; // optional host copy (batch cu_seqlens for launch planning), freed with the block
+} cblock_t;
+
+typedef struct {
+    int device, sm;
+    char device_name[256];       // "NVIDIA H100 80GB HBM3, sm_90", for error messages
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int quant_int8;
+    int attn_generic;            // LM_ATTN_GENERIC=1: never use the tensor-core attention kernel
+    cblock_t *blocks;            // (n_blocks) every block held from cudaMalloc
+    int n_blocks, cap_blocks;
+    size_t reserved;             // bytes held from cudaMalloc
+    int failed;                  // a failure was recorded since the last sync
+    err_t err;
+    void *pinned[2];             // (STAGE_BYTES) pinned upload staging, used alternately
+    float *stage_dev[2];         // (STAGE_BYTES) device fp32 landing buffers for conversion
+    cudaEvent_t stage_done[2];   // recorded after the last use of pinned[i] / stage_dev[i]
+    int32_t *batch_pinned;       // (batch_cap) pinned staging of batch arrays
+    size_t batch_cap;
+    cudaEvent_t batch_done;
+    float *logits_pinned;        // (logits_cap) pinned landing buffer for pool_score
+    size_t logits_cap;
+    void *blas_ws;               // (BLAS_WORKSPACE) cuBLAS workspace, from the arena
+    void *deq;                   // (rows, cols) of the largest int8 weight so far, in the compute dtype
+    void *logits_dev;            // (B, n_labels) fp32 logits of the last pool_score
+} cuda_impl_t;
+
+static cuda_impl_t *impl_of(backend_t *b) { return (cuda_impl_t *)b->impl; }
+
+static size_t dt_size(dtype_t dt) { return dt == DT_F32 ? 4 : dt == DT_I8 ? 1 : 2; }
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Error recording
+ * ------------------------------------------------------------------------------------------- */
+
+/* Record the first failure (later ones are printed only). Returns -1. */
+static int cuda_record(backend_t *b, int code, const char *msg) {
+    cuda_impl_t *im = impl_of(b);
+    fprintf(stderr, "lm-worker: %s\n", msg);
+    if (!im->failed) {
+        im->failed = 1;
+        err_code(&im->err, code, "%s", msg);
+    }
+    return -1;
+}
+
+/* Check a CUDA runtime result: on failure print and record the call, file:line, error string
+ * and device, clear CUDA's last-error slot (so a later launch check does not see a stale,
+ * non-sticky error) and return -1. */
+static int cuda_check_(backend_t *b, cudaError_t e, const char *call, const char *file, int line) {
+    if (e == cudaSuccess) return 0;
+    cuda_impl_t *im = impl_of(b);
+    (void)cudaGetLastError();
+    char msg[900];
+    snprintf(msg, sizeof msg, "cuda: %s failed at %s:%d: %s (%s) on device %d (%s)", call, file, line,
+             cudaGetErrorString(e), cudaGetErrorName(e), im->device, im->device_name);
+    return cuda_record(b, e == cudaErrorMemoryAllocation ? EXIT_OOM : EXIT_SOFTWARE, msg);
+}
+
+static int blas_check_(backend_t *b, cublasStatus_t s, const char *call, const char *file, int line) {
+    if (s == CUBLAS_STATUS_SUCCESS) return 0;
+    cuda_impl_t *im = impl_of(b);
+    char msg[900];
+    snprintf(msg, sizeof msg, "cublas: %s failed at %s:%d: %s on device %d (%s)", call, file, line,
+             cublasGetStatusString(s), im->device, im->device_name);
+    return cuda_record(b, s == CUBLAS_STATUS_ALLOC_FAILED ? EXIT_OOM : EXIT_SOFTWARE, msg);
+}
+
+#define CK(b, call) cuda_check_((b), (call), #call, __FILE__, __LINE__)
+#define BLAS_CK(b, call) blas_check_((b), (call), #call, __FILE__, __LINE__)
+
+/* Ops return early once a failure is recorded: their inputs may be NULL allocations. */
+#define OP_GUARD(b)                         \
+    do {                                    \
+        if (impl_of(b)->failed) return;     \
+    } while (0)
+
+/* ---------------------------------------------------------------------------------------------
+ * Caching arena
+ * ------------------------------------------------------------------------------------------- */
+
+static cblock_t *arena_find(backend_t *b, const void *p) {
+    cuda_impl_t *im = impl_of(b);
+    for (int i = 0; i < im->n_blocks; i++)
+        if (im->blocks[i].ptr == p) return &im->blocks[i];
+    return NULL;
+}
+
+static void arena_drop(backend_t *b, int i) {
+    cuda_impl_t *im = impl_of(b);
+    cudaFree(im->blocks[i].ptr);
+    im->reserved -= im->blocks[i].bytes;
+    free(im->blocks[i].shadow);
+    im->blocks[i] = im->blocks[--im->n_blocks];
+}
+
+/* Return every cached (unused) block to CUDA. */
+static void arena_release_cache(backend_t *b) {
+    cuda_impl_t *im = impl_of(b);
+    for (int i = im->n_blocks - 1; i >= 0; i--)
+        if (!im->blocks[i].used) arena_drop(b, i);
+}
+
+/* A device block of at least `bytes`. Cached blocks are reused when they fit without wasting
+ * more than half of themselves. Returns NULL with out-of-memory recorded. */
+static void *arena_alloc(backend_t *b, size_t bytes, int cached, const char *what) {
+    cuda_impl_t *im = impl_of(b);
+    if (im->failed) return NULL;
+    if (bytes > SIZE_MAX - CUDA_ALIGN) bytes = SIZE_MAX - CUDA_ALIGN; // cudaMalloc will refuse it
+    bytes = (bytes + CUDA_ALIGN - 1) / CUDA_ALIGN * CUDA_ALIGN;
+    if (bytes == 0) bytes = CUDA_ALIGN;
+    if (cached) {
+        int best = -1;
+        for (int i = 0; i < im->n_blocks; i++) {
+            cblock_t *c = &im->blocks[i];
+            if (!c->used && c->cached && c->bytes >= bytes && c->bytes / 2 <= bytes &&
+                (best < 0 || c->bytes < im->blocks[best].bytes))
+                best = i;
+        }
+        if (best >= 0) {
+            im->blocks[best].used = 1;
+            return im->blocks[best].ptr;
+        }
+    }
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        arena_release_cache(b);
+        e = cudaMalloc(&p, bytes);
+    }
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        char msg[900];
+        snprintf(msg, sizeof msg,
+                 "cuda: out of device memory: cudaMalloc of %zu MiB for %s failed (%s) with %zu MiB already held "
+                 "on device %d (%s); use a smaller batch, --quant int8, or a bigger GPU",
+                 bytes >> 20, what, cudaGetErrorString(e), im->reserved >> 20, im->device, im->device_name);
+        cuda_record(b, e == cudaErrorMemoryAllocation ? EXIT_OOM : EXIT_SOFTWARE, msg);
+        return NULL;
+    }
+    if (im->n_blocks == im->cap_blocks) {
+        im->cap_blocks = im->cap_blocks ? 2 * im->cap_blocks : 256;
+        im->blocks = xrealloc(im->blocks, (size_t)im->cap_blocks * sizeof *im->blocks);
+    }
+    im->blocks[im->n_blocks++] = (cblock_t){.ptr = p, .bytes = bytes, .used = 1, .cached = cached};
+    im->reserved += bytes;
+    if (im->reserved > b->peak_bytes) b->peak_bytes = im->reserved;
+    return p;
+}
+
+static void cuda_mem_free(backend_t *b, void *p) {
+    if (!p) return;
+    cuda_impl_t *im = impl_of(b);
+    cblock_t *c = arena_find(b, p);
+    ASSERT(c != NULL && c->used); // a pointer this backend never handed out, or a double free
+    if (c->cached) {
+        c->used = 0;
+        return;
+    }
+    /* cudaFree waits for the device; queued work using the block is finished first. */
+    arena_drop(b, (int)(c - im->blocks));
+}
+
+/* Make *slot a cached block of at least `bytes`, reusing it when it is big enough. */
+static int arena_ensure(backend_t *b, void **slot, size_t bytes, const char *what) {
+    cblock_t *c = *slot ? arena_find(b, *slot) : NULL;
+    if (c && c->bytes >= bytes) return 0;
+    cuda_mem_free(b, *slot);
+    *slot = arena_alloc(b, bytes, 1, what);
+    return *slot ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Uploads: host memory -> pinned staging -> device, two staging buffers used alternately so the
+ * host copy of one chunk overlaps the DMA of the previous one.
+ * ------------------------------------------------------------------------------------------- */
+
+static int stage_init(backend_t *b, int need_dev) {
+    cuda_impl_t *im = impl_of(b);
+    for (int i = 0; i < 2; i++) {
+        if (!im->pinned[i] && CK(b, cudaMallocHost(&im->pinned[i], STAGE_BYTES))) return -1;
+        if (need_dev && !im->stage_dev[i] &&
+            !(im->stage_dev[i] = arena_alloc(b, STAGE_BYTES, 0, "upload staging")))
+            return -1;
+    }
+    return 0;
+}
+
+/* Copy `bytes` of host memory to device `dst`; with convert, `host` is fp32 and dst receives
+ * it in the compute dtype (rounded to nearest even). Returns 0 or -1 (failure recorded). */
+static int stage_upload(backend_t *b, void *dst, const void *host, size_t bytes, int convert) {
+    cuda_impl_t *im = impl_of(b);
+    if (stage_init(b, convert)) return -1;
+    size_t out_elem = dt_size(b->compute);
+    for (size_t off = 0, i = 0; off < bytes; off += STAGE_BYTES, i++) {
+        int k = (int)(i & 1);
+        size_t n = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
+        if (CK(b, cudaEventSynchronize(im->stage_done[k]))) return -1;
+        memcpy(im->pinned[k], (const char *)host + off, n);
+        if (!convert) {
+            if (CK(b, cudaMemcpyAsync((char *)dst + off, im->pinned[k], n, cudaMemcpyHostToDevice, im->stream)))
+                return -1;
+        } else {
+            if (CK(b, cudaMemcpyAsync(im->stage_dev[k], im->pinned[k], n, cudaMemcpyHostToDevice, im->stream)) ||
+                CK(b, convert_from_f32((char *)dst + off / 4 * out_elem, im->stage_dev[k], n / 4,
+                                       (kdtype_t)b->compute, im->stream)))
+                return -1;
+        }
+        if (CK(b, cudaEventRecord(im->stage_done[k], im->stream))) return -1;
+    }
+    return 0;
+}
+
+/* An fp32 vector (norm weights, rope frequencies) in device memory, or NULL (failure recorded). */
+static void *cuda_vec_upload(backend_t *b, const float *host, size_t n) {
+    void *p = arena_alloc(b, n * sizeof(float), 0, "vector");
+    if (p && stage_upload(b, p, host, n * sizeof(float), 0)) return NULL;
+    return p;
+}
+
+/* Upload a (rows, cols) fp32 host matrix as the compute dtype, or as int8 + per-row scales when
+ * quantising. Returns 0, or -1 with the failure recorded for sync(). */
+static int cuda_weight_upload(backend_t *b, bweight_t *w, const float *host, int rows, int cols) {
+    cuda_impl_t *im = impl_of(b);
+    double t0 = now_s();
+    size_t n = (size_t)rows * (size_t)cols;
+    memset(w, 0, sizeof *w);
+    w->rows = rows;
+    w->cols = cols;
+    if (im->quant_int8 && rows >= QUANT_MIN_ROWS) {
+        int8_t *q = xmalloc(n ? n : 1);
+        float *scales = xmalloc((size_t)rows * sizeof(float));
+        err_t qe = {0};
+        int rc = -1;
+        if (quant_int8_rows(q, scales, host, rows, cols, &qe) < 0) {
+            cuda_record(b, EXIT_DATAERR, qe.msg);
+        } else if ((w->data = arena_alloc(b, n, 0, "int8 weight")) &&
+                   (w->scales = arena_alloc(b, (size_t)rows * sizeof(float), 0, "int8 scales")) &&
+                   !stage_upload(b, w->data, q, n, 0) && !stage_upload(b, w->scales, scales, rows * sizeof(float), 0)) {
+            rc = 0; // q and scales are already copied into pinned staging: free them now
+        }
+        free(q);
+        free(scales);
+        w->dtype = DT_I8;
+        if (rc) return -1;
+    } else {
+        w->dtype = b->compute;
+        if (!(w->data = arena_alloc(b, n * dt_size(b->compute), 0, "weight")) ||
+            stage_upload(b, w->data, host, n * sizeof(float), b->compute != DT_F32))
+            return -1;
+    }
+    b->upload_bytes += (double)n * sizeof(float);
+    b->upload_seconds += now_s() - t0;
+    return 0;
+}
+
+static void cuda_weight_free(backend_t *b, bweight_t *w) {
+    cuda_mem_free(b, w->data);
+    cuda_mem_free(b, w->scales);
+    memset(w, 0, sizeof *w);
+}
+
+/* A cached activation block: fp32 for ACT_RESIDUAL, the compute dtype for ACT_WORK. */
+static void *cuda_act_alloc(backend_t *b, size_t n_elems, act_kind_t kind) {
+    size_t es = kind == ACT_RESIDUAL ? sizeof(float) : dt_size(b->compute);
+    if (n_elems > SIZE_MAX / es) n_elems = SIZE_MAX / es; // cudaMalloc refuses it: recorded as OOM
+    return arena_alloc(b, n_elems * es, 1, kind == ACT_RESIDUAL ? "residual activations" : "activations");
+}
+
+/* Copy the batch's four int32 arrays through one pinned buffer. The host cu_seqlens copy that
+ * launch planning reads lives with dst->cu_seqlens's block, so it stays valid as long as it. */
+static int cuda_batch_upload(backend_t *b, bbatch_t *dst, const bbatch_t *host) {
+    cuda_impl_t *im = impl_of(b);
+    if (im->failed) return -1;
+    size_t T = (size_t)host->T, B = (size_t)host->B, n = 2 * T + 2 * B + 1;
+    if (arena_ensure(b, (void **)&dst->tokens, T * 4, "batch tokens") ||
+        arena_ensure(b, (void **)&dst->pos, T * 4, "batch positions") ||
+        arena_ensure(b, (void **)&dst->cu_seqlens, (B + 1) * 4, "batch offsets") ||
+        arena_ensure(b, (void **)&dst->last, B * 4, "batch pooled rows"))
+        return -1;
+    if (CK(b, cudaEventSynchronize(im->batch_done))) return -1; // the previous batch's copies are done
+    if (n > im->batch_cap) {
+        if (im->batch_pinned) cudaFreeHost(im->batch_pinned);
+        im->batch_pinned = NULL;
+        im->batch_cap = 0;
+        if (CK(b, cudaMallocHost((void **)&im->batch_pinned, n * 4))) return -1;
+        im->batch_cap = n;
+    }
+    int32_t *p = im->batch_pinned;
+    memcpy(p, host->tokens, T * 4);
+    memcpy(p + T, host->pos, T * 4);
+    memcpy(p + 2 * T, host->cu_seqlens, (B + 1) * 4);
+    memcpy(p + 2 * T + B + 1, host->last, B * 4);
+    if (CK(b, cudaMemcpyAsync(dst->tokens, p, T * 4, cudaMemcpyHostToDevice, im->stream)) ||
+        CK(b, cudaMemcpyAsync(dst->pos, p + T, T * 4, cudaMemcpyHostToDevice, im->stream)) ||
+        CK(b, cudaMemcpyAsync(dst->cu_seqlens, p + 2 * T, (B + 1) * 4, cudaMemcpyHostToDevice, im->stream)) ||
+        CK(b, cudaMemcpyAsync(dst->last, p + 2 * T + B + 1, B * 4, cudaMemcpyHostToDevice, im->stream)) ||
+        CK(b, cudaEventRecord(im->batch_done, im->stream)))
+        return -1;
+    cblock_t *c = arena_find(b, dst->cu_seqlens);
+    c->shadow = xrealloc(c->shadow, c->bytes);
+    memcpy(c->shadow, host->cu_seqlens, (B + 1) * 4);
+    dst->h_cu_seqlens = c->shadow;
+    dst->B = host->B;
+    dst->T = host->T;
+    dst->max_len = host->max_len;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Ops
+ * ------------------------------------------------------------------------------------------- */
+
+/* The ops below are thin: check the guard, launch (kernels/<op>.cu), check the launch. Their
+ * semantics are backend.h's; their CPU references are the ops of the same name in backend_cpu.c. */
+
+static void cuda_embed(backend_t *b, float *x, const bweight_t *emb, const bbatch_t *bt, int dim, float scale) {
+    OP_GUARD(b);
+    ASSERT(emb->cols == dim);
+    CK(b, embed_forward(x, emb->data, emb->dtype == DT_I8 ? emb->scales : NULL, bt->tokens, bt->T, dim, emb->rows,
+                        scale, (kdtype_t)b->compute, impl_of(b)->stream));
+}
+
+static void cuda_rmsnorm(backend_t *b, void *out, const float *x, const float *w, int T, int dim, float eps,
+                         float offset) {
+    OP_GUARD(b);
+    CK(b, rmsnorm_forward(out, x, w, T, dim, eps, offset, (kdtype_t)b->compute, impl_of(b)->stream));
+}
+
+static cudaDataType_t cuda_type(dtype_t dt) {
+    return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F;
+}
+
+/* out (T, rows) = in (T, cols) @ W^T. Row-major out is column-major out^T (rows x T), which
+ * cuBLAS computes as W^T(op T on the column-major (cols x rows) view of W) times in^T. */
+static void cuda_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int T) {
+    OP_GUARD(b);
+    if (T <= 0) return;
+    cuda_impl_t *im = impl_of(b);
+    const void *W = w->data;
+    if (w->dtype == DT_I8) {
+        if (arena_ensure(b, &im->deq, (size_t)w->rows * w->cols * dt_size(b->compute), "int8 dequantisation scratch") ||
+            CK(b, dequant_int8_forward(im->deq, w->data, w->scales, w->rows, w->cols, (kdtype_t)b->compute, im->stream)))
+            return;
+        W = im->deq;
+    } else {
+        ASSERT(w->dtype == b->compute);
+    }
+    const float alpha = 1.0f, beta = 0.0f;
+    cudaDataType_t ty = cuda_type(b->compute);
+    BLAS_CK(b, cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, T, w->cols, &alpha, W, ty, w->cols, in, ty,
+                            w->cols, &beta, out, ty, w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+static void cuda_rope(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, int n_kv_heads, int head_dim,
+                      const float *inv_freq) {
+    OP_GUARD(b);
+    CK(b, rope_forward(q, k, bt->pos, bt->T, n_heads, n_kv_heads, head_dim, inv_freq, (kdtype_t)b->compute,
+                       impl_of(b)->stream));
+}
+
+static void cuda_attention(backend_t *b, void *out, const void *q, const void *k, const void *v, const bbatch_t *bt,
+                           const attn_params_t *p) {
+    OP_GUARD(b);
+    kattn_params_t kp = {p->n_heads, p->n_kv_heads, p->head_dim, p->scale, p->softcap, p->window};
+    CK(b, attention_forward(out, q, k, v, bt->pos, bt->cu_seqlens, bt->B, bt->T, bt->max_len, &kp,
+                            impl_of(b)->attn_generic, (kdtype_t)b->compute, impl_of(b)->stream));
+}
+
+static void cuda_gated_act(backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act) {
+    OP_GUARD(b);
+    CK(b, gated_act_forward(out, gate, up, (size_t)T * (size_t)hidden, act == ACT_SILU ? 0 : 1, (kdtype_t)b->compute,
+                            impl_of(b)->stream));
+}
+
+static void cuda_residual_add(backend_t *b, float *x, const void *y, const float *post_w, int T, int dim, float eps,
+                              float offset) {
+    OP_GUARD(b);
+    CK(b, residual_add_forward(x, y, post_w, T, dim, eps, offset, (kdtype_t)b->compute, impl_of(b)->stream));
+}
+
+/* The logits are computed on the device, copied to pinned memory, and waited for: this is the
+ * end of a batch, so the wait costs nothing that sync() would not. */
+static void cuda_pool_score(backend_t *b, float *logits_host, const float *x, const float *norm_w, float eps,
+                            float offset, const bweight_t *score, const bbatch_t *bt, int dim) {
+    OP_GUARD(b);
+    cuda_impl_t *im = impl_of(b);
+    size_t n = (size_t)bt->B * (size_t)score->rows;
+    ASSERT(score->cols == dim);
+    if (n == 0) return;
+    if (arena_ensure(b, &im->logits_dev, n * sizeof(float), "logits")) return;
+    if (n > im->logits_cap) {
+        if (im->logits_pinned) cudaFreeHost(im->logits_pinned);
+        im->logits_pinned = NULL;
+        im->logits_cap = 0;
+        if (CK(b, cudaMallocHost((void **)&im->logits_pinned, n * sizeof(float)))) return;
+        im->logits_cap = n;
+    }
+    if (CK(b, pool_score_forward(im->logits_dev, x, norm_w, eps, offset, score->data,
+                                 score->dtype == DT_I8 ? score->scales : NULL, score->rows, bt->last, bt->B, dim,
+                                 (kdtype_t)b->compute, im->stream)) ||
+        CK(b, cudaMemcpyAsync(im->logits_pinned, im->logits_dev, n * sizeof(float), cudaMemcpyDeviceToHost, im->stream)) ||
+        CK(b, cudaStreamSynchronize(im->stream)))
+        return;
+    memcpy(logits_host, im->logits_pinned, n * sizeof(float));
+}
+
+/* Copy n fp32 values of device memory to the host, after the queued work. */
+static void cuda_to_host(backend_t *b, float *host, const float *src, size_t n) {
+    OP_GUARD(b);
+    cuda_impl_t *im = impl_of(b);
+    if (CK(b, cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, im->stream))) return;
+    CK(b, cudaStreamSynchronize(im->stream));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Lifetime
+ * ------------------------------------------------------------------------------------------- */
+
+/* Wait for the stream; report (once) the first failure recorded since the last sync. */
+static int cuda_sync(backend_t *b, err_t *err) {
+    cuda_impl_t *im = impl_of(b);
+    CK(b, cudaStreamSynchronize(im->stream));
+    if (!im->failed) return 0;
+    im->failed = 0; // reported once; a sticky device error will be recorded again by the next call
+    err_code(err, im->err.code, "%s", im->err.msg);
+    return -1;
+}
+
+static void cuda_destroy(backend_t *b) {
+    if (!b) return;
+    cuda_impl_t *im = impl_of(b);
+    if (im->stream) cudaStreamSynchronize(im->stream);
+    if (im->blas) cublasDestroy(im->blas);
+    for (int i = 0; i < 2; i++) {
+        if (im->pinned[i]) cudaFreeHost(im->pinned[i]);
+        if (im->stage_done[i]) cudaEventDestroy(im->stage_done[i]);
+    }
+    if (im->batch_pinned) cudaFreeHost(im->batch_pinned);
+    if (im->logits_pinned) cudaFreeHost(im->logits_pinned);
+    if (im->batch_done) cudaEventDestroy(im->batch_done);
+    while (im->n_blocks > 0) arena_drop(b, im->n_blocks - 1);
+    free(im->blocks);
+    if (im->stream) cudaStreamDestroy(im->stream);
+    free(im);
+    free(b);
+}
+
+static const backend_ops_t cuda_ops = {
+    .name = "cuda",
+    .act_alloc = cuda_act_alloc,
+    .vec_upload = cuda_vec_upload,
+    .weight_upload = cuda_weight_upload,
+    .mem_free = cuda_mem_free,
+    .weight_free = cuda_weight_free,
+    .batch_upload = cuda_batch_upload,
+    .embed = cuda_embed,
+    .rmsnorm = cuda_rmsnorm,
+    .matmul = cuda_matmul,
+    .rope = cuda_rope,
+    .attention = cuda_attention,
+    .gated_act = cuda_gated_act,
+    .residual_add = cuda_residual_add,
+    .pool_score = cuda_pool_score,
+    .sync = cuda_sync,
+    .destroy = cuda_destroy,
+    .to_host = cuda_to_host,
+};
+
+static const char *dtype_name(dtype_t dt) {
+    return dt == DT_F32 ? "fp32" : dt == DT_BF16 ? "bf16" : dt == DT_F16 ? "fp16" : "int8";
+}
+
+backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err) {
+    if (dt != DT_F32 && dt != DT_BF16 && dt != DT_F16) {
+        err_code(err, EXIT_USAGE, "cuda backend: compute dtype must be fp32, bf16 or fp16, not %s", dtype_name(dt));
+        return NULL;
+    }
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+        err_code(err, EXIT_USAGE,
+                 "no CUDA device: cudaGetDeviceCount %s%s (CUDA_VISIBLE_DEVICES=%s); check the NVIDIA driver "
+                 "(nvidia-smi) or run with --device cpu",
+                 e != cudaSuccess ? "failed: " : "found 0 devices", e != cudaSuccess ? cudaGetErrorString(e) : "",
+                 vis ? vis : "(unset)");
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    struct cudaDeviceProp prop;
+    if ((e = cudaSetDevice(0)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess) {
+        err_code(err, EXIT_SOFTWARE, "cuda backend: cannot open device 0: %s", cudaGetErrorString(e));
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    int sm = prop.major * 10 + prop.minor;
+    if (dt == DT_BF16 && sm < 80) {
+        err_code(err, EXIT_USAGE,
+                 "cuda backend: bf16 needs compute capability 8.0 or newer, and device 0 (%s) is sm_%d; "
+                 "use --dtype fp16 (or fp32)",
+                 prop.name, sm);
+        return NULL;
+    }
+    backend_t *b = xcalloc(1, sizeof *b);
+    cuda_impl_t *im = xcalloc(1, sizeof *im);
+    b->ops = &cuda_ops;
+    b->compute = dt;
+    b->impl = im;
+    im->device = 0;
+    im->sm = sm;
+    snprintf(im->device_name, sizeof im->device_name, "%.200s, sm_%d", prop.name, sm);
+    im->quant_int8 = quant_int8;
+    const char *gen = getenv("LM_ATTN_GENERIC");
+    im->attn_generic = gen && *gen && strcmp(gen, "0") != 0;
+    if (CK(b, cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking)) ||
+        CK(b, cudaEventCreateWithFlags(&im->stage_done[0], cudaEventDisableTiming)) ||
+        CK(b, cudaEventCreateWithFlags(&im->stage_done[1], cudaEventDisableTiming)) ||
+        CK(b, cudaEventCreateWithFlags(&im->batch_done, cudaEventDisableTiming)) ||
+        BLAS_CK(b, cublasCreate(&im->blas)) || BLAS_CK(b, cublasSetStream(im->blas, im->stream)) ||
+        BLAS_CK(b, cublasSetMathMode(im->blas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)) ||
+        !(im->blas_ws = arena_alloc(b, BLAS_WORKSPACE, 0, "cuBLAS workspace")) ||
+        BLAS_CK(b, cublasSetWorkspace(im->blas, im->blas_ws, BLAS_WORKSPACE))) {
+        err_code(err, im->err.code ? im->err.code : EXIT_SOFTWARE, "cuda backend: %s", im->err.msg);
+        cuda_destroy(b);
+        return NULL;
+    }
+    return b;
+}

@@ -1,0 +1,382 @@
+/* cmd_bench.c: `lm-worker bench`, a hidden developer command with two jobs that tools/gpu-check.sh
+ * needs from the real forward pass:
+ *
+ *   timing:  --batch B --len L: B random sequences of L tokens as one packed batch, `--warmup`
+ *            untimed then `--iters` timed forwards; one JSON line with tokens/s, ms per batch,
+ *            load time, weight upload GB/s and the backend's peak memory.
+ *   golden:  --golden golden.json: every sequence of a transformers golden file, first packed
+ *            into one varlen batch and then one at a time, compared with the reference logits
+ *            (|got - ref| <= logit_tol * (1 + |ref|)) and probabilities (|got - ref| <= prob_tol).
+ *            Prints each mismatch and exits 1 when there is one.
+ *
+ * Timing excludes tokenisation and CSV work on purpose: it measures the model. It deliberately
+ * has no statistics beyond the mean of the timed iterations (gpu-check runs it once per shape).
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmds.h"
+#include "device.h"
+#include "exit_codes.h"
+#include "json_util.h"
+#include "model.h"
+
+#define BENCH_MAX_SHAPES 16
+
+typedef struct {
+    const char *model, *adapter, *device, *dtype, *golden, *ids;
+    int int8, threads, iters, warmup;
+    int n_shapes, batch[BENCH_MAX_SHAPES], len[BENCH_MAX_SHAPES]; // timing shapes (B x L)
+    double logit_tol, prob_tol; // < 0: the default for the dtype
+} bench_opts_t;
+
+static void bench_usage(FILE *f) {
+    fprintf(f,
+            "usage: lm-worker bench --model DIR [options]            (developer tool; see tools/gpu-check.sh)\n"
+            "  --model DIR        checkpoint directory; required\n"
+            "  --adapter DIR      PEFT LoRA adapter to merge (default: none)\n"
+            "  --device D         " DEVICE_CHOICES " (default: auto)\n"
+            "  --dtype T          " DEVICE_DTYPE_CHOICES " (default: auto)\n"
+            "  --int8             int8 weights, CUDA only (default: off)\n"
+            "  --threads N        CPU threads, 0 = all cores (default: 0)\n"
+            "  --shapes BxL,...   timing: batch shapes, each B sequences of L tokens (default: 8x1024)\n"
+            "  --iters N          timing: timed forwards (default: 5)\n"
+            "  --warmup N         timing: untimed forwards first (default: 1)\n"
+            "  --ids FILE         after timing, run the {\"input_ids\": [...]} lines of FILE as one packed batch and\n"
+            "                     print their logits as one JSON line (tools/gpu-check.sh compares them)\n"
+            "  --golden FILE      check against a golden.json instead of timing\n"
+            "  --logit-tol X      golden: |got-ref| <= X*(1+|ref|) (default: 1e-4 in fp32, off otherwise)\n"
+            "  --prob-tol X       golden: |got-ref| <= X on probabilities (default: fp32 1e-4, bf16/fp16 5e-3,\n"
+            "                     int8 2e-2)\n");
+}
+
+/* Parse "8x1024,4x2048" into o's shapes. Returns 0, or -1 after printing why. */
+static int parse_shapes(const char *v, bench_opts_t *o) {
+    o->n_shapes = 0;
+    for (const char *p = v; *p;) {
+        char *end;
+        long b = strtol(p, &end, 10), l = -1;
+        if (end != p && *end == 'x') {
+            const char *q = end + 1;
+            l = strtol(q, &end, 10);
+            if (end == q) l = -1;
+        }
+        if (b < 1 || l < 1 || b > 65536 || l > (1L << 20) || (*end && *end != ',') || o->n_shapes == BENCH_MAX_SHAPES) {
+            fprintf(stderr, "lm-worker bench: --shapes '%s': expected up to %d BxL pairs like 8x1024,4x2048\n", v,
+                    BENCH_MAX_SHAPES);
+            return -1;
+        }
+        o->batch[o->n_shapes] = (int)b;
+        o->len[o->n_shapes++] = (int)l;
+        p = *end ? end + 1 : end;
+    }
+    return o->n_shapes ? 0 : -1;
+}
+
+/* Parse argv (argv[0] is "bench"). Returns 0, 1 for --help, or -1 after printing why. */
+static int bench_parse(int argc, char **argv, bench_opts_t *o) {
+    *o = (bench_opts_t){.device = "auto", .dtype = "auto", .iters = 5, .warmup = 1, .logit_tol = -1, .prob_tol = -1,
+                        .n_shapes = 1, .batch = {8}, .len = {1024}};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
+        if (!strcmp(a, "--int8")) {
+            o->int8 = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "lm-worker bench: option '%s' needs a value (see --help)\n", a);
+            return -1;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--shapes")) {
+            if (parse_shapes(v, o)) return -1;
+            continue;
+        }
+        const char **s = !strcmp(a, "--model")     ? &o->model
+                         : !strcmp(a, "--adapter") ? &o->adapter
+                         : !strcmp(a, "--device")  ? &o->device
+                         : !strcmp(a, "--dtype")   ? &o->dtype
+                         : !strcmp(a, "--golden")  ? &o->golden
+                         : !strcmp(a, "--ids")     ? &o->ids
+                                                   : NULL;
+        if (s) {
+            *s = v;
+            continue;
+        }
+        int *n = !strcmp(a, "--threads") ? &o->threads
+                 : !strcmp(a, "--iters") ? &o->iters
+                 : !strcmp(a, "--warmup") ? &o->warmup
+                                          : NULL;
+        double *d = !strcmp(a, "--logit-tol") ? &o->logit_tol : !strcmp(a, "--prob-tol") ? &o->prob_tol : NULL;
+        char *end;
+        if (n) {
+            long x = strtol(v, &end, 10);
+            if (!*v || *end || x < 0 || x > (1L << 24)) {
+                fprintf(stderr, "lm-worker bench: %s '%s': expected an integer in [0, 2^24]\n", a, v);
+                return -1;
+            }
+            *n = (int)x;
+        } else if (d) {
+            *d = strtod(v, &end);
+            if (!*v || *end || !(*d >= 0)) {
+                fprintf(stderr, "lm-worker bench: %s '%s': expected a number >= 0\n", a, v);
+                return -1;
+            }
+        } else {
+            fprintf(stderr, "lm-worker bench: unknown option '%s' (see --help)\n", a);
+            return -1;
+        }
+    }
+    if (!o->model) {
+        fprintf(stderr, "lm-worker bench: --model is required\n");
+        return -1;
+    }
+    if (o->iters < 1) {
+        fprintf(stderr, "lm-worker bench: --iters must be at least 1\n");
+        return -1;
+    }
+    return 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *dtype_str(dtype_t dt) {
+    return dt == DT_F32 ? "fp32" : dt == DT_BF16 ? "bf16" : dt == DT_F16 ? "fp16" : "int8";
+}
+
+/* Timing of one shape: B random sequences of L ids (never the pad id, so pooling takes the last
+ * token). Prints one JSON line. Returns an exit code. */
+static int bench_time(model_t *m, backend_t *be, const bench_opts_t *o, int B, int L, double load_s) {
+    const model_config_t *c = model_get_config(m);
+    int32_t *ids = xmalloc((size_t)B * L * sizeof(int32_t));
+    const int32_t **seqs = xmalloc((size_t)B * sizeof *seqs);
+    int *lens = xmalloc((size_t)B * sizeof(int));
+    float *logits = xmalloc((size_t)B * c->n_labels * sizeof(float));
+    uint64_t st = 0x2545F4914F6CDD1Dull;
+    for (size_t i = 0; i < (size_t)B * L; i++) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        int32_t id = (int32_t)(st % (uint64_t)c->vocab_size);
+        ids[i] = id == c->pad_token_id ? (id + 1) % c->vocab_size : id;
+    }
+    for (int b = 0; b < B; b++) seqs[b] = ids + (size_t)b * L, lens[b] = L;
+    err_t err = {0};
+    int rc = EXIT_OK;
+    double t0 = 0.0;
+    for (int it = 0; it < o->warmup + o->iters; it++) {
+        if (it == o->warmup) t0 = now_s();
+        if (model_forward(m, seqs, lens, B, logits, &err)) {
+            fprintf(stderr, "lm-worker bench: forward %dx%d: %s\n", B, L, err.msg);
+            rc = err.code ? err.code : EXIT_SOFTWARE;
+            break;
+        }
+    }
+    if (rc == EXIT_OK) {
+        double per = (now_s() - t0) / o->iters;
+        int finite = 1;
+        for (int i = 0; i < B * c->n_labels; i++) finite &= isfinite(logits[i]) != 0;
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:b, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:b, s:{s:i, s:i, "
+                              "s:i, s:i, s:i, s:i, s:i}}",
+                              "mode", "bench", "model", o->model, "device", be->ops->name, "dtype",
+                              dtype_str(be->compute), "int8", o->int8, "batch", B, "len", L, "iters", o->iters,
+                              "load_s", load_s, "upload_gbps",
+                              be->upload_seconds > 0 ? be->upload_bytes / be->upload_seconds / 1e9 : 0.0,
+                              "ms_per_batch", per * 1e3, "tokens_per_s", (double)B * L / per, "peak_bytes",
+                              (json_int_t)be->peak_bytes, "logits_finite", finite, "config", "dim", c->dim,
+                              "hidden_dim", c->hidden_dim, "n_layers", c->n_layers, "n_heads", c->n_heads,
+                              "n_kv_heads", c->n_kv_heads, "head_dim", c->head_dim, "vocab_size", c->vocab_size);
+        json_dumpf(j, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(j);
+        if (!finite) {
+            fprintf(stderr, "lm-worker bench: non-finite logits\n");
+            rc = EXIT_SOFTWARE;
+        }
+    }
+    free(ids), free(seqs), free(lens), free(logits);
+    return rc;
+}
+
+/* --ids: every line of the file as one packed batch; prints {"mode": "logits", ...}. */
+static int bench_ids(model_t *m, backend_t *be, const bench_opts_t *o) {
+    const model_config_t *c = model_get_config(m);
+    err_t err = {0};
+    FILE *f = fopen(o->ids, "r");
+    if (!f) {
+        fprintf(stderr, "lm-worker bench: %s: %s\n", o->ids, strerror(errno));
+        return EXIT_IOERR;
+    }
+    int B = 0, rc = EXIT_OK;
+    int32_t **ids = NULL;
+    int *lens = NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) >= 0 && rc == EXIT_OK) {
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        const json_t *a = json_object_get(j, "input_ids");
+        if (!json_is_array(a) || !json_array_size(a)) {
+            fprintf(stderr, "lm-worker bench: %s: line %d: expected {\"input_ids\": [...]}\n", o->ids, B + 1);
+            rc = EXIT_DATAERR;
+        } else {
+            ids = xrealloc(ids, (size_t)(B + 1) * sizeof *ids);
+            lens = xrealloc(lens, (size_t)(B + 1) * sizeof *lens);
+            lens[B] = (int)json_array_size(a);
+            ids[B] = xmalloc((size_t)lens[B] * sizeof(int32_t));
+            for (int i = 0; i < lens[B]; i++) ids[B][i] = (int32_t)json_integer_value(json_array_get(a, i));
+            B++;
+        }
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    float *logits = xmalloc((size_t)(B ? B : 1) * c->n_labels * sizeof(float));
+    if (rc == EXIT_OK && B > 0 && model_forward(m, (const int32_t *const *)ids, lens, B, logits, &err)) {
+        fprintf(stderr, "lm-worker bench: --ids forward: %s\n", err.msg);
+        rc = err.code ? err.code : EXIT_SOFTWARE;
+    }
+    if (rc == EXIT_OK) {
+        printf("{\"mode\":\"logits\",\"model\":\"%s\",\"dtype\":\"%s\",\"int8\":%d,\"logits\":[", o->model,
+               dtype_str(be->compute), o->int8);
+        for (int b = 0; b < B; b++) {
+            printf(b ? ",[" : "[");
+            for (int l = 0; l < c->n_labels; l++) printf(l ? ",%.7g" : "%.7g", logits[(size_t)b * c->n_labels + l]);
+            printf("]");
+        }
+        printf("]}\n");
+    }
+    for (int b = 0; b < B; b++) free(ids[b]);
+    free(ids), free(lens), free(logits);
+    return rc;
+}
+
+/* Compare n logits (and their softmax) with the reference. Returns the number of mismatches. */
+static int golden_compare(const char *what, const float *got, const json_t *ref_logits, const json_t *ref_probs, int n,
+                          double logit_tol, double prob_tol) {
+    double mx = -INFINITY, sum = 0.0, p[MODEL_MAX_LABELS];
+    for (int i = 0; i < n; i++) mx = got[i] > mx ? got[i] : mx;
+    for (int i = 0; i < n; i++) sum += (p[i] = exp((double)got[i] - mx));
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        double rl = json_number_value(json_array_get(ref_logits, i));
+        double rp = json_number_value(json_array_get(ref_probs, i));
+        double dl = fabs(got[i] - rl), dp = fabs(p[i] / sum - rp);
+        int lbad = logit_tol >= 0 && !(dl <= logit_tol * (1.0 + fabs(rl)));
+        int pbad = !(dp <= prob_tol);
+        if (lbad || pbad) {
+            printf("  MISMATCH %s label %d: logit %.7g ref %.7g (|d| %.3g), prob %.6g ref %.6g (|d| %.3g)\n", what, i,
+                   (double)got[i], rl, dl, p[i] / sum, rp, dp);
+            bad++;
+        }
+    }
+    return bad;
+}
+
+/* Golden: the whole file as one packed batch, then each sequence alone. */
+static int bench_golden(model_t *m, backend_t *be, const bench_opts_t *o) {
+    const model_config_t *c = model_get_config(m);
+    err_t err = {0};
+    json_t *g = json_util_load_file(o->golden, &err);
+    if (!g) {
+        fprintf(stderr, "lm-worker bench: %s\n", err.msg);
+        return EXIT_DATAERR;
+    }
+    const json_t *seqs = json_object_get(g, "sequences");
+    int B = json_is_array(seqs) ? (int)json_array_size(seqs) : 0, rc = EXIT_OK;
+    if (B == 0) {
+        fprintf(stderr, "lm-worker bench: %s: no 'sequences' list\n", o->golden);
+        json_decref(g);
+        return EXIT_DATAERR;
+    }
+    int32_t **ids = xcalloc((size_t)B, sizeof *ids);
+    int *lens = xcalloc((size_t)B, sizeof *lens);
+    float *logits = xmalloc((size_t)B * c->n_labels * sizeof(float));
+    for (int b = 0; b < B && rc == EXIT_OK; b++) {
+        const json_t *s = json_array_get(seqs, b), *in = json_object_get(s, "input_ids");
+        const json_t *rl = json_object_get(s, "logits"), *rp = json_object_get(s, "probs");
+        if (!json_is_array(in) || !json_array_size(in) || json_array_size(rl) != (size_t)c->n_labels ||
+            json_array_size(rp) != (size_t)c->n_labels) {
+            fprintf(stderr, "lm-worker bench: %s: sequences[%d]: needs input_ids and %d logits and probs\n", o->golden,
+                    b, c->n_labels);
+            rc = EXIT_DATAERR;
+            break;
+        }
+        lens[b] = (int)json_array_size(in);
+        ids[b] = xmalloc((size_t)lens[b] * sizeof(int32_t));
+        for (int i = 0; i < lens[b]; i++) ids[b][i] = (int32_t)json_integer_value(json_array_get(in, i));
+    }
+    double ptol = o->prob_tol >= 0 ? o->prob_tol : o->int8 ? 2e-2 : be->compute == DT_F32 ? 1e-4 : 5e-3;
+    double ltol = o->logit_tol >= 0 ? o->logit_tol : be->compute == DT_F32 && !o->int8 ? 1e-4 : -1.0;
+    int bad = 0;
+    for (int pass = 0; pass < 2 && rc == EXIT_OK; pass++) { // 0: one packed batch, 1: one by one
+        for (int b0 = 0; b0 < B; b0 += pass ? 1 : B) {
+            int nb = pass ? 1 : B;
+            if (model_forward(m, (const int32_t *const *)ids + b0, lens + b0, nb, logits + (size_t)b0 * c->n_labels,
+                              &err)) {
+                fprintf(stderr, "lm-worker bench: golden forward: %s\n", err.msg);
+                rc = err.code ? err.code : EXIT_SOFTWARE;
+                break;
+            }
+        }
+        for (int b = 0; b < B && rc == EXIT_OK; b++) {
+            const json_t *s = json_array_get(seqs, b);
+            char what[96];
+            snprintf(what, sizeof what, "%s seq %d (len %d)", pass ? "alone" : "packed", b, lens[b]);
+            bad += golden_compare(what, logits + (size_t)b * c->n_labels, json_object_get(s, "logits"),
+                                  json_object_get(s, "probs"), c->n_labels, ltol, ptol);
+        }
+    }
+    if (rc == EXIT_OK) {
+        printf("golden %s: %s%s on %s: %d sequences x 2 passes, logit tol %g, prob tol %g: %s\n", o->golden,
+               dtype_str(be->compute), o->int8 ? "+int8" : "", be->ops->name, B, ltol, ptol,
+               bad ? "MISMATCH" : "ok");
+        if (bad) rc = 1;
+    }
+    for (int b = 0; b < B; b++) free(ids[b]);
+    free(ids), free(lens), free(logits);
+    json_decref(g);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_opts_t o;
+    int pr = bench_parse(argc, argv, &o);
+    if (pr) {
+        bench_usage(pr > 0 ? stdout : stderr);
+        return pr > 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    err_t err = {0};
+    backend_t *be = device_open(o.device, o.dtype, o.int8, o.threads, &err);
+    if (!be) {
+        fprintf(stderr, "lm-worker bench: %s\n", err.msg);
+        return err.code ? err.code : EXIT_USAGE;
+    }
+    double t0 = now_s();
+    model_load_opts_t lo = {.model_dir = o.model, .adapter_dir = o.adapter, .backend = be};
+    model_t *m = model_load(&lo, &err);
+    if (!m) {
+        fprintf(stderr, "lm-worker bench: %s\n", err.msg);
+        be->ops->destroy(be);
+        return err.code ? err.code : EXIT_DATAERR;
+    }
+    double load_s = now_s() - t0;
+    fprintf(stderr, "lm-worker bench: loaded %s in %.1f s (weights uploaded at %.2f GB/s)\n", o.model, load_s,
+            be->upload_seconds > 0 ? be->upload_bytes / be->upload_seconds / 1e9 : 0.0);
+    int rc = EXIT_OK;
+    if (o.golden) rc = bench_golden(m, be, &o);
+    for (int i = 0; !o.golden && i < o.n_shapes && rc == EXIT_OK; i++)
+        rc = bench_time(m, be, &o, o.batch[i], o.len[i], load_s);
+    if (!o.golden && o.ids && rc == EXIT_OK) rc = bench_ids(m, be, &o);
+    model_free(m);
+    be->ops->destroy(be);
+    return rc;
+}

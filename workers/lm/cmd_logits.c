@@ -1,0 +1,183 @@
+/* cmd_logits.c: `lm-worker logits`, raw classifier logits for token ids, one JSON line each.
+ *
+ * This is the check a user runs against transformers: feed the same input_ids, compare the
+ * logits. Input is {"input_ids": [...]} per line on stdin (an optional "id" is echoed back);
+ * output is {"logits": [...]} per line on stdout, floats printed with %.9g so that fp32 values
+ * round-trip. Lines are answered one at a time and flushed, so it can be driven interactively.
+ * It deliberately does no tokenisation and no CSV (that is `lm-worker run`).
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "device.h"
+#include "exit_codes.h"
+#include "json_util.h"
+#include "model.h"
+
+static void logits_usage(FILE *f) {
+    fprintf(f,
+            "usage: lm-worker logits --model DIR [options] < ids.jsonl > logits.jsonl\n"
+            "  reads {\"input_ids\": [...]} lines, writes {\"logits\": [...]} lines\n"
+            "  --model DIR        Hugging Face checkpoint directory (config.json + *.safetensors); required\n"
+            "  --adapter DIR      PEFT LoRA adapter to merge (default: none)\n"
+            "  --device D         " DEVICE_CHOICES " (default: auto)\n"
+            "  --dtype T          " DEVICE_DTYPE_CHOICES " (default: auto)\n"
+            "  --int8             int8 weights, CUDA only (default: off)\n"
+            "  --threads N        CPU threads, 0 = all cores (default: 0)\n"
+            "  --help             this text\n");
+}
+
+typedef struct {
+    const char *model, *adapter, *device, *dtype;
+    int int8, threads;
+} logits_opts_t;
+
+/* Parse argv (argv[0] is "logits"). Returns 0, 1 for --help, or -1 after printing why. */
+static int logits_parse(int argc, char **argv, logits_opts_t *o) {
+    *o = (logits_opts_t){.device = "auto", .dtype = "auto"};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return 1;
+        if (strcmp(a, "--int8") == 0) {
+            o->int8 = 1;
+            continue;
+        }
+        if (strcmp(a, "--model") == 0) slot = &o->model;
+        else if (strcmp(a, "--adapter") == 0) slot = &o->adapter;
+        else if (strcmp(a, "--device") == 0) slot = &o->device;
+        else if (strcmp(a, "--dtype") == 0) slot = &o->dtype;
+        else if (strcmp(a, "--threads") != 0) {
+            fprintf(stderr, "lm-worker logits: unknown option '%s'\n", a);
+            return -1;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "lm-worker logits: option '%s' needs a value\n", a);
+            return -1;
+        }
+        const char *v = argv[++i];
+        if (slot) {
+            *slot = v;
+            continue;
+        }
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (!*v || *end || n < 0 || n > 4096) {
+            fprintf(stderr, "lm-worker logits: --threads '%s': expected an integer in [0, 4096]\n", v);
+            return -1;
+        }
+        o->threads = (int)n;
+    }
+    if (!o->model) {
+        fprintf(stderr, "lm-worker logits: --model is required\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Parse one input line into ids (grown as needed). Returns the length, or -1 with err set. */
+static int parse_line(const char *line, size_t len, long lineno, int32_t **ids, size_t *cap, json_t **id_out,
+                      err_t *err) {
+    char name[64];
+    snprintf(name, sizeof name, "stdin:%ld", lineno);
+    json_t *j = json_util_load_buf(line, len, name, err);
+    if (!j) return -1;
+    const json_t *arr = json_object_get(j, "input_ids");
+    int n = -1;
+    if (!json_is_array(arr) || json_array_size(arr) == 0) {
+        err_fmt(err, "stdin:%ld: field 'input_ids' must be a non-empty list of token ids", lineno);
+        goto done;
+    }
+    if (json_array_size(arr) > (size_t)1 << 24) {
+        err_fmt(err, "stdin:%ld: field 'input_ids' has %zu ids (too many)", lineno, json_array_size(arr));
+        goto done;
+    }
+    if (json_array_size(arr) > *cap) {
+        *cap = json_array_size(arr);
+        *ids = xrealloc(*ids, *cap * sizeof **ids);
+    }
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const json_t *v = json_array_get(arr, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX) {
+            err_fmt(err, "stdin:%ld: input_ids[%zu] is not a non-negative integer", lineno, i);
+            goto done;
+        }
+        (*ids)[i] = (int32_t)json_integer_value(v);
+    }
+    n = (int)json_array_size(arr);
+    *id_out = json_incref(json_object_get(j, "id"));
+done:
+    json_decref(j);
+    return n;
+}
+
+/* Write {"id": ..., "logits": [...]} and flush. */
+static void write_logits(const json_t *id, const float *logits, int n) {
+    fputc('{', stdout);
+    if (id) {
+        char *s = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+        printf("\"id\":%s,", s ? s : "null");
+        free(s);
+    }
+    fputs("\"logits\":[", stdout);
+    for (int i = 0; i < n; i++) printf(i ? ",%.9g" : "%.9g", logits[i]);
+    fputs("]}\n", stdout);
+    fflush(stdout);
+}
+
+int cmd_logits(int argc, char **argv) {
+    logits_opts_t o;
+    int pr = logits_parse(argc, argv, &o);
+    if (pr) {
+        logits_usage(pr > 0 ? stdout : stderr);
+        return pr > 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    err_t err = {0};
+    backend_t *be = device_open(o.device, o.dtype, o.int8, o.threads, &err);
+    if (!be) {
+        fprintf(stderr, "lm-worker logits: %s\n", err.msg);
+        return err.code ? err.code : EXIT_USAGE;
+    }
+    model_load_opts_t lo = {.model_dir = o.model, .adapter_dir = o.adapter, .backend = be};
+    model_t *m = model_load(&lo, &err);
+    if (!m) {
+        fprintf(stderr, "lm-worker logits: %s\n", err.msg);
+        be->ops->destroy(be);
+        return err.code ? err.code : EXIT_DATAERR;
+    }
+    int nl = model_get_config(m)->n_labels, rc = EXIT_OK;
+    float logits[MODEL_MAX_LABELS];
+    int32_t *ids = NULL;
+    size_t cap = 0, linecap = 0;
+    char *line = NULL;
+    ssize_t len;
+    long lineno = 0;
+    while ((len = getline(&line, &linecap, stdin)) >= 0) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == (size_t)len) continue; // blank line
+        json_t *id = NULL;
+        int n = parse_line(line, (size_t)len, lineno, &ids, &cap, &id, &err);
+        if (n < 0) {
+            rc = EXIT_DATAERR;
+            break;
+        }
+        const int32_t *seq = ids;
+        if (model_forward(m, &seq, &n, 1, logits, &err)) {
+            json_decref(id);
+            err_prefix(&err, "stdin:%ld", lineno);
+            rc = err.code ? err.code : EXIT_SOFTWARE;
+            break;
+        }
+        write_logits(id, logits, nl);
+        json_decref(id);
+    }
+    if (rc != EXIT_OK) fprintf(stderr, "lm-worker logits: %s\n", err.msg);
+    free(line);
+    free(ids);
+    model_free(m);
+    be->ops->destroy(be);
+    return rc;
+}

@@ -1,0 +1,129 @@
+/* cmd_tokenize.c: `lm-worker tokenize`, the native tokenizer on JSON lines.
+ *
+ * This is the check a user runs against Hugging Face `tokenizers`: feed the same texts, diff
+ * the ids. Input is {"text": "..."} per line on stdin (an optional "id" is echoed back); output
+ * is {"ids": [...]} per line on stdout, in input order, flushed line by line so that it can be
+ * driven interactively. Blank input lines are skipped, as `lm-worker logits` does.
+ * It deliberately does no CSV, templating or truncation (that is `lm-worker run`).
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "exit_codes.h"
+#include "json_util.h"
+#include "tokenizer.h"
+
+static void tokenize_usage(FILE *f) {
+    fprintf(f,
+            "usage: lm-worker tokenize --tokenizer FILE [options] < texts.jsonl > ids.jsonl\n"
+            "  reads {\"text\": \"...\"} lines (an optional \"id\" is echoed), writes {\"ids\": [...]} lines\n"
+            "  --tokenizer FILE        Hugging Face tokenizer.json; required\n"
+            "  --add-special-tokens    apply the post-processor, e.g. Gemma's <bos> (default: off,\n"
+            "                          like encode(text, add_special_tokens=False))\n"
+            "  --help                  this text\n");
+}
+
+typedef struct {
+    const char *tokenizer;
+    int add_special;
+} tokenize_opts_t;
+
+/* Parse argv (argv[0] is "tokenize"). Returns 0, 1 for --help, or -1 after printing why. */
+static int tokenize_parse(int argc, char **argv, tokenize_opts_t *o) {
+    *o = (tokenize_opts_t){0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return 1;
+        if (strcmp(a, "--add-special-tokens") == 0) {
+            o->add_special = 1;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "lm-worker tokenize: option '%s' needs a value\n", a);
+                return -1;
+            }
+            o->tokenizer = argv[++i];
+        } else {
+            fprintf(stderr, "lm-worker tokenize: unknown option '%s'\n", a);
+            return -1;
+        }
+    }
+    if (!o->tokenizer) {
+        fprintf(stderr, "lm-worker tokenize: --tokenizer is required\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Write {"id": ..., "ids": [...]} and flush. */
+static void write_ids(const json_t *id, const ids_t *ids) {
+    fputc('{', stdout);
+    if (id) {
+        char *s = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+        printf("\"id\":%s,", s ? s : "null");
+        free(s);
+    }
+    fputs("\"ids\":[", stdout);
+    for (size_t i = 0; i < ids->n; i++) printf(i ? ",%d" : "%d", (int)ids->data[i]);
+    fputs("]}\n", stdout);
+    fflush(stdout);
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    tokenize_opts_t o;
+    int pr = tokenize_parse(argc, argv, &o);
+    if (pr) {
+        tokenize_usage(pr > 0 ? stdout : stderr);
+        return pr > 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    err_t err = {0};
+    tokenizer_t *tok = tokenizer_load(o.tokenizer, &err);
+    if (!tok) {
+        fprintf(stderr, "lm-worker tokenize: %s\n", err.msg);
+        return EXIT_DATAERR;
+    }
+    int rc = EXIT_OK;
+    ids_t ids = {0};
+    size_t linecap = 0;
+    char *line = NULL;
+    ssize_t len;
+    long lineno = 0;
+    while ((len = getline(&line, &linecap, stdin)) >= 0) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == (size_t)len) continue;  // blank line
+        char name[64];
+        snprintf(name, sizeof name, "stdin:%ld", lineno);
+        json_t *j = json_util_load_buf(line, (size_t)len, name, &err);
+        if (!j) {
+            rc = EXIT_DATAERR;
+            break;
+        }
+        json_t *text = json_object_get(j, "text");
+        if (!json_is_string(text)) {
+            err_fmt(&err, "stdin:%ld: field 'text' must be a string", lineno);
+            json_decref(j);
+            rc = EXIT_DATAERR;
+            break;
+        }
+        ids.n = 0;
+        if (tokenizer_encode(tok, json_string_value(text), json_string_length(text), o.add_special, &ids, &err) < 0) {
+            err_prefix(&err, "stdin:%ld", lineno);
+            json_decref(j);
+            rc = EXIT_DATAERR;
+            break;
+        }
+        write_ids(json_object_get(j, "id"), &ids);
+        json_decref(j);
+    }
+    if (rc != EXIT_OK) fprintf(stderr, "lm-worker tokenize: %s\n", err.msg);
+    if (rc == EXIT_OK && ferror(stdout)) {
+        fprintf(stderr, "lm-worker tokenize: cannot write stdout\n");
+        rc = EXIT_IOERR;
+    }
+    free(line);
+    ids_free(&ids);
+    tokenizer_free(tok);
+    return rc;
+}

@@ -1,0 +1,71 @@
+/* device.c: --device / --dtype / --int8 / --threads -> an open backend (see device.h). */
+#include "device.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "exit_codes.h"
+
+/* Parse --dtype. Returns 0 and sets *dt (DT_F32 for "auto" with *is_auto = 1), or -1. */
+static int dtype_parse(const char *s, dtype_t *dt, int *is_auto) {
+    *is_auto = 0;
+    if (!s || strcmp(s, "auto") == 0) {
+        *is_auto = 1;
+        *dt = DT_F32;
+    } else if (strcmp(s, "fp32") == 0) {
+        *dt = DT_F32;
+    } else if (strcmp(s, "bf16") == 0) {
+        *dt = DT_BF16;
+    } else if (strcmp(s, "fp16") == 0) {
+        *dt = DT_F16;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+/* CUDA with dtype auto: bf16 where the device has it (sm_80+), else fp16. */
+static backend_t *cuda_open(dtype_t dt, int is_auto, int quant_int8, err_t *err) {
+    if (!is_auto) return backend_cuda_create(dt, quant_int8, err);
+    backend_t *b = backend_cuda_create(DT_BF16, quant_int8, err);
+    if (b) return b;
+    err_t err16 = {0};
+    b = backend_cuda_create(DT_F16, quant_int8, &err16);
+    return b; // on failure err keeps the bf16 attempt's reason, the more informative one
+}
+
+backend_t *device_open(const char *device, const char *dtype, int quant_int8, int threads, err_t *err) {
+    dtype_t dt;
+    int is_auto;
+    if (!device) device = "auto";
+    if (dtype_parse(dtype, &dt, &is_auto)) {
+        err_code(err, EXIT_USAGE, "--dtype %s: expected one of " DEVICE_DTYPE_CHOICES, dtype);
+        return NULL;
+    }
+    if (threads < 0) {
+        err_code(err, EXIT_USAGE, "--threads %d: expected 0 (all cores) or more", threads);
+        return NULL;
+    }
+    if (strcmp(device, "cpu") == 0) {
+        if (dt != DT_F32 || quant_int8) {
+            err_code(err, EXIT_USAGE, "--device cpu computes in fp32 only: use --dtype auto or fp32, without --int8");
+            return NULL;
+        }
+        return backend_cpu_create(threads, err);
+    }
+    if (strcmp(device, "cuda") == 0) {
+        backend_t *b = cuda_open(dt, is_auto, quant_int8, err);
+        if (!b) err_prefix(err, "--device cuda");
+        return b;
+    }
+    if (strcmp(device, "auto") != 0) {
+        err_code(err, EXIT_USAGE, "--device %s: expected one of " DEVICE_CHOICES, device);
+        return NULL;
+    }
+    err_t cuda_err = {0};
+    backend_t *b = cuda_open(dt, is_auto, quant_int8, &cuda_err);
+    if (b) return b;
+    fprintf(stderr, "note: no usable CUDA device (%s); running on the CPU in fp32%s\n", cuda_err.msg,
+            (!is_auto && dt != DT_F32) || quant_int8 ? ", ignoring --dtype/--int8" : "");
+    return backend_cpu_create(threads, err);
+}

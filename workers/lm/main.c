@@ -1,0 +1,71 @@
+/* main.c: lm-worker's entry point: process setup, then dispatch to one subcommand.
+ *
+ * Subcommands live in cmd_*.c (declared in cmds.h) and parse their own options; this file only
+ * picks one. Process setup happens here because it is policy for the whole program: the worker
+ * must die with its supervisor (PR_SET_PDEATHSIG), so that a killed orchestrate never leaves a
+ * worker holding GPU memory.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "cmds.h"
+#include "exit_codes.h"
+
+#ifndef LM_WORKER_VERSION
+#define LM_WORKER_VERSION "0.1.0"
+#endif
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} subcommand_t;
+
+static const subcommand_t subcommands[] = {
+    {"run", cmd_run, "score a competition CSV: id,prompt,response_a,response_b -> id,<labels>"},
+    {"tokenize", cmd_tokenize, "print the token ids of texts (checks a tokenizer.json)"},
+    {"logits", cmd_logits, "run given token ids through a model and print logits"},
+    {"info", cmd_info, "describe a checkpoint: config, tensors, memory needed"},
+    {"bench", cmd_bench, "time forward passes on synthetic batches"},
+};
+#define N_SUBCOMMANDS (sizeof subcommands / sizeof subcommands[0])
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: lm-worker <subcommand> [options]\n       lm-worker --help | --version\n\n"
+               "Subcommands (each takes --help for its options and their defaults):\n");
+    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
+        fprintf(f, "  %-9s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(f, "\nThe main subcommand, `run`:\n\n");
+    cmd_run_usage(f);
+    fprintf(f, "\nSee docs/lm-worker.md for the full reference.\n");
+}
+
+int main(int argc, char **argv) {
+    // Die with the supervisor. The parent may already be gone by the time prctl takes effect;
+    // then we were reparented and nobody will signal us, so leave now.
+    pid_t parent = getppid();
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) perror("lm-worker: prctl(PR_SET_PDEATHSIG)");
+    if (getppid() != parent) return 128 + SIGTERM;
+
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("lm-worker %s\n", LM_WORKER_VERSION);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
+        if (strcmp(cmd, subcommands[i].name) == 0) return subcommands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "lm-worker: unknown subcommand '%s'\n\n", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,199 @@
+/* weights.c: checkpoint tensors -> backend weights, with shapes checked against config.json.
+ *
+ * The list of tensors an architecture needs is built from the config (weights_specs); each is
+ * converted to fp32 on the host one at a time, passed through the LoRA merge when an adapter is
+ * given, and uploaded. Peak host memory is therefore one tensor, not the model.
+ *
+ * Checkpoint tensors we do not use are an error, except the ones weights_ignorable() names:
+ * rotary inv_freq buffers (older transformers saved them; we recompute them exactly) and an
+ * "lm_head.weight" (a causal-LM head some conversion scripts leave next to score.weight; a
+ * classifier never reads it). Anything else unexpected means a different architecture or a
+ * misnamed checkpoint, and silently ignoring it would hide the problem.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "exit_codes.h"
+#include "model_impl.h"
+
+static void spec_mat(weight_spec_t *s, const char *name, int rows, int cols, bweight_t *dst) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->rows = rows;
+    s->cols = cols;
+    s->mat = dst;
+}
+
+static void spec_vec(weight_spec_t *s, const char *name, int n, float **dst) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->rows = n;
+    s->vec = dst;
+}
+
+int weights_specs(const model_config_t *c, model_weights_t *w, weight_spec_t **out) {
+    int per_layer = c->post_norms ? 11 : 9;
+    weight_spec_t *s = xcalloc((size_t)(3 + per_layer * c->n_layers), sizeof *s);
+    int n = 0, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    char name[128];
+    spec_mat(&s[n++], "model.embed_tokens.weight", c->vocab_size, c->dim, &w->emb);
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_weights_t *L = &w->layers[l];
+#define LNAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
+        spec_vec(&s[n++], LNAME("input_layernorm.weight"), c->dim, &L->attn_norm);
+        spec_mat(&s[n++], LNAME("self_attn.q_proj.weight"), qd, c->dim, &L->wq);
+        spec_mat(&s[n++], LNAME("self_attn.k_proj.weight"), kvd, c->dim, &L->wk);
+        spec_mat(&s[n++], LNAME("self_attn.v_proj.weight"), kvd, c->dim, &L->wv);
+        spec_mat(&s[n++], LNAME("self_attn.o_proj.weight"), c->dim, qd, &L->wo);
+        if (c->post_norms) {
+            spec_vec(&s[n++], LNAME("post_attention_layernorm.weight"), c->dim, &L->attn_post_norm);
+            spec_vec(&s[n++], LNAME("pre_feedforward_layernorm.weight"), c->dim, &L->mlp_norm);
+            spec_vec(&s[n++], LNAME("post_feedforward_layernorm.weight"), c->dim, &L->mlp_post_norm);
+        } else {
+            spec_vec(&s[n++], LNAME("post_attention_layernorm.weight"), c->dim, &L->mlp_norm);
+        }
+        spec_mat(&s[n++], LNAME("mlp.gate_proj.weight"), c->hidden_dim, c->dim, &L->w_gate);
+        spec_mat(&s[n++], LNAME("mlp.up_proj.weight"), c->hidden_dim, c->dim, &L->w_up);
+        spec_mat(&s[n++], LNAME("mlp.down_proj.weight"), c->dim, c->hidden_dim, &L->w_down);
+#undef LNAME
+    }
+    spec_vec(&s[n++], "model.norm.weight", c->dim, &w->final_norm);
+    spec_mat(&s[n++], "score.weight", c->n_labels, c->dim, &w->score);
+    *out = s;
+    return n;
+}
+
+int weights_ignorable(const char *name) {
+    size_t n = strlen(name), k = strlen(".rotary_emb.inv_freq");
+    return strcmp(name, "lm_head.weight") == 0 || (n >= k && strcmp(name + n - k, ".rotary_emb.inv_freq") == 0);
+}
+
+/* "[a, b]" of a tensor's shape into buf. */
+static const char *shape_str(const st_tensor_t *t, char *buf, size_t size) {
+    size_t at = (size_t)snprintf(buf, size, "[");
+    for (int d = 0; d < t->ndim && at < size; d++)
+        at += (size_t)snprintf(buf + at, size - at, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+    if (at < size) snprintf(buf + at, size - at, "]");
+    return buf;
+}
+
+/* Every checkpoint tensor must be used or ignorable; name up to three offenders. */
+static int check_unexpected(const st_set_t *st, const weight_spec_t *specs, int n_specs, const char *model_type,
+                            err_t *err) {
+    unsigned char *used = xcalloc((size_t)st->n_tensors + 1, 1);
+    for (int i = 0; i < n_specs; i++) {
+        const st_tensor_t *t = st_find(st, specs[i].name);
+        if (t) used[t - st->tensors] = 1;
+    }
+    char list[512] = "";
+    int bad = 0;
+    const char *file = NULL;
+    for (int i = 0; i < st->n_tensors; i++) {
+        if (used[i] || weights_ignorable(st->tensors[i].name)) continue;
+        if (bad++ < 3) {
+            size_t at = strlen(list);
+            snprintf(list + at, sizeof list - at, "%s'%s'", at ? ", " : "", st->tensors[i].name);
+            if (!file) file = st->files[st->tensors[i].file].path;
+        }
+    }
+    free(used);
+    if (!bad) return 0;
+    return err_fmt(err, "%s: %d unexpected tensor%s for a %s sequence classifier: %s%s", file, bad, bad > 1 ? "s" : "",
+                   model_type, list, bad > 3 ? ", ..." : "");
+}
+
+/* Load one spec: find, check shape, convert, LoRA, upload. */
+static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_spec_t *s, const char *dir_hint,
+                    err_t *err) {
+    const st_tensor_t *t = st_find(st, s->name);
+    if (!t)
+        return err_code(err, EXIT_DATAERR, "%s: missing tensor '%s' (required by the %s config)", dir_hint, s->name,
+                        m->cfg.model_type);
+    const char *file = st->files[t->file].path;
+    int ok = s->cols ? t->ndim == 2 && t->shape[0] == s->rows && t->shape[1] == s->cols
+                     : t->ndim == 1 && t->shape[0] == s->rows;
+    if (!ok) {
+        char got[96];
+        if (s->cols)
+            return err_code(err, EXIT_DATAERR, "%s: tensor '%s': shape %s, expected [%d, %d] from config.json", file,
+                            s->name, shape_str(t, got, sizeof got), s->rows, s->cols);
+        return err_code(err, EXIT_DATAERR, "%s: tensor '%s': shape %s, expected [%d] from config.json", file, s->name,
+                        shape_str(t, got, sizeof got), s->rows);
+    }
+    size_t n = (size_t)s->rows * (size_t)(s->cols ? s->cols : 1);
+    float *host = xmalloc(n * sizeof(float) + 1);
+    int rc = st_to_f32(st, t, host, err);
+    if (!rc && lora) rc = lora_apply(lora, s->name, host, s->rows, s->cols, err);
+    if (rc) {
+        free(host);
+        err->code = EXIT_DATAERR;
+        return -1;
+    }
+    backend_t *be = m->be;
+    if (s->mat) {
+        rc = be->ops->weight_upload(be, s->mat, host, s->rows, s->cols);
+    } else {
+        *s->vec = be->ops->vec_upload(be, host, n);
+        rc = *s->vec ? 0 : -1;
+        if (s->vec == &m->w.final_norm) {
+            m->final_norm_host = host;
+            host = NULL;
+        }
+    }
+    free(host);
+    if (rc) {
+        be->ops->sync(be, err); // the backend recorded why (out of memory)
+        if (!err->code) err->code = EXIT_OOM;
+        return err_prefix(err, "uploading '%s'", s->name);
+    }
+    return 0;
+}
+
+int weights_load(model_t *m, const st_set_t *st, lora_t *lora, const char *where, err_t *err) {
+    m->w.layers = xcalloc((size_t)m->cfg.n_layers, sizeof *m->w.layers);
+    weight_spec_t *specs;
+    int n = weights_specs(&m->cfg, &m->w, &specs), rc = -1;
+    if (check_unexpected(st, specs, n, m->cfg.model_type, err)) {
+        err->code = EXIT_DATAERR;
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        if (load_one(m, st, lora, &specs[i], where, err)) goto done;
+    if (lora && lora_finish(lora, err)) {
+        err->code = EXIT_DATAERR;
+        goto done;
+    }
+    float *inv = xmalloc((size_t)(m->cfg.head_dim / 2) * sizeof(float));
+    rope_inv_freq(&m->cfg, inv);
+    m->w.inv_freq = m->be->ops->vec_upload(m->be, inv, (size_t)(m->cfg.head_dim / 2));
+    free(inv);
+    if (!m->w.inv_freq) {
+        m->be->ops->sync(m->be, err);
+        err->code = EXIT_OOM;
+        goto done;
+    }
+    rc = 0;
+done:
+    free(specs);
+    return rc;
+}
+
+void weights_free(model_t *m) {
+    backend_t *be = m->be;
+    if (!m->w.layers) return;
+    weight_spec_t *specs;
+    int n = weights_specs(&m->cfg, &m->w, &specs);
+    for (int i = 0; i < n; i++) {
+        if (specs[i].mat && specs[i].mat->data) be->ops->weight_free(be, specs[i].mat);
+        if (specs[i].vec && *specs[i].vec) {
+            be->ops->mem_free(be, *specs[i].vec);
+            *specs[i].vec = NULL;
+        }
+    }
+    free(specs);
+    be->ops->mem_free(be, m->w.inv_freq);
+    free(m->w.layers);
+    free(m->final_norm_host);
+    memset(&m->w, 0, sizeof m->w);
+    m->final_norm_host = NULL;
+}

@@ -1,0 +1,52 @@
+/* tokenizer.h: a Hugging Face tokenizer.json, loaded and run natively.
+ *
+ * Covers what Llama-3 and Gemma(-2) files use: byte-level BPE behind a Split pre-tokenizer
+ * (PCRE2) with ignore_merges; BPE with byte_fallback behind a Replace normaliser; added and
+ * special tokens matched in the raw text; TemplateProcessing and ByteLevel post-processors.
+ * Anything else in a tokenizer.json is rejected at load with an error naming the field, rather
+ * than silently giving different ids.
+ *
+ * A loaded tokenizer is immutable: tokenizer_encode may be called from many threads at once.
+ */
+#ifndef LM_TOKENIZER_H
+#define LM_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "check.h"
+
+typedef struct tokenizer tokenizer_t;
+
+/* A growable array of token ids. Zero-initialise; free with ids_free. */
+typedef struct {
+    int32_t *data;
+    size_t n, cap;
+} ids_t;
+
+void ids_push(ids_t *v, int32_t id);
+void ids_free(ids_t *v);
+
+/* Load tokenizer.json from path. Returns NULL with err naming the file and field on failure. */
+tokenizer_t *tokenizer_load(const char *path, err_t *err);
+
+/* Same, from an in-memory JSON text (`name` is used in errors). For tests and fuzzing. */
+tokenizer_t *tokenizer_load_buf(const char *json, size_t len, const char *name, err_t *err);
+
+void tokenizer_free(tokenizer_t *tok);
+
+/* Append the ids of UTF-8 text[0..len) to out. With add_special, apply the post-processor
+ * (e.g. Gemma's <bos>), exactly as HF encode(text, add_special_tokens=True). Invalid UTF-8 is
+ * handled as HF does after a lossy decode (U+FFFD). Returns 0, or -1 with err set. */
+int tokenizer_encode(const tokenizer_t *tok, const char *text, size_t len, int add_special, ids_t *out, err_t *err);
+
+/* Id of an exact token string (vocab or added token), or -1. */
+int32_t tokenizer_token_id(const tokenizer_t *tok, const char *token);
+
+/* Ids the post-processor adds before and after a single sequence (e.g. <bos> for Gemma). */
+void tokenizer_special_affixes(const tokenizer_t *tok, const int32_t **prefix, size_t *n_prefix,
+                               const int32_t **suffix, size_t *n_suffix);
+
+/* Number of ids (vocab plus added tokens). */
+size_t tokenizer_vocab_size(const tokenizer_t *tok);
+
+#endif
