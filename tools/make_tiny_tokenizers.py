@@ -12,8 +12,8 @@ Writes (paths relative to the repository root):
   tests/fixtures/models/tiny-gemma2/tokenizer.json   Gemma style: BPE with byte_fallback and
         <0xNN> tokens, Replace(" " -> "▁"), no pre-tokenizer, TemplateProcessing "<bos> $A";
         <pad> 0, <eos> 1, <bos> 2, <unk> 3, <start_of_turn> 4, <end_of_turn> 5, vocab 1024.
-  tests/fixtures/tokenizers/golden-tiny-{llama,gemma}.jsonl   ~50 texts from lmsys-sample.csv
-        plus edge cases: {"text", "ids", "ids_with_special"} per line.
+  tests/fixtures/tokenizers/golden-tiny-{llama,gemma}.jsonl   20 texts from lmsys-sample.csv,
+        31 edge cases and one 20 kB text: {"text", "ids", "ids_with_special"} per line.
   tests/fixtures/tokenizers/variants/<name>.json + golden-variants.jsonl   small tokenizers
         covering the other normalizers, pre-tokenizers, post-processors, added-token flags,
         truncation and padding the native tokenizer supports; lines add "tokenizer": <name>.
@@ -250,7 +250,8 @@ def main():
     sample = lmsys_texts(os.path.join(fx, "data", "lmsys-sample.csv"))
     rnd = random.Random(1234)
     picked = rnd.sample([t for t in sample if t], 20)
-    texts = EDGE_CASES + picked
+    # One long text too: without a pre-tokenizer it is a single ~20 kB BPE word for Gemma.
+    texts = EDGE_CASES + picked + ["\n\n".join(picked)[:20000]]
 
     llama = make_llama(train, os.path.join(fx, "models", "tiny-llama", "tokenizer.json"))
     gemma = make_gemma(train, os.path.join(fx, "models", "tiny-gemma2", "tokenizer.json"))

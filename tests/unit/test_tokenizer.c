@@ -422,6 +422,27 @@ TEST(encode_error_leaves_output) {
     tokenizer_free(t);
 }
 
+/* tokenizer_no_truncation_padding switches off the file's truncation (max_length 12) and
+ * padding (to a multiple of 4), as transformers does per call. */
+TEST(no_truncation_padding) {
+    tokenizer_t *t = load_or_fail(fixture(0, "tokenizers/variants/bert_pre_trunc_pad.json"));
+    if (!t) return;
+    const char *text = "one two three four five six seven eight nine ten eleven twelve thirteen";
+    ids_t with = {0}, without = {0};
+    err_t err = {0};
+    EXPECT(tokenizer_encode(t, text, strlen(text), 0, &with, &err) == 0);
+    EXPECT(with.n == 12);
+    tokenizer_no_truncation_padding(t);
+    EXPECT(tokenizer_encode(t, "one", 3, 0, &without, &err) == 0);
+    EXPECT(without.n >= 1 && without.n < 4);  // no padding to a multiple of 4
+    ids_free(&without);
+    EXPECT(tokenizer_encode(t, text, strlen(text), 0, &without, &err) == 0);
+    EXPECT(without.n > 12);
+    for (size_t i = 0; i < 12 && i < without.n; i++) EXPECT(without.data[i] == with.data[i]);
+    ids_free(&with), ids_free(&without);
+    tokenizer_free(t);
+}
+
 TEST_MAIN(golden_llama3, golden_gemma, golden_tiny_llama, golden_tiny_gemma, golden_variants, invalid_utf8_is_lossy,
           specials_and_affixes, long_inputs, threads_share_one_tokenizer, unsupported_configs_are_rejected,
-          encode_error_leaves_output)
+          encode_error_leaves_output, no_truncation_padding)

@@ -328,6 +328,7 @@ static int run_main(run_t *r) {
         err.code = EXIT_DATAERR;
         goto fail;
     }
+    tokenizer_no_truncation_padding(r->tok);  // as transformers: our policy sets the lengths
     if (!(r->enc = encoder_create(&r->tmpl, r->tok, policy, o->max_length, &err))) goto fail;
 
     // Tokenise every row on a pool while the model loads: sorting by length needs every length,

@@ -100,6 +100,8 @@ static int32_t char_id(const bpe_model_t *m, tok_scratch_t *s, const char *c, si
 
 /* BPE on word[0..len) without the ignore_merges shortcut: symbols, then merges. */
 static int merge_word(const bpe_model_t *m, tok_scratch_t *s, const char *word, size_t len, ids_t *out, err_t *err) {
+    if (len > INT32_MAX / 2)  // symbol links are int32
+        return err_fmt(err, "a %zu-byte piece is too long for one BPE word", len);
     // Symbols: at most one per byte (a byte-fallback char yields one per byte).
     if (s->cap_syms < len) {
         s->cap_syms = len * 2;

@@ -38,8 +38,8 @@ int post_process(const tokenizer_t *tok, ids_t *out, size_t base, int add_specia
         for (size_t i = 0; i < n_added; i++) ids_push(out, 0);
         int32_t *d = out->data + base;
         memmove(d + tok->n_prefix, d, n * sizeof *d);
-        memcpy(d, tok->prefix, tok->n_prefix * sizeof *d);
-        memcpy(d + tok->n_prefix + n, tok->suffix, tok->n_suffix * sizeof *d);
+        if (tok->n_prefix) memcpy(d, tok->prefix, tok->n_prefix * sizeof *d);
+        if (tok->n_suffix) memcpy(d + tok->n_prefix + n, tok->suffix, tok->n_suffix * sizeof *d);
         n += n_added;
     }
 

@@ -142,9 +142,8 @@ int tok_config_normalizer(tokenizer_t *tok, json_t *j, err_t *err) {
 
 /* ---------------------------------------------------------------- pre_tokenizer ----- */
 
-// Rust regex's Unicode \w, and HF's punctuation test (ASCII punctuation or Unicode P*).
+// Rust regex's Unicode \w (the Whitespace pre-tokenizer).
 #define RUST_W "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
-#define PUNCT "[\\p{P}\\x{21}-\\x{2F}\\x{3A}-\\x{40}\\x{5B}-\\x{60}\\x{7B}-\\x{7E}]"
 static const char GPT2_RE[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 static pre_step_t *add_pre(tokenizer_t *tok, pre_kind_t kind) {
@@ -162,6 +161,19 @@ static int add_split(tokenizer_t *tok, const char *re, int literal, split_behavi
     st->invert = invert;
     tok->has_regex = 1;
     return tok_regex_compile(&st->re, re, strlen(re), literal, path, err);
+}
+
+/* A split on one char of a generated class body (HF's char-predicate pre-tokenizers). */
+static int add_class_split(tokenizer_t *tok, const char *class_body, split_behavior_t b, const char *path,
+                           err_t *err) {
+    size_t n = strlen(class_body);
+    char *re = xmalloc(n + 3);
+    re[0] = '[';
+    memcpy(re + 1, class_body, n);
+    memcpy(re + 1 + n, "]", 2);
+    int rc = add_split(tok, re, 0, b, 0, path, err);
+    free(re);
+    return rc;
 }
 
 static int get_behavior(json_t *j, split_behavior_t *b, const char *path, err_t *err) {
@@ -195,11 +207,9 @@ static int parse_metaspace(tokenizer_t *tok, json_t *j, const char *path, err_t 
         else return err_fmt(err, "%s.prepend_scheme: expected \"always\", \"never\" or \"first\"", path);
     }
     json_t *aps = json_object_get(j, "add_prefix_space");
-    if (json_is_false(aps)) {
-        if (have_scheme && scheme != PREPEND_NEVER)
-            return err_fmt(err, "%s: add_prefix_space false contradicts prepend_scheme", path);
-        scheme = PREPEND_NEVER;
-    }
+    if (json_is_false(aps) && scheme != PREPEND_NEVER)
+        // HF 0.23 refuses this too: a missing prepend_scheme defaults to "always".
+        return err_fmt(err, "%s: add_prefix_space false contradicts prepend_scheme (\"always\" when absent)", path);
     int split = 1;
     if (get_bool(j, "split", 1, &split, path, err) < 0) return -1;
     pre_step_t *st = add_pre(tok, PRE_METASPACE);
@@ -254,19 +264,19 @@ static int parse_pre(tokenizer_t *tok, json_t *j, const char *path, int depth, e
     if (!strcmp(type, "Digits")) {
         int ind = 0;
         if (get_bool(j, "individual_digits", 0, &ind, path, err) < 0) return -1;
-        return add_split(tok, "\\p{N}", 0, ind ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS, 0, path, err);
+        return add_class_split(tok, TOK_HF_NUMERIC, ind ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS, path, err);
     }
     if (!strcmp(type, "Punctuation")) {
         split_behavior_t b = SPLIT_ISOLATED;
         if (json_object_get(j, "behavior") && get_behavior(j, &b, path, err) < 0) return -1;
-        return add_split(tok, PUNCT, 0, b, 0, path, err);
+        return add_class_split(tok, TOK_HF_PUNCT, b, path, err);
     }
     if (!strcmp(type, "WhitespaceSplit")) return add_split(tok, "\\p{White_Space}", 0, SPLIT_REMOVED, 0, path, err);
     if (!strcmp(type, "Whitespace"))
         return add_split(tok, "[" RUST_W "]+|[^" RUST_W "\\p{White_Space}]+", 0, SPLIT_REMOVED, 1, path, err);
     if (!strcmp(type, "BertPreTokenizer")) {
         if (add_split(tok, "\\p{White_Space}", 0, SPLIT_REMOVED, 0, path, err) < 0) return -1;
-        return add_split(tok, PUNCT, 0, SPLIT_ISOLATED, 0, path, err);
+        return add_class_split(tok, TOK_HF_PUNCT, SPLIT_ISOLATED, path, err);
     }
     if (!strcmp(type, "CharDelimiterSplit")) {
         json_t *d = json_object_get(j, "delimiter");
@@ -290,6 +300,7 @@ int tok_config_pre_tokenizer(tokenizer_t *tok, json_t *j, err_t *err) {
 /* ---------------------------------------------------------------- post_processor ---- */
 
 static void append_ids(int32_t **v, size_t *n, const int32_t *src, size_t k, int front) {
+    if (!k) return;
     *v = xrealloc(*v, (*n + k + 1) * sizeof **v);
     if (front) {
         memmove(*v + k, *v, *n * sizeof **v);

@@ -130,6 +130,16 @@ typedef struct {
 int tok_regex_compile(tok_regex_t *re, const char *pattern, size_t len, int literal, const char *where,
                       err_t *err);
 void tok_regex_free(tok_regex_t *re);
+/* Generated Unicode data (tok_unicode_data.c, tools/gen_tokenizer_unicode.py). */
+typedef struct {
+    const char *name;   // a general category, "Alphabetic", "w" (for \w) or "d" (for \d)
+    const char *extra;  // PCRE2 class-body ranges Oniguruma includes and PCRE2 does not
+} tok_uni_extra_t;
+extern const tok_uni_extra_t TOK_UNI_EXTRA[];
+extern const size_t TOK_UNI_EXTRA_N;
+extern const char TOK_HF_PUNCT[];    // class body: HF's punctuation test (Punctuation, Bert)
+extern const char TOK_HF_NUMERIC[];  // class body: Rust char::is_numeric as HF runs it (Digits)
+
 /* Rewrite Oniguruma (Ruby syntax) pattern p[0..n) into PCRE2 syntax with the same matches
  * (tok_onig.c). Returns a malloc'd NUL-terminated pattern, or NULL with err set. */
 char *onig_to_pcre2(const char *p, size_t n, size_t *out_len, const char *where, err_t *err);

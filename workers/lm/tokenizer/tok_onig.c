@@ -6,7 +6,7 @@
  * classes and flag groups; it does not parse the regex):
  *   \s \S      Oniguruma: Unicode White_Space. PCRE2 also counts U+180E.
  *   \p{GC}     general categories: Oniguruma's tables are newer (Unicode 16 vs PCRE2 10.42's
- *   \d \w      Unicode 14); the missing code points (tok_unicode_extra.h) are added to the
+ *   \d \w      Unicode 14); the missing code points (tok_unicode_data.c) are added to the
  *              class. \w is Oniguruma's Alphabetic+M+Nd+Pc, not PCRE2's L+N+_.
  *   \h \H      Ruby: hex digit. PCRE2: horizontal space.
  *   \uHHHH     Ruby escape; PCRE2 spells it \x{HHHH}.
@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include "tok_internal.h"
-#include "tok_unicode_extra.h"
 
 #define WHITE_SPACE "\\x{9}-\\x{D}\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
@@ -44,9 +43,9 @@ static void sb_str(sbuf_t *b, const char *s) {
     sb_put(b, s, strlen(s));
 }
 
-/* Extra ranges for a class name from tok_unicode_extra.h, or NULL when the class is unknown. */
+/* Extra ranges for a class name (tok_unicode_data.c), or NULL when the class is unknown. */
 static const char *extra_for(const char *name, size_t n) {
-    for (size_t i = 0; i < sizeof TOK_UNI_EXTRA / sizeof *TOK_UNI_EXTRA; i++)
+    for (size_t i = 0; i < TOK_UNI_EXTRA_N; i++)
         if (strlen(TOK_UNI_EXTRA[i].name) == n && !memcmp(TOK_UNI_EXTRA[i].name, name, n)) return TOK_UNI_EXTRA[i].extra;
     return NULL;
 }

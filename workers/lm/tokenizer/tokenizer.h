@@ -36,8 +36,18 @@ void tokenizer_free(tokenizer_t *tok);
 
 /* Append the ids of UTF-8 text[0..len) to out. With add_special, apply the post-processor
  * (e.g. Gemma's <bos>), exactly as HF encode(text, add_special_tokens=True). Invalid UTF-8 is
- * handled as HF does after a lossy decode (U+FFFD). Returns 0, or -1 with err set. */
+ * handled as HF does after a lossy decode (U+FFFD). Like HF `tokenizers` (not transformers,
+ * which switches them off per call), a "truncation" or "padding" section in the file applies
+ * too; the Llama-3 and Gemma files have neither. Returns 0, or -1 with err set and out
+ * unchanged. */
 int tokenizer_encode(const tokenizer_t *tok, const char *text, size_t len, int add_special, ids_t *out, err_t *err);
+
+/* Switch off the file's "truncation" and "padding" sections, as transformers does on every call
+ * (set_truncation_and_padding with DO_NOT_TRUNCATE / DO_NOT_PAD). lm-worker run calls this right
+ * after loading, because a fine-tuned checkpoint's tokenizer.json often carries the training
+ * max_length, and transformers — which produced the model's training inputs — ignores it; our own
+ * truncation policy (rows_encode.c) decides lengths. Not thread-safe: call before any encode. */
+void tokenizer_no_truncation_padding(tokenizer_t *tok);
 
 /* Id of an exact token string (vocab or added token), or -1. */
 int32_t tokenizer_token_id(const tokenizer_t *tok, const char *token);

@@ -241,6 +241,11 @@ static int load_model(tokenizer_t *tok, json_t *m, err_t *err) {
 
 /* ---------------------------------------------------------------- public ------------ */
 
+void tokenizer_no_truncation_padding(tokenizer_t *tok) {
+    tok->trunc.enabled = 0;
+    tok->pad.enabled = 0;
+}
+
 void tokenizer_free(tokenizer_t *tok) {
     if (!tok) return;
     bpe_model_t *b = &tok->bpe;
