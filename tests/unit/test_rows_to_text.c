@@ -278,7 +278,7 @@ static void reference_blocks(const tokenizer_t *tok, const template_t *t, const 
     for (int p = 0; p < N_PARTS; p++) {
         push_slice(&content, fx[2 + 2 * p].data, fx[2 + 2 * p].n);
         size_t from = pol == TRUNC_KEEP_END ? part[p].n - keep[p] : 0;
-        push_slice(&content, part[p].data + from, keep[p]);
+        if (keep[p]) push_slice(&content, part[p].data + from, keep[p]);  // data is NULL when empty
         push_slice(&content, fx[3 + 2 * p].data, fx[3 + 2 * p].n);
     }
     push_slice(&content, fx[1].data, fx[1].n);

@@ -39,7 +39,8 @@ void ids_free(ids_t *v) {
 /* ---------------------------------------------------------------- scratch ----------- */
 
 char *scratch_reserve(tok_scratch_t *s, size_t n) {
-    if (s->len + n > s->cap) {
+    // Allocate even for n == 0: callers take the pointer, and NULL + 0 is undefined behaviour.
+    if (s->len + n > s->cap || !s->buf) {
         size_t cap = s->cap ? s->cap : 256;
         while (cap < s->len + n) cap *= 2;
         s->buf = xrealloc(s->buf, cap);
