@@ -14,7 +14,7 @@
 #include "cmds.h"
 #include "device.h"
 #include "exit_codes.h"
-#include "json_util.h"
+#include "jsonl.h"
 #include "model.h"
 
 static void logits_usage(FILE *f) {
@@ -78,13 +78,9 @@ static int logits_parse(int argc, char **argv, logits_opts_t *o) {
     return 0;
 }
 
-/* Parse one input line into ids (grown as needed). Returns the length, or -1 with err set. */
-static int parse_line(const char *line, size_t len, long lineno, int32_t **ids, size_t *cap, json_t **id_out,
-                      err_t *err) {
-    char name[64];
-    snprintf(name, sizeof name, "stdin:%ld", lineno);
-    json_t *j = json_util_load_buf(line, len, name, err);
-    if (!j) return -1;
+/* Read one input object's input_ids into ids (grown as needed) and its optional id into
+ * *id_out (a new reference). Returns the length, or -1 with err set. */
+static int parse_line(json_t *j, long lineno, int32_t **ids, size_t *cap, json_t **id_out, err_t *err) {
     const json_t *arr = json_object_get(j, "input_ids");
     int n = -1;
     if (!json_is_array(arr) || json_array_size(arr) == 0) {
@@ -110,18 +106,12 @@ static int parse_line(const char *line, size_t len, long lineno, int32_t **ids, 
     n = (int)json_array_size(arr);
     *id_out = json_incref(json_object_get(j, "id"));
 done:
-    json_decref(j);
     return n;
 }
 
 /* Write {"id": ..., "logits": [...]} and flush. */
 static void write_logits(const json_t *id, const float *logits, int n) {
-    fputc('{', stdout);
-    if (id) {
-        char *s = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
-        printf("\"id\":%s,", s ? s : "null");
-        free(s);
-    }
+    jsonl_begin_object(stdout, id);
     fputs("\"logits\":[", stdout);
     for (int i = 0; i < n; i++) printf(i ? ",%.9g" : "%.9g", logits[i]);
     fputs("]}\n", stdout);
@@ -151,15 +141,20 @@ int cmd_logits(int argc, char **argv) {
     int nl = model_get_config(m)->n_labels, rc = EXIT_OK;
     float logits[MODEL_MAX_LABELS];
     int32_t *ids = NULL;
-    size_t cap = 0, linecap = 0;
-    char *line = NULL;
-    ssize_t len;
-    long lineno = 0;
-    while ((len = getline(&line, &linecap, stdin)) >= 0) {
-        lineno++;
-        if (strspn(line, " \t\r\n") == (size_t)len) continue; // blank line
+    size_t cap = 0;
+    jsonl_reader_t rd;
+    jsonl_reader_init(&rd, stdin);
+    for (;;) {
+        int eof;
+        json_t *j = jsonl_next(&rd, &eof, &err);
+        if (!j) {
+            if (!eof) rc = EXIT_DATAERR;
+            break;
+        }
+        long lineno = rd.lineno;
         json_t *id = NULL;
-        int n = parse_line(line, (size_t)len, lineno, &ids, &cap, &id, &err);
+        int n = parse_line(j, lineno, &ids, &cap, &id, &err);
+        json_decref(j);
         if (n < 0) {
             rc = EXIT_DATAERR;
             break;
@@ -175,7 +170,7 @@ int cmd_logits(int argc, char **argv) {
         json_decref(id);
     }
     if (rc != EXIT_OK) fprintf(stderr, "lm-worker logits: %s\n", err.msg);
-    free(line);
+    jsonl_reader_free(&rd);
     free(ids);
     model_free(m);
     be->ops->destroy(be);

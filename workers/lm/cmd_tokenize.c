@@ -13,7 +13,7 @@
 
 #include "cmds.h"
 #include "exit_codes.h"
-#include "json_util.h"
+#include "jsonl.h"
 #include "tokenizer.h"
 
 static void tokenize_usage(FILE *f) {
@@ -59,12 +59,7 @@ static int tokenize_parse(int argc, char **argv, tokenize_opts_t *o) {
 
 /* Write {"id": ..., "ids": [...]} and flush. */
 static void write_ids(const json_t *id, const ids_t *ids) {
-    fputc('{', stdout);
-    if (id) {
-        char *s = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
-        printf("\"id\":%s,", s ? s : "null");
-        free(s);
-    }
+    jsonl_begin_object(stdout, id);
     fputs("\"ids\":[", stdout);
     for (size_t i = 0; i < ids->n; i++) printf(i ? ",%d" : "%d", (int)ids->data[i]);
     fputs("]}\n", stdout);
@@ -86,20 +81,16 @@ int cmd_tokenize(int argc, char **argv) {
     }
     int rc = EXIT_OK;
     ids_t ids = {0};
-    size_t linecap = 0;
-    char *line = NULL;
-    ssize_t len;
-    long lineno = 0;
-    while ((len = getline(&line, &linecap, stdin)) >= 0) {
-        lineno++;
-        if (strspn(line, " \t\r\n") == (size_t)len) continue;  // blank line
-        char name[64];
-        snprintf(name, sizeof name, "stdin:%ld", lineno);
-        json_t *j = json_util_load_buf(line, (size_t)len, name, &err);
+    jsonl_reader_t rd;
+    jsonl_reader_init(&rd, stdin);
+    for (;;) {
+        int eof;
+        json_t *j = jsonl_next(&rd, &eof, &err);
         if (!j) {
-            rc = EXIT_DATAERR;
+            if (!eof) rc = EXIT_DATAERR;
             break;
         }
+        long lineno = rd.lineno;
         json_t *text = json_object_get(j, "text");
         if (!json_is_string(text)) {
             err_fmt(&err, "stdin:%ld: field 'text' must be a string", lineno);
@@ -122,7 +113,7 @@ int cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "lm-worker tokenize: cannot write stdout\n");
         rc = EXIT_IOERR;
     }
-    free(line);
+    jsonl_reader_free(&rd);
     ids_free(&ids);
     tokenizer_free(tok);
     return rc;

@@ -1,0 +1,45 @@
+/* jsonl.c: JSON-lines framing for the inspection subcommands (see jsonl.h). */
+#include "jsonl.h"
+
+#include <string.h>
+#include <sys/types.h>
+
+#include "json_util.h"
+
+void jsonl_reader_init(jsonl_reader_t *r, FILE *f) {
+    memset(r, 0, sizeof *r);
+    r->in = f;
+}
+
+void jsonl_reader_free(jsonl_reader_t *r) {
+    free(r->line);
+    memset(r, 0, sizeof *r);
+}
+
+json_t *jsonl_next(jsonl_reader_t *r, int *eof, err_t *err) {
+    ssize_t len;
+    *eof = 0;
+    while ((len = getline(&r->line, &r->cap, r->in)) >= 0) {
+        r->lineno++;
+        if (strspn(r->line, " \t\r\n") == (size_t)len) continue;  // blank line
+        char name[64];
+        snprintf(name, sizeof name, "stdin:%ld", r->lineno);
+        json_t *j = json_util_load_buf(r->line, (size_t)len, name, err);
+        if (j && !json_is_object(j)) {
+            json_decref(j);
+            err_fmt(err, "stdin:%ld: expected a JSON object per line", r->lineno);
+            return NULL;
+        }
+        return j;
+    }
+    *eof = 1;
+    return NULL;
+}
+
+void jsonl_begin_object(FILE *f, const json_t *id) {
+    fputc('{', f);
+    if (!id) return;
+    char *s = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+    fprintf(f, "\"id\":%s,", s ? s : "null");
+    free(s);
+}

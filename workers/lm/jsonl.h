@@ -1,0 +1,30 @@
+/* jsonl.h: the JSON-lines plumbing shared by `lm-worker tokenize` and `lm-worker logits`:
+ * read one object per non-blank stdin line (errors name "stdin:<line>"), and start an output
+ * object that echoes the input's optional "id". Parsing is jansson's; this only frames lines. */
+#ifndef LM_JSONL_H
+#define LM_JSONL_H
+
+#include <jansson.h>
+#include <stdio.h>
+#include "check.h"
+
+typedef struct {
+    FILE *in;         // the stream read (stdin)
+    char *line;       // getline buffer
+    size_t cap;
+    long lineno;      // 1-based number of the line last read
+} jsonl_reader_t;
+
+/* Start reading f. Zero state; free with jsonl_reader_free. */
+void jsonl_reader_init(jsonl_reader_t *r, FILE *f);
+void jsonl_reader_free(jsonl_reader_t *r);
+
+/* Parse the next non-blank line as a JSON object. Returns it (a new reference) with *eof = 0;
+ * NULL with *eof = 1 at end of input; NULL with *eof = 0 and err = "stdin:N:col: ..." when the
+ * line is not valid JSON or not an object. */
+json_t *jsonl_next(jsonl_reader_t *r, int *eof, err_t *err);
+
+/* Write `{` and, when id is non-NULL, `"id":<id>,` to f: the start of every output line. */
+void jsonl_begin_object(FILE *f, const json_t *id);
+
+#endif
