@@ -382,8 +382,10 @@ static cudaError_t attn_launch_mma(void *out, const void *q, const void *k, cons
         smem_set = true;
     }
     const int tiles = (max_len + MMA_BR - 1) / MMA_BR;
-    /* gridDim.y is at most 65535: launch the batch in chunks of whole sequences. */
-    const int chunk = tiles > 0 ? (65535 / tiles < B ? 65535 / tiles : B) : B;
+    /* gridDim.y is at most 65535: launch the batch in chunks of whole sequences. A sequence of
+     * more than 65535 tiles (4M tokens) cannot be chunked that way; refuse it rather than loop. */
+    if (tiles <= 0 || tiles > 65535) return cudaErrorInvalidValue;
+    const int chunk = 65535 / tiles < B ? 65535 / tiles : B;
     for (int b0 = 0; b0 < B; b0 += chunk) {
         const int nb = B - b0 < chunk ? B - b0 : chunk;
         dim3 grid((unsigned)p->n_heads, (unsigned)(nb * tiles));

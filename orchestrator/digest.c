@@ -3,8 +3,13 @@
  * the digest is the same on every host. */
 #include "digest.h"
 
+#include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "check.h"
 
 #define P1 0x9E3779B185EBCA87ULL
 #define P2 0xC2B2AE3D27D4EB4FULL
@@ -130,4 +135,37 @@ uint64_t digest_xxh64(const void *data, size_t len, uint64_t seed) {
     size_t n = len;
     for (; n >= 32; p += 32, n -= 32) stripe(v, p);
     return xxh_finish(v, seed, len, p, n);
+}
+
+/* Feed one stat result: size and nanosecond mtime. */
+static void stamp_stat(digest_t *d, const struct stat *st) {
+    uint64_t v[3] = {(uint64_t)st->st_size, (uint64_t)st->st_mtim.tv_sec, (uint64_t)st->st_mtim.tv_nsec};
+    digest_update(d, v, sizeof v);
+}
+
+void digest_path_stamp(digest_t *d, const char *tag, const char *path) {
+    struct stat st;
+    if (!path || stat(path, &st) != 0) {
+        digest_field(d, tag, NULL);
+        return;
+    }
+    digest_field(d, tag, path);
+    if (!S_ISDIR(st.st_mode)) {
+        stamp_stat(d, &st);
+        return;
+    }
+    struct dirent **names = NULL;
+    int n = scandir(path, &names, NULL, alphasort);
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(path) + strlen(names[i]->d_name) + 2;
+        char *full = xmalloc(len);
+        snprintf(full, len, "%s/%s", path, names[i]->d_name);
+        if (stat(full, &st) == 0 && S_ISREG(st.st_mode)) {
+            digest_field(d, "file", names[i]->d_name);
+            stamp_stat(d, &st);
+        }
+        free(full);
+        free(names[i]);
+    }
+    free(names);
 }

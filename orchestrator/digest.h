@@ -32,6 +32,13 @@ void digest_update(digest_t *d, const void *data, size_t len);
  * digests differently from "". */
 void digest_field(digest_t *d, const char *tag, const char *s);
 
+/* Feed a cheap stamp of what is at path: for a regular file its size and modification time; for
+ * a directory the name, size and modification time of each regular file directly inside it, in
+ * name order (not recursive: checkpoints and adapters are flat). A missing path digests as
+ * absent. It reads no file contents, so stamping a 17 GB checkpoint costs a few stat calls;
+ * a file rewritten in place with the same size and mtime goes unnoticed. */
+void digest_path_stamp(digest_t *d, const char *tag, const char *path);
+
 /* Finish: write 32 lowercase hex digits and a NUL to out. d may not be fed afterwards. */
 void digest_hex(const digest_t *d, char out[DIGEST_HEX_LEN + 1]);
 

@@ -153,6 +153,12 @@ static int job_fill(const plan_t *plan, const csv_table_t *input, const size_t *
     digest_field(&d, "shard", content);
     digest_field(&d, "variant", tta_name(job->variant));
     digest_field(&d, "settings", m->settings_key);
+    // The files the settings name, and the worker binary, by size and mtime: a checkpoint
+    // retrained in place or a rebuilt lm-worker must not be answered from stale records.
+    digest_path_stamp(&d, "model-files", m->model);
+    digest_path_stamp(&d, "adapter-files", m->adapter);
+    digest_path_stamp(&d, "tokenizer-file", m->tokenizer);
+    if (m->is_lm_worker) digest_path_stamp(&d, "worker-binary", plan->lm_worker_path);
     digest_hex(&d, key);
     job->key = xstrdup(key);
     job->ids = copy_ids(input, rows, n);

@@ -3,6 +3,7 @@
  * stage_jobs_build (job names and paths, swap_ab shard files, content-named shards shared
  * between models, input errors) and resume (reuse, invalidation, stale outputs).
  */
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,6 +84,38 @@ static double check_assign(const csv_table_t *t, int n) {
     }
     free(shard_of), free(cost), free(rows);
     return lo ? (double)hi / (double)lo : 1e9;
+}
+
+/* Hex digest of the stamp of path. */
+static void stamp_hex(const char *path, char out[DIGEST_HEX_LEN + 1]) {
+    digest_t d;
+    digest_init(&d);
+    digest_path_stamp(&d, "p", path);
+    digest_hex(&d, out);
+}
+
+/* A path stamp changes when a file inside the directory changes size or mtime, or appears. */
+TEST(test_digest_path_stamp) {
+    char dir[] = "/tmp/test_stamp.XXXXXX", file[64], a[DIGEST_HEX_LEN + 1], b[DIGEST_HEX_LEN + 1];
+    EXPECT(mkdtemp(dir) != NULL);
+    snprintf(file, sizeof file, "%s/w.safetensors", dir);
+    FILE *f = fopen(file, "w");
+    fputs("12345", f);
+    fclose(f);
+    struct timespec t[2] = {{1000, 0}, {1000, 0}};
+    EXPECT(utimensat(AT_FDCWD, file, t, 0) == 0);
+    stamp_hex(dir, a);
+    stamp_hex(dir, b);
+    EXPECT(strcmp(a, b) == 0);
+    t[1].tv_sec = 2000;  // same size, new mtime: retrained in place
+    EXPECT(utimensat(AT_FDCWD, file, t, 0) == 0);
+    stamp_hex(dir, b);
+    EXPECT(strcmp(a, b) != 0);
+    stamp_hex(file, a);  // a single file is stamped too
+    stamp_hex("/nonexistent/path", b);
+    EXPECT(strcmp(a, b) != 0);
+    unlink(file);
+    rmdir(dir);
 }
 
 TEST(test_shard_balance_lmsys) {
@@ -313,9 +346,9 @@ int main(void) {
     char *real = realpath(tmpdir, NULL);
     snprintf(tmpdir, sizeof tmpdir, "%s", real);
     free(real);
-    tt_fn_ fns[] = {test_digest_vectors, test_shard_balance_lmsys, test_shard_rows_without_text, test_stage_jobs_build,
+    tt_fn_ fns[] = {test_digest_vectors, test_digest_path_stamp, test_shard_balance_lmsys, test_shard_rows_without_text, test_stage_jobs_build,
                     test_stage_input_errors, test_resume};
-    int rc = tt_run_("digest_vectors, shard_balance_lmsys, shard_rows_without_text, stage_jobs_build, stage_input_errors, "
+    int rc = tt_run_("digest_vectors, digest_path_stamp, shard_balance_lmsys, shard_rows_without_text, stage_jobs_build, stage_input_errors, "
                      "resume", fns, (int)(sizeof fns / sizeof fns[0]));
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -268,7 +268,10 @@ static int stage_upload(backend_t *b, void *dst, const void *host, size_t bytes,
 /* An fp32 vector (norm weights, rope frequencies) in device memory, or NULL (failure recorded). */
 static void *cuda_vec_upload(backend_t *b, const float *host, size_t n) {
     void *p = arena_alloc(b, n * sizeof(float), 0, "vector");
-    if (p && stage_upload(b, p, host, n * sizeof(float), 0)) return NULL;
+    if (p && stage_upload(b, p, host, n * sizeof(float), 0)) {
+        cuda_mem_free(b, p); // nobody else holds it: the caller only sees NULL
+        return NULL;
+    }
     return p;
 }
 
