@@ -9,6 +9,5 @@
 #define EXIT_SOFTWARE 70  // internal error; retried
 #define EXIT_IOERR 74     // could not read or write a file; retried
 #define EXIT_OOM 75       // out of device (or host) memory; retried with the batch halved
-#define EXIT_INTERRUPTED 130
 
 #endif

@@ -61,10 +61,10 @@ static void usage(FILE *f) {
 }
 
 typedef struct {
-    const char *plan_path;
-    const char *work_dir;
-    const char *gpus;
-    int dry_run, fresh, quiet;
+    const char *plan_path;    // --plan (default "plan.json")
+    const char *work_dir;     // --work-dir, or NULL for the plan's work_dir
+    const char *gpus;         // --gpus, or NULL for the plan's gpus
+    int dry_run, fresh, quiet; // the flags of the same names
 } cli_t;
 
 /* Print the failure line last (stdout flushed first, so it cannot come out before). */
@@ -80,6 +80,8 @@ static int fail(int code, const char *fmt, ...) {
     return code;
 }
 
+/* Parse argv into cli. Exits 0 after --help or --version; returns 0, or EXIT_USAGE after printing
+ * the usage and the failure line. */
 static int parse_cli(int argc, char **argv, cli_t *cli) {
     static const struct option opts[] = {
         {"plan", required_argument, NULL, 'p'},  {"dry-run", no_argument, NULL, 'n'},
@@ -114,6 +116,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
     return 0;
 }
 
+/* There is no plan at path: print a minimal example plan and where the docs are. Returns 1. */
 static int no_plan(const char *path) {
     printf("orchestrate: no plan: '%s' does not exist.\n"
            "Write a plan.json (or pass --plan FILE). A minimal one, for a GPU machine:\n\n%s\n"
@@ -141,6 +144,8 @@ typedef struct {
     double t0;                // monotonic start
 } run_t;
 
+/* --dry-run: print the slots and, per stage, the jobs and their schedule; start no worker (the
+ * shard files are written, to know what would be reused). Returns 0, or -1 with err set. */
 static int dry_run(run_t *r, const cli_t *cli, err_t *err) {
     const plan_t *plan = &r->plan;
     printf("plan: %s\ninput: %s (%zu rows)\noutput: %s\nwork_dir: %s\n", plan->path, plan->input,
@@ -203,6 +208,8 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
     return rc;
 }
 
+/* Run every stage, then merge the ensemble into the submission unless a signal arrived. Returns 0,
+ * or -1 with err set (err->code 128 + signal when interrupted). */
 static int run_all(run_t *r, const cli_t *cli, err_t *err) {
     plan_t *plan = &r->plan;
     if (fs_mkdir_p(plan->work_dir, err) != 0) return -1;
@@ -235,6 +242,9 @@ static int run_all(run_t *r, const cli_t *cli, err_t *err) {
     return 0;
 }
 
+/* Close the report with the run's status ("ok", "failed" or "interrupted" from err) and totals,
+ * write report.json into the work directory (a failure to write is a warning) and print the
+ * summary table. */
 static void finish_report(run_t *r, const err_t *err, int failed) {
     if (!r->report) return;
     r->times.wall_s = run_now_mono() - r->t0;

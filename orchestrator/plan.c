@@ -70,6 +70,8 @@ static int require_fs(pctx_t *c, const char *key, const char *path, int want_dir
 
 /* ---------------------------------------------------------------- models */
 
+/* models[i].name: required, at most MAX_MODEL_NAME characters of [A-Za-z0-9._-], not "." or "..",
+ * because it names files and jobs. Returns 0, or -1 with the error at the name. */
 static int parse_name(pctx_t *c, json_t *jm, plan_model_t *m) {
     if (pf_string(c, jm, "name", 1, &m->name) != 0) return -1;
     pctx_key(c, "name");
@@ -122,6 +124,7 @@ static int check_placeholders(pctx_t *c, const plan_model_t *m) {
     return 0;
 }
 
+/* models[i].tta: a non-empty list of distinct variants; ["identity"] when absent. Returns 0 or -1. */
 static int parse_tta(pctx_t *c, json_t *jm, plan_model_t *m) {
     json_t *v = pf_member(jm, "tta");
     m->tta[0] = TTA_IDENTITY;
@@ -150,6 +153,8 @@ static int env_reserved(const char *k) {
     return strcmp(k, "CUDA_VISIBLE_DEVICES") == 0 || strncmp(k, "ORCHESTRATE_", 12) == 0;
 }
 
+/* models[i].env: an object of strings with valid, unreserved names, kept as "NAME=value" in
+ * m->env (NULL-terminated). Returns 0, or -1 with the error at the offending key or value. */
 static int parse_env(pctx_t *c, json_t *jm, plan_model_t *m) {
     json_t *v = pf_member(jm, "env");
     if (!v) return 0;
@@ -269,6 +274,8 @@ static char *settings_key(const plan_model_t *m) {
     return hex;
 }
 
+/* One models[] entry into m: its keys, its kind (command or lm-worker) with that kind's settings,
+ * the common keys with their defaults, and its settings_key. Returns 0, or -1 with err set. */
 static int parse_model(pctx_t *c, json_t *jm, plan_model_t *m) {
     if (!json_is_object(jm)) return pctx_fail(c, 0, "must be an object, not %s", pf_type_name(jm));
     if (pf_check_keys(c, jm, MODEL_KEYS, TOP_KEYS, "it is a top-level key, outside models[]") != 0) return -1;
@@ -331,6 +338,7 @@ static int parse_model(pctx_t *c, json_t *jm, plan_model_t *m) {
     return 0;
 }
 
+/* The required models array (1 to 1000 models, unique names) into plan->models. Returns 0 or -1. */
 static int parse_models(pctx_t *c, json_t *root, plan_t *plan) {
     json_t *v = pf_member(root, "models");
     if (!v) return pctx_fail(c, 0, "missing required key 'models'");
@@ -358,6 +366,8 @@ static int parse_models(pctx_t *c, json_t *root, plan_t *plan) {
 
 /* ---------------------------------------------------------------- top level */
 
+/* labels: at least 2 distinct non-empty strings, none of them "id"; the competition's three when
+ * absent. Returns 0 or -1. */
 static int parse_labels(pctx_t *c, json_t *root, plan_t *plan) {
     if (!pf_member(root, "labels")) {
         plan->n_labels = 3;
@@ -382,6 +392,8 @@ static int parse_labels(pctx_t *c, json_t *root, plan_t *plan) {
     return 0;
 }
 
+/* gpus: "auto" (the default), "cpu", or a non-empty list of distinct indices in [0, 1023].
+ * Returns 0 or -1. */
 static int parse_gpus(pctx_t *c, json_t *root, plan_t *plan) {
     json_t *v = pf_member(root, "gpus");
     plan->gpus_auto = 1;
@@ -431,6 +443,8 @@ static int sub_object(pctx_t *c, json_t *root, const char *key, const char *cons
     return 0;
 }
 
+/* The whole plan object: top-level keys and their defaults, then the models. Returns 0, or -1
+ * with err naming the file, line:column and JSON path. */
 static int parse_top(pctx_t *c, json_t *root, plan_t *plan) {
     if (!json_is_object(root)) return pctx_fail(c, 0, "the plan must be a JSON object, not %s", pf_type_name(root));
     if (pf_check_keys(c, root, TOP_KEYS, MODEL_KEYS, "it is a per-model key; put it inside models[]") != 0) return -1;

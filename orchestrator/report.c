@@ -75,6 +75,8 @@ void report_destroy(report_t *r) {
     free(r);
 }
 
+/* One job's entry of report.json: identity, outcome, every attempt's exit code, timeout and batch
+ * size, timing and paths. Returns a new reference. */
 static json_t *job_json(const plan_t *plan, const job_t *j) {
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(j->name));

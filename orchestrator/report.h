@@ -27,6 +27,8 @@ typedef struct {
     int spawned;            // worker processes started
 } report_times_t;
 
+/* Start the report of a run that began at t_start_wall (seconds since the epoch): the plan's
+ * paths and the slots. report_destroy frees it. */
 report_t *report_create(const plan_t *plan, const slot_t *slots, int n_slots, double t_start_wall);
 void report_destroy(report_t *r);
 

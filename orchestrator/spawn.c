@@ -14,9 +14,10 @@
 
 typedef struct {
     char **v;     // (n + 1) NULL-terminated
-    size_t n, cap;
+    size_t n, cap; // strings held; slots allocated in v
 } strv_t;
 
+/* Append owned (s takes it) and keep s->v NULL-terminated. */
 static void strv_push(strv_t *s, char *owned) {
     if (s->n + 2 > s->cap) {
         s->cap = s->cap ? 2 * s->cap : 16;
@@ -26,6 +27,7 @@ static void strv_push(strv_t *s, char *owned) {
     s->v[s->n] = NULL;
 }
 
+/* Append a printf-formatted string. */
 static void strv_pushf(strv_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void strv_pushf(strv_t *s, const char *fmt, ...) {
     va_list ap;
@@ -97,6 +99,8 @@ static char *substitute(const char *tmpl, const subst_t *vars, int n_vars, int *
 
 /* ------------------------------------------------------------- argv */
 
+/* A command worker's argv: `command` with the placeholders substituted, plus --input / --output
+ * when no element names them. Returns a NULL-terminated array, or NULL with err set. */
 static char **build_command_argv(const plan_model_t *m, const job_t *job, const slot_t *slot,
                                  int batch_size, err_t *err) {
     char bs[32], ml[32];
@@ -127,6 +131,9 @@ static char **build_command_argv(const plan_model_t *m, const job_t *job, const 
     return s.v;
 }
 
+/* lm-worker's argv: `run` with the model's settings as options (unset ones are left to
+ * lm-worker's defaults), then the model's `args`. Returns a NULL-terminated array, or NULL with
+ * err set. */
 static char **build_lm_worker_argv(const plan_t *plan, const plan_model_t *m, const job_t *job,
                                    const slot_t *slot, int batch_size, int cpu_threads,
                                    err_t *err) {

@@ -2,6 +2,9 @@
 """bench_hf.py: time transformers on the same checkpoint and batch shapes as `lm-worker bench`,
 and measure the cuBLAS bf16 GEMM ceiling, for tools/gpu-check.sh.
 
+Uses torch and transformers only to MEASURE the reference; Python is never a runtime dependency
+of orchestrate or lm-worker.
+
 Each measurement is one JSON line on stdout:
   {"mode": "hf", "attn": "sdpa", "batch": 8, "len": 1024, "tokens_per_s": ..., "ms_per_batch": ...,
    "peak_bytes": ..., "load_s": ...}

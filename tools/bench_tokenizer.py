@@ -13,7 +13,6 @@ usage: tools/bench_tokenizer.py --build BUILD_DIR TOKENIZER.json [TOKENIZER.json
 Our side is BUILD_DIR/bench_tokenizer (built from tests/helpers/bench_tokenizer.c).
 """
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -24,19 +23,9 @@ import time
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
-
-def lmsys_texts(path):
-    """Every non-null string of the prompt / response_a / response_b JSON lists, in file order."""
-    texts = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            for col in ("prompt", "response_a", "response_b"):
-                try:
-                    cell = json.loads(row.get(col) or "[]")
-                except json.JSONDecodeError:
-                    continue
-                texts.extend(x for x in cell if isinstance(x, str))
-    return texts
+# The same text extraction the tokenizer fixtures were made with (imported after the
+# environment above, which must be set before HF tokenizers starts its thread pool).
+from make_tiny_tokenizers import lmsys_texts  # noqa: E402
 
 
 def bench_hf(tok_path, texts, repeat, concat):

@@ -13,7 +13,7 @@ and Digits (char::is_numeric, newer). For those this script writes the complete 
 from what HF actually splits, so that they do not depend on PCRE2's tables at all.
 
 Uses HF `tokenizers` from pip and libpcre2-8 (ctypes) only to MAKE this header; neither is
-consulted at run time. Rerun after upgrading either:
+consulted at run time, and Python is never a runtime dependency. Rerun after upgrading either:
     python3 tools/gen_tokenizer_unicode.py > workers/lm/tokenizer/tok_unicode_data.c
 """
 import ctypes

@@ -8,8 +8,9 @@ rope_theta), bf16 weights in ~5 GB safetensors shards with model.safetensors.ind
 transformers' initialiser; norm weights are 1 (Llama) or small around 0 (Gemma's 1+w), so that
 activations stay finite through all layers. The values mean nothing: only speed is measured.
 
-Needs torch and safetensors (no transformers). Tensors are drawn on the GPU when one is present
-(fast), else on the CPU. It deliberately does not write a tokenizer.
+Needs torch and safetensors (no transformers), only to MAKE benchmark checkpoints; Python is
+never a runtime dependency of orchestrate or lm-worker. Tensors are drawn on the GPU when one
+is present (fast), else on the CPU. It deliberately does not write a tokenizer.
 
 usage: make_random_checkpoint.py --arch llama3-8b|gemma2-9b --out DIR [--layers N] [--seed S]
 """

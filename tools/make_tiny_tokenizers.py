@@ -48,6 +48,7 @@ EDGE_CASES = [
 
 
 def lmsys_texts(path):
+    """Every non-null string of the prompt / response_a / response_b JSON lists, in file order."""
     out = []
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):

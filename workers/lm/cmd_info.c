@@ -32,6 +32,7 @@ typedef struct {
     int max_length, batch_tokens;
 } info_opts_t;
 
+/* Parse argv into o. Returns 0, 1 after --help, or -1 after printing what was wrong. */
 static int info_parse(int argc, char **argv, info_opts_t *o) {
     *o = (info_opts_t){.max_length = 1024, .batch_tokens = 8192};
     for (int i = 1; i < argc; i++) {
@@ -85,6 +86,7 @@ static void weight_bytes(const model_config_t *c, double *f32, double *half, dou
     free(w.layers);
 }
 
+/* Print the checkpoint's architecture and config, one field per line. */
 static void print_config(const model_config_t *c, const char *arch) {
     printf("architecture       %s (model_type %s)\n", arch, c->model_type);
     printf("hidden_size        %d\n", c->dim);
@@ -140,6 +142,8 @@ static int64_t param_count(const st_set_t *st) {
     return n;
 }
 
+/* Print the LoRA adapter in dir: rank, scale, targets, patterns and its tensors. Returns 0, or -1
+ * with err set. */
 static int print_adapter(const char *dir, err_t *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);

@@ -35,9 +35,9 @@
 #include "tokenizer.h"
 
 typedef struct {
-    const char *model, *adapter, *tokenizer, *input, *output;
-    const char *device, *dtype, *quant, *template_name, *truncation;
-    int threads, max_length, batch_size;
+    const char *model, *adapter, *tokenizer, *input, *output; // paths; adapter, tokenizer may be NULL
+    const char *device, *dtype, *quant, *template_name, *truncation; // option values as given
+    int threads, max_length, batch_size; // 0 threads = all cores; ids per row; rows per batch
     long batch_tokens;           // 0: batch_size * max_length
 } run_opts_t;
 
@@ -65,7 +65,8 @@ void cmd_run_usage(FILE *f) {
         "  --truncation P      balanced | keep_end | tail (default: balanced)\n"
         "  -h, --help          this text\n"
         "\n"
-        "Exit codes: 0 ok, 64 usage, 65 bad input, 74 cannot write output, 75 out of memory.\n"
+        "Exit codes: 0 ok, 64 usage, 65 bad input, 70 internal error, 74 cannot write output,\n"
+        "75 out of memory.\n"
         "With ORCHESTRATE_PROGRESS_FD set, writes \"progress <done> <total>\" lines there.\n");
 }
 
@@ -207,6 +208,8 @@ static int check_output_dir(const char *path, err_t *err) {
     return rc;
 }
 
+/* Write id,<labels> for every row, in input order, atomically to --output. Returns 0, or -1 with
+ * err set (EXIT_IOERR when the file cannot be written). */
 static int write_output(run_t *r, const model_config_t *cfg, err_t *err) {
     atomic_file_t af;
     if (atomic_file_open(&af, r->o.output, err) < 0) {
@@ -281,6 +284,7 @@ static int run_batches(run_t *r, const batch_plan_t *plan, const model_config_t 
     return rc;
 }
 
+/* Free everything r holds, stopping the tokenising pool first; safe after any failure. */
 static void run_free(run_t *r) {
     batch_encoder_cancel(r->pool);
     if (r->ids)

@@ -78,21 +78,31 @@ static norm_step_t *add_norm(tokenizer_t *tok) {
     return st;
 }
 
+/* Parses one normalizer or pre-tokenizer step (and what it nests) at `path`. */
+typedef int (*step_parse_fn)(tokenizer_t *tok, json_t *j, const char *path, int depth, err_t *err);
+
+/* A "Sequence" step: parse each element of j[key] ("normalizers", "pretokenizers") with parse,
+ * one nesting level deeper, naming each as path.key[i]. Returns 0, or -1 with err set. */
+static int parse_sequence(tokenizer_t *tok, json_t *j, const char *key, const char *path, int depth,
+                          step_parse_fn parse, err_t *err) {
+    json_t *a = get_array(j, key, path, err);
+    if (!a) return -1;
+    char sub[512];
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        subpath(sub, sizeof sub, path, key, i);
+        if (parse(tok, json_array_get(a, i), sub, depth + 1, err) < 0) return -1;
+    }
+    return 0;
+}
+
+/* Append the normalizer j (a Sequence is flattened, at most 16 deep) to tok->norm.
+ * Returns 0, or -1 with err naming the path and the offending field. */
 static int parse_norm(tokenizer_t *tok, json_t *j, const char *path, int depth, err_t *err) {
     if (!j || json_is_null(j)) return 0;
     if (depth > 16) return err_fmt(err, "%s: Sequences nested too deeply", path);
     const char *type = get_type(j, path, err);
     if (!type) return -1;
-    char sub[512];
-    if (!strcmp(type, "Sequence")) {
-        json_t *a = get_array(j, "normalizers", path, err);
-        if (!a) return -1;
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            subpath(sub, sizeof sub, path, "normalizers", i);
-            if (parse_norm(tok, json_array_get(a, i), sub, depth + 1, err) < 0) return -1;
-        }
-        return 0;
-    }
+    if (!strcmp(type, "Sequence")) return parse_sequence(tok, j, "normalizers", path, depth, parse_norm, err);
     if (!strcmp(type, "Replace")) {
         json_t *c = json_object_get(j, "content");
         if (!json_is_string(c)) return err_fmt(err, "%s.content: expected a string", path);
@@ -226,21 +236,14 @@ static int parse_metaspace(tokenizer_t *tok, json_t *j, const char *path, err_t 
     return 0;
 }
 
+/* Append the pre-tokenizer j (a Sequence is flattened, at most 16 deep) to tok->pre.
+ * Returns 0, or -1 with err naming the path and the offending field. */
 static int parse_pre(tokenizer_t *tok, json_t *j, const char *path, int depth, err_t *err) {
     if (!j || json_is_null(j)) return 0;
     if (depth > 16) return err_fmt(err, "%s: Sequences nested too deeply", path);
     const char *type = get_type(j, path, err);
     if (!type) return -1;
-    char sub[512];
-    if (!strcmp(type, "Sequence")) {
-        json_t *a = get_array(j, "pretokenizers", path, err);
-        if (!a) return -1;
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            subpath(sub, sizeof sub, path, "pretokenizers", i);
-            if (parse_pre(tok, json_array_get(a, i), sub, depth + 1, err) < 0) return -1;
-        }
-        return 0;
-    }
+    if (!strcmp(type, "Sequence")) return parse_sequence(tok, j, "pretokenizers", path, depth, parse_pre, err);
     if (!strcmp(type, "Split")) {
         pre_step_t *st = add_pre(tok, PRE_SPLIT);
         tok->has_regex = 1;
@@ -257,6 +260,7 @@ static int parse_pre(tokenizer_t *tok, json_t *j, const char *path, int depth, e
         st->use_regex = ur;
         if (!ur) return 0;
         tok->has_regex = 1;
+        char sub[512];
         if (snprintf(sub, sizeof sub, "%s (the GPT-2 pattern)", path) < 0) sub[0] = '\0';
         return tok_regex_compile(&st->re, GPT2_RE, sizeof GPT2_RE - 1, 0, sub, err);
     }
