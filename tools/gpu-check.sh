@@ -13,6 +13,7 @@
 #      on the same checkpoint and shapes (sdpa; and eager for Gemma-2, whose exact softcap sdpa
 #      lacks), compares both models' logits on 4 sequences (37..4500 tokens; lm-worker packs them,
 #      transformers runs each alone), and measures the cuBLAS bf16 8192^3 GEMM ceiling;
+#   4b. runs orchestrate end to end on the GPU(s) with both tiny models and NVML memory checks;
 #   5. prints one table: tokens/s, ratio to transformers, fraction of the GEMM ceiling, peak memory.
 # Every mismatch or failed step is printed and makes the exit status 1; later steps still run, so
 # one run tells as much as it can. Logs and results.jsonl go to $OUT (the device tool brings that
@@ -178,7 +179,7 @@ if run configure 180 cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release -DORCH_
     -DCMAKE_CUDA_ARCHITECTURES="$CC_ARCH" &&
     run build-tests 420 cmake --build "$B" -j"$(nproc)" --target test_kernels test_quant; then
     BUILT=1
-    run build-worker 300 cmake --build "$B" -j"$(nproc)" --target lm-worker && BUILT=2
+    run build-worker 300 cmake --build "$B" -j"$(nproc)" --target lm-worker orchestrate && BUILT=2
 fi
 
 if ((BUILT >= 1)); then
@@ -240,6 +241,40 @@ note "waiting for the random checkpoints"
 while kill -0 "$CKPT_PID" 2>/dev/null && have 150; do sleep 2; done
 kill -0 "$CKPT_PID" 2>/dev/null && note "WARNING: checkpoint generation still running: timings below share the GPU"
 run gemm-ceiling 60 python3 "$ROOT/tools/bench_hf.py" --gemm --n 8192
+
+if ((BUILT >= 2)) && have 60; then
+    # orchestrate end to end on the GPU(s): both tiny models (Llama+LoRA with swap_ab, Gemma-2)
+    # over the 200-row sample, gpus "auto" (NVML), memory checked back at baseline after each
+    # stage (orchestrate itself fails the run otherwise); the per-stage numbers are printed. It runs
+    # here, once the checkpoint generator no longer uses the GPU, so that the baseline holds still.
+    E2E=$WORK/e2e
+    rm -rf "$E2E" && mkdir -p "$E2E"
+    cat >"$E2E/plan.json" <<PLAN
+{"input": "$ROOT/tests/fixtures/data/lmsys-sample.csv", "output": "$E2E/submission.csv",
+ "work_dir": "$E2E/work", "gpus": "auto",
+ "models": [
+  {"name": "tiny-llama-lora", "worker": "lm-worker", "model": "$F/tiny-llama", "adapter": "$F/tiny-llama-lora",
+   "dtype": "$HALF", "max_length": 512, "batch_size": 16, "tta": ["identity", "swap_ab"]},
+  {"name": "tiny-gemma2", "worker": "lm-worker", "model": "$F/tiny-gemma2", "template": "gemma-chat",
+   "dtype": "$HALF", "max_length": 512, "batch_size": 16}]}
+PLAN
+    if run orchestrate-e2e 120 "$B/orchestrate" --plan "$E2E/plan.json"; then
+        python3 - "$E2E/work/report.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for st in r.get("stages", []):
+    for m in st.get("memory", []):
+        print(f"  stage {st['model']}: GPU {m['gpu']} used {m['before_mib']:.0f} MiB before, "
+              f"{m['after_mib']:.0f} MiB after (waited {m['waited_s']:.1f} s, leaked={m['leaked']})")
+    if not st.get("memory"):
+        print(f"  stage {st['model']}: no NVML memory numbers in the report")
+PY
+        if ! grep -q '"gpu"' "$E2E/work/report.json"; then
+            note "FAIL  orchestrate-e2e: no NVML memory numbers in report.json"
+            FAILS+=("orchestrate-e2e-nvml")
+        fi
+    fi
+fi
 
 # wait_checkpoint DIR: is DIR complete? (make_random_checkpoint.py writes config.json last.) A
 # checkpoint still being written when time ran out counts as a failure.
