@@ -30,6 +30,7 @@ int atomic_file_open(atomic_file_t *af, const char *path, err_t *err) {
     return 0;
 }
 
+/* fsync the directory holding path, so that a rename in it is durable; best effort, errors ignored. */
 static void fsync_dir_of(const char *path) {
     char *copy = xstrdup(path);
     int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

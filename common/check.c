@@ -49,6 +49,7 @@ void die(int code, const char *fmt, ...) {
     exit(code);
 }
 
+/* Report a failed host allocation of n bytes at file:line on stderr and abort(). */
 static void oom_abort(size_t n, const char *file, int line) {
     fprintf(stderr, "fatal: out of host memory allocating %zu bytes at %s:%d\n", n, file, line);
     abort();

@@ -16,9 +16,9 @@
 
 /* A chunk of field storage; chunks form a list owned by the table (csv_table_t.arena). */
 typedef struct csv_chunk {
-    struct csv_chunk *next;
-    size_t used, cap;
-    char data[];
+    struct csv_chunk *next; // the chunk filled before this one
+    size_t used, cap;       // bytes used / available in data
+    char data[];            // (cap) NUL-terminated fields, back to back
 } csv_chunk_t;
 
 #define CSV_CHUNK_BYTES (1u << 20)
@@ -40,20 +40,21 @@ static char *arena_copy(csv_table_t *t, const void *s, size_t len) {
 }
 
 typedef struct {
-    csv_table_t *t;
+    csv_table_t *t;        // the table being filled
     size_t cap_rows;       // rows allocated in cells/lens/lines
     char **row;            // fields of the row being assembled
-    size_t *row_lens;
-    size_t row_n, row_cap;
+    size_t *row_lens;      // (row_cap) byte length of each field in row
+    size_t row_n, row_cap;  // fields in row / allocated
     size_t line;           // current physical line (1-based)
     size_t row_line;       // line where the current row began (0: no row in progress)
     size_t next_row_line;  // line where a row beginning now would start
-    int header_done;
-    const char *name;
-    err_t *err;
-    int failed;
+    int header_done;       // the first record (the header) has been stored
+    const char *name;      // file name for messages
+    err_t *err;            // where the first error goes
+    int failed;  // an error was recorded; later callbacks are ignored
 } csv_ctx_t;
 
+/* libcsv field callback: copy the field into the arena and append it to the row being assembled. */
 static void on_field(void *s, size_t len, void *data) {
     csv_ctx_t *c = data;
     if (c->failed) return;
@@ -67,11 +68,14 @@ static void on_field(void *s, size_t len, void *data) {
     c->row_lens[c->row_n++] = len;
 }
 
+/* Forget the row being assembled (its fields stay in the arena). */
 static void drop_row(csv_ctx_t *c) {
     c->row_n = 0;
     c->row_line = 0;
 }
 
+/* libcsv record callback: the first record becomes the header; later ones must have as many fields
+ * and are appended with their starting line. */
 static void on_row(int term, void *data) {
     (void)term;
     csv_ctx_t *c = data;

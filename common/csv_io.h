@@ -42,6 +42,7 @@ int csv_table_col(const csv_table_t *t, const char *name);
 static inline const char *csv_cell(const csv_table_t *t, size_t row, size_t col) {
     return t->cells[row * t->n_cols + col];
 }
+/* Byte length of cell (row, col). Both must be in range. */
 static inline size_t csv_cell_len(const csv_table_t *t, size_t row, size_t col) {
     return t->lens[row * t->n_cols + col];
 }

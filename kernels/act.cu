@@ -6,6 +6,7 @@
  */
 #include "kernel_util.cuh"
 
+/* SiLU: g * sigmoid(g), in fp32. */
 __device__ __forceinline__ float act_silu(float g) { return g / (1.0f + expf(-g)); }
 
 /* torch's gelu(approximate="tanh"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
@@ -14,6 +15,8 @@ __device__ __forceinline__ float act_gelu_tanh(float g) {
     return 0.5f * g * (1.0f + tanhf(beta * (g + kappa * (g * g * g))));
 }
 
+/* out[i] = act(gate[i]) * up[i] for i < n (ACT 0: SiLU, 1: gelu tanh), computed in fp32 and rounded
+ * once to T; grid-stride loop. */
 template <typename T, int ACT>
 __global__ void gated_act_kernel(T *out, const T *gate, const T *up, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {

@@ -47,6 +47,8 @@ __device__ __forceinline__ bool attn_visible(int i, int j, int window) {
 #define GEN_WARPS 4
 #define GEN_MAX_HD 256
 
+/* Generic attention: grid (ceil(T_ / GEN_WARPS), n_heads), one warp per (query row t, head); writes
+ * out (T_, n_heads*head_dim) in T. head_dim even and <= GEN_MAX_HD. */
 template <typename T>
 __global__ void __launch_bounds__(GEN_WARPS * 32)
 attn_generic_kernel(T *out, const T *q, const T *k, const T *v, const int32_t *pos, int T_, kattn_params_t p) {
@@ -164,6 +166,7 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
     return (uint32_t)__half_as_ushort(__float2half_rn(lo)) | ((uint32_t)__half_as_ushort(__float2half_rn(hi)) << 16);
 }
 
+/* The two adjacent 16-bit elements at p as one .b32 register (p must be 4-byte aligned). */
 template <typename T> __device__ __forceinline__ uint32_t ld_b32(const T *p) { return *(const uint32_t *)p; }
 
 /* Stage rows [row0, row0 + ROWS) of one head (HD contiguous elements per row, row stride ld)
@@ -180,6 +183,9 @@ __device__ __forceinline__ void attn_load_tile(T *dst, const T *src, size_t ld, 
     }
 }
 
+/* Tensor-core attention (bf16/fp16, HD 64/128/256): grid (n_heads, B * tiles_per_seq), one block
+ * per (head, BR-row query tile of a sequence), BR/16 warps, dynamic shared memory (BR + 2 * BC) *
+ * (HD + 8) elements. */
 template <typename T, int HD, int BR, int BC>
 __global__ void __launch_bounds__(BR / 16 * 32)
 attn_mma_kernel(T *out, const T *q, const T *k, const T *v, const int32_t *cu_seqlens, int B, int tiles_per_seq,
@@ -370,6 +376,9 @@ extern "C" int attention_uses_mma(int head_dim, kdtype_t dt, int force_generic) 
     return attn_mma_smem(head_dim) <= (size_t)smem;
 }
 
+/* Launch attn_mma_kernel<T, HD, MMA_BR, BC> over the batch, in chunks of whole sequences that keep
+ * gridDim.y <= 65535, opting into more than 48 KiB of shared memory once. Returns the first launch
+ * error, or cudaErrorInvalidValue when one sequence needs more than 65535 tiles. */
 template <typename T, int HD, int BC>
 static cudaError_t attn_launch_mma(void *out, const void *q, const void *k, const void *v, const int32_t *cu_seqlens,
                                    int B, int max_len, const kattn_params_t *p, cudaStream_t stream) {
@@ -397,6 +406,8 @@ static cudaError_t attn_launch_mma(void *out, const void *q, const void *k, cons
     return cudaSuccess;
 }
 
+/* attn_launch_mma for p->head_dim (64, 128 or 256; else cudaErrorInvalidValue), with its key tile
+ * size. */
 template <typename T>
 static cudaError_t attn_launch_mma_hd(void *out, const void *q, const void *k, const void *v,
                                       const int32_t *cu_seqlens, int B, int max_len, const kattn_params_t *p,
@@ -409,6 +420,7 @@ static cudaError_t attn_launch_mma_hd(void *out, const void *q, const void *k, c
     }
 }
 
+/* 1 when p is 16-byte aligned (the mma kernel's vector loads need it), else 0. */
 static int aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
 extern "C" cudaError_t attention_forward(void *out, const void *q, const void *k, const void *v, const int32_t *pos,

@@ -4,12 +4,14 @@
  */
 #include "kernel_util.cuh"
 
+/* dst[i] = src[i] rounded to T (nearest even), i < n; grid-stride loop. */
 template <typename T>
 __global__ void convert_from_f32_kernel(T *dst, const float *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         dst[i] = from_f32<T>(src[i]);
 }
 
+/* dst[i] = src[i] widened to fp32 (exact), i < n; grid-stride loop. */
 template <typename T>
 __global__ void convert_to_f32_kernel(float *dst, const T *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)

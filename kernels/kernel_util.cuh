@@ -27,11 +27,13 @@ template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return
  * activation dtype, so that reduced-precision runs round where it does. */
 template <typename T> __device__ __forceinline__ float round_as(float x) { return to_f32<T>(from_f32<T>(x)); }
 
+/* Sum of v over the 32 lanes of a full warp (butterfly); every lane gets the result. */
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
+/* Maximum of v over the 32 lanes of a full warp; every lane gets the result. */
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;

@@ -8,6 +8,9 @@
  */
 #include "kernel_util.cuh"
 
+/* One block per sequence: logits (B, n_labels) fp32 = rmsnorm(x[last[b]]) @ score^T, with score in
+ * T or, when score_q is non-NULL, int8 with per-label scales. Dynamic shared memory: (dim + 32)
+ * floats. */
 template <typename T>
 __global__ void pool_score_kernel(float *logits, const float *x, const float *norm_w, float eps, float offset,
                                   const T *score, const int8_t *score_q, const float *score_scales, int n_labels,

@@ -10,6 +10,7 @@
  */
 #include "kernel_util.cuh"
 
+/* out[i] = q[i] * scales[row of i] rounded to T, over n = rows * cols elements; grid-stride loop. */
 template <typename T>
 __global__ void dequant_int8_kernel(T *out, const int8_t *q, const float *scales, int cols, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)

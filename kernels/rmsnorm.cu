@@ -22,6 +22,7 @@ __device__ float row_rms_factor(const T *v, int dim, float eps, float *scratch) 
     return rsqrtf(ss / (float)dim + eps);
 }
 
+/* One block per row: out[row] (dim, in T) = x[row] * rms factor * (offset + w). */
 template <typename T>
 __global__ void rmsnorm_kernel(T *out, const float *x, const float *w, int dim, float eps, float offset) {
     __shared__ float scratch[32];
@@ -43,6 +44,7 @@ __global__ void residual_postnorm_kernel(float *x, const T *y, const float *w, i
         xr[i] += round_as<T>((to_f32<T>(yr[i]) * r) * (offset + w[i]));
 }
 
+/* x[i] += y[i] for i < n (no post-norm); grid-stride loop. */
 template <typename T>
 __global__ void residual_add_kernel(float *x, const T *y, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)

@@ -17,6 +17,8 @@ __device__ __forceinline__ void rope_pair(T *x, int i, int half, float c, float 
     x[i + half] = from_f32<T>(x2 * c + x1 * s);
 }
 
+/* One block per token t: rotate every q head (n_heads) and k head (n_kv_heads) of t in place by
+ * pos[t] * inv_freq. */
 template <typename T>
 __global__ void rope_kernel(T *q, T *k, const int32_t *pos, int n_heads, int n_kv_heads, int head_dim,
                             const float *inv_freq) {

@@ -46,6 +46,8 @@ void attempt_log(attempt_t *a, const char *fmt, ...) {
     (void)w;
 }
 
+/* Open path for appending (O_CLOEXEC), creating its directory first. Returns the fd, or -1 with
+ * errno set. */
 static int open_log(const char *path) {
     char *dir = xstrdup(path);
     err_t err = {0};
@@ -77,6 +79,7 @@ void attempt_remove_outputs(const job_t *job) {
 
 /* ------------------------------------------------------------------ streams */
 
+/* libuv alloc callback: every read of a stream goes into its own fixed rbuf. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     (void)suggested;
     stream_t *s = h->data;
@@ -112,6 +115,8 @@ static void on_line(stream_t *s, const char *line, size_t len) {
     }
 }
 
+/* Split data into lines for on_line, keeping an unfinished line in s->line; a line longer than
+ * STREAM_LINE_MAX is delivered in pieces. */
 static void stream_feed(stream_t *s, const char *data, size_t len) {
     for (size_t i = 0; i < len; i++) {
         if (data[i] == '\n') {
@@ -127,6 +132,7 @@ static void stream_feed(stream_t *s, const char *data, size_t len) {
     }
 }
 
+/* Deliver the pending partial line and close the pipe (once); on_handle_closed counts it. */
 static void stream_close(stream_t *s) {
     if (s->closed) return;
     s->closed = 1;
@@ -134,6 +140,8 @@ static void stream_close(stream_t *s) {
     uv_close((uv_handle_t *)&s->pipe, on_handle_closed);
 }
 
+/* libuv read callback: copy stdout/stderr bytes to the log, feed the line splitter, and close the
+ * stream at EOF or on a read error. */
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
     stream_t *s = h->data;
     if (nread > 0) {
@@ -149,6 +157,7 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
 
 /* ------------------------------------------------------------------ ending */
 
+/* 1 when uv_close was called on all of the attempt's pipes, else 0. */
 static int all_streams_closed(const attempt_t *a) {
     for (int i = 0; i < N_STREAMS; i++)
         if (!a->streams[i].closed) return 0;
@@ -163,6 +172,8 @@ static void maybe_close_timer(attempt_t *a) {
     }
 }
 
+/* Close callback of every attempt handle: the last one to close ends the attempt (run_attempt_done,
+ * which frees it). */
 static void on_handle_closed(uv_handle_t *h) {
     attempt_t *a = h->data;
     if (h->type == UV_NAMED_PIPE) a = ((stream_t *)h->data)->a;
@@ -180,12 +191,15 @@ static void kill_group(attempt_t *a, int sig) {
         attempt_log(a, "kill(-%ld, %s) failed: %s", (long)a->pid, run_signal_name(sig), uv_strerror(rc));
 }
 
+/* Count one worker process gone; closes the current busy span when it was the last one alive. */
 static void account_exit(run_ctx_t *ctx) {
     if (--ctx->n_live == 0) ctx->busy_s += run_now_mono() - ctx->busy_since;
 }
 
 static void on_timer(uv_timer_t *t);
 
+/* libuv exit callback: record the exit, kill what is left of the worker's group, close the process
+ * handle and give the pipes EOF_WAIT_MS to reach EOF. */
 static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
     attempt_t *a = p->data;
     a->exited = 1;
@@ -201,6 +215,8 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
     if (!all_streams_closed(a)) UV_CHECK(uv_timer_start(&a->timer, on_timer, EOF_WAIT_MS, 0));
 }
 
+/* The attempt's one timer: after exit, the EOF wait ran out (close the pipes); before it, timeout_s
+ * passed (SIGTERM) or then the kill grace (SIGKILL). */
 static void on_timer(uv_timer_t *t) {
     attempt_t *a = t->data;
     const plan_t *plan = a->ctx->plan;
@@ -245,6 +261,7 @@ void attempt_stop(attempt_t *a, int hard) {
 
 /* ------------------------------------------------------------------ starting */
 
+/* Remember a process group started by this run (run_ctx_owns_pid uses the list). */
 static void record_pgid(run_ctx_t *ctx, pid_t pgid) {
     if (ctx->n_pgids == ctx->cap_pgids) {
         ctx->cap_pgids = ctx->cap_pgids ? 2 * ctx->cap_pgids : 16;
@@ -253,6 +270,8 @@ static void record_pgid(run_ctx_t *ctx, pid_t pgid) {
     ctx->pgids[ctx->n_pgids++] = pgid;
 }
 
+/* Write the attempt's header lines (job, attempt, batch size, slot, UTC time and command) to its
+ * log. */
 static void write_header(attempt_t *a, const job_t *job, const slot_t *slot, char **argv) {
     char stamp[64];
     time_t now = time(NULL);

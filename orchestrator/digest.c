@@ -17,29 +17,35 @@
 #define P4 0x85EBCA77C2B2AE63ULL
 #define P5 0x27D4EB2F165667C5ULL
 
+/* x rotated left by r bits (0 < r < 64). */
 static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
+/* The little-endian 64-bit value at p (any alignment). */
 static inline uint64_t read64(const uint8_t *p) {
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
     return v;
 }
 
+/* The little-endian 32-bit value at p (any alignment). */
 static inline uint32_t read32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+/* XXH64's round: mix one 8-byte input into an accumulator. */
 static inline uint64_t xxh_round(uint64_t acc, uint64_t input) {
     acc += input * P2;
     acc = rotl64(acc, 31);
     return acc * P1;
 }
 
+/* XXH64's merge of one lane accumulator v into the hash h. */
 static inline uint64_t xxh_merge(uint64_t h, uint64_t v) {
     h ^= xxh_round(0, v);
     return h * P1 + P4;
 }
 
+/* Set the four XXH64 lane accumulators for seed. */
 static void lanes_init(uint64_t v[4], uint64_t seed) {
     v[0] = seed + P1 + P2;
     v[1] = seed + P2;
@@ -47,6 +53,7 @@ static void lanes_init(uint64_t v[4], uint64_t seed) {
     v[3] = seed - P1;
 }
 
+/* Consume one 32-byte stripe at p into the four lanes. */
 static inline void stripe(uint64_t v[4], const uint8_t *p) {
     v[0] = xxh_round(v[0], read64(p));
     v[1] = xxh_round(v[1], read64(p + 8));

@@ -5,6 +5,7 @@
 
 #include "check.h"
 
+/* FNV-1a of the NUL-terminated s, with a final mix so that the low bits are usable as a slot index. */
 static uint64_t id_hash(const char *s) {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
@@ -27,6 +28,8 @@ void idmap_free(idmap_t *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* The slot holding key, or the empty slot where it belongs (linear probing). slots must have an
+ * empty slot. */
 static idmap_slot_t *find_slot(idmap_slot_t *slots, size_t mask, const char *key, uint64_t h) {
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         idmap_slot_t *s = &slots[i];
@@ -34,6 +37,7 @@ static idmap_slot_t *find_slot(idmap_slot_t *slots, size_t mask, const char *key
     }
 }
 
+/* Double the capacity and re-insert every key. */
 static void grow(idmap_t *m) {
     size_t cap = 2 * (m->mask + 1);
     idmap_slot_t *slots = xcalloc(cap, sizeof *slots);

@@ -24,6 +24,7 @@ typedef struct {
 
 /* Make an empty map sized for about n keys (it grows if needed). */
 void idmap_init(idmap_t *m, size_t n);
+/* Free the slots and zero *m. The keys are not owned and are not freed. */
 void idmap_free(idmap_t *m);
 
 /* Insert key -> value. Returns 1 when inserted, or 0 (and sets *existing, when non-NULL, to the

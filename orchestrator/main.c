@@ -39,6 +39,7 @@ static const char EXAMPLE_PLAN[] =
     "  ]\n"
     "}\n";
 
+/* Print the command line help to f. */
 static void usage(FILE *f) {
     fprintf(f,
             "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--quiet]\n"
@@ -130,16 +131,16 @@ static int no_plan(const char *path) {
 /* ------------------------------------------------------------------ the run */
 
 typedef struct {
-    plan_t plan;
-    csv_table_t input;
-    slot_t *slots;
-    int n_slots;
-    nvml_t *nvml;
-    run_ctx_t *ctx;
-    memcheck_t mem;
-    int have_mem;
-    report_t *report;
-    report_times_t times;
+    plan_t plan;       // the loaded plan, CLI overrides applied
+    csv_table_t input; // the input CSV
+    slot_t *slots;     // (n_slots) where workers run
+    int n_slots;       // entries in slots
+    nvml_t *nvml;      // NVML handle, or NULL when unavailable
+    run_ctx_t *ctx;    // the event loop and supervisor state
+    memcheck_t mem;    // GPU memory baseline (valid when have_mem)
+    int have_mem;             // mem was initialised (NVML present and some slot is a GPU)
+    report_t *report;         // report.json being built
+    report_times_t times;     // timing breakdown for the report
     double **probs;           // (plan.n_models) per-model (n_rows, n_labels)
     double t0;                // monotonic start
 } run_t;

@@ -24,19 +24,20 @@ typedef struct {
     double waited_s;                       // how long we waited for it to come back
     int leaked;                            // still above baseline + tolerance when we gave up
     pid_t holders[MEMCHECK_MAX_HOLDERS];   // (n_holders) processes holding memory then
-    int n_holders;
+    int n_holders;                         // entries in holders
     int killed;                            // holders we killed (mem_leak: kill)
 } memcheck_gpu_t;
 
 typedef struct {
     nvml_t *nvml;                          // not owned
     int *gpus;                             // (n_gpus) distinct GPUs the slots use
-    int n_gpus;
+    int n_gpus;                            // entries in gpus and baseline
     double *baseline;                      // (n_gpus) MiB
 } memcheck_t;
 
 /* Record the baseline of the GPUs used by slots. Returns 0, or -1 with err set. */
 int memcheck_init(memcheck_t *mc, nvml_t *nvml, const slot_t *slots, int n_slots, err_t *err);
+/* Free the GPU list and baseline and zero *mc (the nvml handle is not closed). */
 void memcheck_free(memcheck_t *mc);
 
 /* After stage `stage`: wait for the memory, then apply the plan's policy. out receives one

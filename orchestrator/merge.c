@@ -148,6 +148,7 @@ int merge_model(const plan_t *plan, const csv_table_t *input, int model, const j
     return rc;
 }
 
+/* p clamped to [P_CLAMP, 1 - P_CLAMP], so that logits and logs stay finite. */
 static double clamp_p(double p) { return p < P_CLAMP ? P_CLAMP : p > 1 - P_CLAMP ? 1 - P_CLAMP : p; }
 
 int merge_ensemble(const plan_t *plan, const csv_table_t *input, double *const *model_probs, const char *out_path,

@@ -18,16 +18,16 @@
 typedef int nvml_ret_t;            // nvmlReturn_t; 0 is NVML_SUCCESS
 typedef void *nvml_device_t;       // nvmlDevice_t
 typedef struct {
-    unsigned long long total, free, used;
+    unsigned long long total, free, used;  // bytes (nvmlMemory_t)
 } nvml_memory_t;
 typedef struct {
-    unsigned int pid;
-    unsigned long long used;
-    unsigned int gpu_instance, compute_instance;
+    unsigned int pid;                            // process id
+    unsigned long long used;                     // bytes of GPU memory (usedGpuMemory)
+    unsigned int gpu_instance, compute_instance; // MIG instance ids (v2/v3 layout only)
 } nvml_proc_v2_t;
 typedef struct {
-    unsigned int pid;
-    unsigned long long used;
+    unsigned int pid;        // process id
+    unsigned long long used; // bytes of GPU memory (usedGpuMemory)
 } nvml_proc_v1_t;
 
 #define NVML_ERROR_INSUFFICIENT_SIZE 7
@@ -35,28 +35,31 @@ typedef struct {
 #define FAKE_MAX_PIDS 16
 
 typedef struct {
-    double used[FAKE_MAX_GPUS];
-    pid_t pids[FAKE_MAX_PIDS];
-    int n_pids;
+    double used[FAKE_MAX_GPUS]; // MiB used per GPU, by index
+    pid_t pids[FAKE_MAX_PIDS];  // (n_pids) processes reported as holding memory
+    int n_pids;                 // entries in pids
 } fake_line_t;
 
 struct nvml {
     void *lib;                     // dlopen handle (NULL for the fake)
-    nvml_ret_t (*shutdown)(void);
-    nvml_ret_t (*get_handle)(unsigned int, nvml_device_t *);
-    nvml_ret_t (*get_memory)(nvml_device_t, nvml_memory_t *);
-    nvml_ret_t (*get_procs)(nvml_device_t, unsigned int *, void *);
+    nvml_ret_t (*shutdown)(void);                                   // nvmlShutdown
+    nvml_ret_t (*get_handle)(unsigned int, nvml_device_t *);        // nvmlDeviceGetHandleByIndex_v2
+    nvml_ret_t (*get_memory)(nvml_device_t, nvml_memory_t *);       // nvmlDeviceGetMemoryInfo
+    nvml_ret_t (*get_procs)(nvml_device_t, unsigned int *, void *); // nvmlDeviceGetComputeRunningProcesses_v3, _v2 or v1 (procs_v1)
     int procs_v1;                  // get_procs fills nvml_proc_v1_t
-    const char *(*error_string)(nvml_ret_t);
+    const char *(*error_string)(nvml_ret_t);  // nvmlErrorString, may be NULL
     int count;                     // devices
     // the fake
     int fake;
     fake_line_t *lines;            // (n_lines)
-    int n_lines, next_line, last_line;
+    int n_lines, next_line, last_line;  // readings; the next one to return; the last returned (-1 none)
 };
 
 /* ------------------------------------------------------------------ the fake */
 
+/* Open the fake NVML of ORCHESTRATE_FAKE_NVML: one reading per non-comment line of path (MiB per
+ * GPU, optional pids=1,2), each read consuming the next line and the last one repeating. Returns
+ * the handle, or NULL with the reason in note. */
 static nvml_t *fake_open(const char *path, char *note, size_t note_len) {
     err_t err = {0};
     char *text = fs_read_all(path, NULL, &err);

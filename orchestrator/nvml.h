@@ -24,6 +24,7 @@ typedef struct nvml nvml_t;
 /* Load NVML (or the fake) and initialise it. Returns a handle, or NULL with a one-line
  * explanation in note (e.g. "libnvidia-ml.so.1 not found: no GPU memory checks"). */
 nvml_t *nvml_open(char *note, size_t note_len);
+/* Shut NVML down, unload the library and free n; NULL is a no-op. */
 void nvml_close(nvml_t *n);
 
 /* Number of GPUs NVML sees. */

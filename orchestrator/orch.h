@@ -24,7 +24,7 @@ typedef struct {
     char *name;                 // unique, [A-Za-z0-9._-]+ (used in file names)
     int is_lm_worker;           // 1: `worker: "lm-worker"`; 0: `command`
     char **command;             // (n_command) argv template with {placeholders}; NULL for lm-worker
-    int n_command;
+    int n_command;              // entries in command
     // lm-worker settings (NULL / 0 = lm-worker's default)
     char *model;                // checkpoint directory ({model} in a command)
     char *adapter;              // PEFT adapter directory
@@ -37,15 +37,15 @@ typedef struct {
     int batch_size;             // {batch_size}: the first attempt's batch size
     int threads;                // CPU threads per worker (0 = cores / cpu_workers)
     char **extra_args;          // (n_extra_args) appended to the lm-worker command line
-    int n_extra_args;
+    int n_extra_args;           // entries in extra_args
     // common settings
     double weight;              // ensemble weight (> 0), normalised over models
     tta_t tta[2];               // (n_tta) variants, no duplicates
-    int n_tta;
+    int n_tta;                  // entries in tta (1 or 2)
     double timeout_s;           // per attempt; 0 = none
     int retries;                // extra attempts after the first (default 2)
     char **env;                 // (n_env) "KEY=VALUE" added to the worker's environment
-    int n_env;
+    int n_env;                  // entries in env
     char *settings_key;         // hex digest of every setting that changes outputs (not weight)
 } plan_model_t;
 
@@ -55,15 +55,15 @@ typedef struct {
     char *output;               // submission path
     char *work_dir;             // shards, outputs, logs, report.json, resume records
     char **labels;              // (n_labels) default winner_model_a, winner_model_b, winner_tie
-    int n_labels;
+    int n_labels;               // entries in labels
     int use_cpu;                // gpus: "cpu"
     int gpus_auto;              // gpus: "auto" (NVML; falls back to cpu when no GPU)
     int *gpus;                  // (n_gpus) explicit GPU indices
-    int n_gpus;
+    int n_gpus;                 // entries in gpus
     int cpu_workers;            // parallel slots on the CPU (default 1)
     plan_model_t *models;       // (n_models) run one stage each, in this order
-    int n_models;
-    ensemble_method_t ensemble;
+    int n_models;               // entries in models
+    ensemble_method_t ensemble;  // how model probabilities are combined (default mean)
     double kill_grace_s;        // SIGTERM -> SIGKILL delay (default 5)
     double mem_tolerance_mib;   // allowed growth over the baseline after a stage (default 64)
     double mem_wait_s;          // how long to wait for the driver to release memory (default 10)
@@ -77,6 +77,7 @@ typedef struct {
  * Relative paths in the plan are resolved against the plan file's directory. Returns 0, or -1
  * with err set. */
 int plan_load(plan_t *plan, const char *path, err_t *err);
+/* Free everything plan_load(_buf) allocated and zero *plan; a zeroed plan is a no-op. */
 void plan_free(plan_t *plan);
 
 /* Parse and validate plan JSON text (len bytes); `name` is the file name used in messages and
@@ -114,19 +115,19 @@ typedef enum { JOB_PENDING = 0, JOB_RUNNING, JOB_DONE, JOB_REUSED, JOB_FAILED } 
 typedef struct {
     char name[160];             // "<model>.<variant>.s<k>of<n>", used for logs and console
     int model;                  // index into plan->models
-    tta_t variant;
+    tta_t variant;              // TTA variant this job runs (swap_ab exchanges the responses)
     int shard, n_shards;        // k (0-based) and n
     char *input_path;           // shard CSV (columns exchanged for swap_ab), written before running
     char *output_path;          // where the worker must write its probability CSV
     char *log_path;             // work_dir/logs/<name>.log
     char *key;                  // resume key: digest of shard content + variant + settings_key
     char **ids;                 // (n_rows) ids the output must contain, each exactly once
-    size_t n_rows;
+    size_t n_rows;              // entries in ids (rows of the shard)
     size_t cost;                // text bytes in the shard: longest-first order and ETA
     // filled while running
     job_status_t status;
     int slot;                   // slot that ran the last attempt (-1: none)
-    int attempts;
+    int attempts;                     // attempts started so far (<= JOB_MAX_ATTEMPTS)
     int exit_codes[JOB_MAX_ATTEMPTS]; // per attempt; -SIGNUM when killed by a signal
     int timed_out[JOB_MAX_ATTEMPTS];  // per attempt: 1 when killed for timeout_s
     int batch_size;             // batch size of the last attempt
@@ -155,6 +156,7 @@ int validate_output(const plan_t *plan, const job_t *job, err_t *err);
  * stage_jobs_free. Returns 0, or -1 with err set. */
 int stage_jobs_build(const plan_t *plan, const csv_table_t *input, int model, int n_slots,
                      job_t **jobs, int *n_jobs, err_t *err);
+/* Free the n_jobs jobs from stage_jobs_build and their strings; NULL jobs is a no-op. */
 void stage_jobs_free(job_t *jobs, int n_jobs);
 
 /* Check the input table: first column "id", ids non-empty and unique (naming the line of the
@@ -185,6 +187,8 @@ typedef struct run_ctx run_ctx_t;   // loop, signal handlers, console, report st
 
 /* Create the run context (one libuv loop, SIGINT/SIGTERM handlers, console mode). */
 run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err);
+/* Close the context's handles, run the loop until every handle has closed and free ctx; NULL is
+ * a no-op. Call it after run_stage has returned. */
 void run_ctx_destroy(run_ctx_t *ctx);
 
 /* Run every job whose status is JOB_PENDING on the slots, longest first, until all are

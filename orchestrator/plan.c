@@ -48,11 +48,13 @@ static const char *const DEFAULT_LABELS[] = {"winner_model_a", "winner_model_b",
 
 #define MAX_MODEL_NAME 64
 
+/* 1 when p exists and is a directory (following links), else 0. */
 static int is_dir(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* 1 when p exists and is a regular file (following links), else 0. */
 static int is_file(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);

@@ -10,6 +10,7 @@
 
 /* ---------------------------------------------------------------- positions */
 
+/* Offset of the first non-JSON-whitespace byte of t at or after p (len when none). */
 static size_t skip_ws(const char *t, size_t len, size_t p) {
     while (p < len && (t[p] == ' ' || t[p] == '\t' || t[p] == '\n' || t[p] == '\r')) p++;
     return p;
@@ -118,6 +119,8 @@ const char *pf_show(const char *s, char buf[80]) {
     return buf;
 }
 
+/* Write the current JSON path of c ("models[1].tta[0]") into out (n bytes, truncated, NUL-
+ * terminated). */
 static void path_str(const pctx_t *c, char *out, size_t n) {
     size_t used = 0;
     out[0] = '\0';
@@ -186,6 +189,7 @@ const char *pf_suggest(const char *s, const char *const *names) {
     return NULL;
 }
 
+/* 1 when s is one of names (NULL-terminated; NULL names is an empty list), else 0. */
 static int in_list(const char *s, const char *const *names) {
     for (int i = 0; names && names[i]; i++)
         if (strcmp(s, names[i]) == 0) return 1;
@@ -242,6 +246,7 @@ static int string_value(pctx_t *c, json_t *v, int allow_empty) {
     return 0;
 }
 
+/* Fail with "missing required key" for key at the current path. Returns -1. */
 static int missing(pctx_t *c, const char *key) {
     return pctx_fail(c, 0, "missing required key '%s'", key);
 }

@@ -31,8 +31,8 @@ typedef struct {
     size_t len;                      // bytes in text
     const char *base_dir;            // directory relative paths resolve against
     pseg_t path[PLAN_MAX_DEPTH];     // (depth) JSON path of the member being validated
-    int depth;
-    err_t *err;
+    int depth;                       // segments in path
+    err_t *err;                      // where failures are reported (not owned)
 } pctx_t;
 
 /* Byte offset in text of the value at path (or of its key when at_key and the last segment is
@@ -42,8 +42,12 @@ size_t plan_locate(const char *text, size_t len, const pseg_t *path, int depth, 
 /* 1-based line and column (in UTF-8 characters, as jansson counts them) of byte offset off. */
 void plan_line_col(const char *text, size_t len, size_t off, int *line, int *col);
 
+/* Push an object member `key` (not copied; must outlive its segment) onto the current path; the
+ * path must be shallower than PLAN_MAX_DEPTH. */
 void pctx_key(pctx_t *c, const char *key);
+/* Push an array index onto the current path; the path must be shallower than PLAN_MAX_DEPTH. */
 void pctx_index(pctx_t *c, int index);
+/* Pop the last path segment; the path must not be empty. */
 void pctx_pop(pctx_t *c);
 
 /* Set err to "<name>:<line>:<col>: <path>: <message>" for the current path, pointing at the key
@@ -69,9 +73,13 @@ json_t *pf_member(json_t *obj, const char *key);
  * and fails with the member's path and position on a wrong type or value. Strings must be
  * non-empty and free of NUL bytes. Return 0 or -1. */
 int pf_string(pctx_t *c, json_t *obj, const char *key, int required, char **out);
+/* pf_string, then joined with c->base_dir unless absolute (*out replaced, the old value freed). */
 int pf_path(pctx_t *c, json_t *obj, const char *key, int required, char **out);
+/* An integer in [lo, hi]. */
 int pf_int(pctx_t *c, json_t *obj, const char *key, long long lo, long long hi, int *out);
+/* A finite number >= lo (> lo when lo_open). */
 int pf_number(pctx_t *c, json_t *obj, const char *key, double lo, int lo_open, double *out);
+/* A string among names (NULL-terminated); *out receives its index. `noun` names the kind in errors. */
 int pf_enum(pctx_t *c, json_t *obj, const char *key, const char *noun, const char *const *names,
             int *out);
 /* A list of strings with at least min_n elements; empty strings allowed when allow_empty. */
@@ -88,6 +96,7 @@ char *pf_join(const char *base, const char *p);
 /* The JSON type of v as a word ("string", "number", ...), for messages. */
 const char *pf_type_name(const json_t *v);
 
+/* Free n strings of v and v itself; NULL v is a no-op. */
 void pf_strv_free(char **v, int n);
 
 /* Values plan.c accepts for `truncation` and the built-in `template` names (NULL-terminated);

@@ -10,6 +10,7 @@
 #include "orch.h"
 #include "plan_fields.h"
 
+/* 1 when p exists and is a regular file (following links), else 0. */
 static int is_file(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);

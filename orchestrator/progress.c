@@ -43,6 +43,7 @@ static void format_status(const progress_t *p, double now, char *buf, size_t n) 
              rate, eta, elapsed, p->jobs_done, p->jobs_total, p->jobs_running);
 }
 
+/* Erase the progress line from the terminal when one is shown (tty mode only). */
 static void clear_line(progress_t *p) {
     if (p->tty && p->line_shown) {
         fputs("\r\033[K", p->out);
@@ -50,6 +51,7 @@ static void clear_line(progress_t *p) {
     }
 }
 
+/* Redraw the progress line in place, cut to the terminal width so that it never wraps. */
 static void draw_line(progress_t *p, double now) {
     char buf[512];
     format_status(p, now, buf, sizeof buf);

@@ -23,7 +23,7 @@ typedef struct {
     int active;           // between progress_begin and progress_end
     char stage[128];      // stage (model) name
     size_t total, done;   // rows in the stage's pending jobs, rows finished so far
-    int jobs_total, jobs_done, jobs_running;
+    int jobs_total, jobs_done, jobs_running;  // the stage's jobs: in all, finished, running now
     double t_begin;       // monotonic seconds when the stage began
     double t_last;        // last plain line (plain mode) or redraw (tty mode)
     double interval;      // seconds between plain lines

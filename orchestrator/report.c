@@ -8,25 +8,27 @@
 #include "atomic_file.h"
 
 typedef struct {
-    char name[128];
-    int jobs, reused, attempts, failed;
+    char name[128];           // the stage's model name
+    int jobs, reused, attempts, failed;  // jobs in the stage, reused, attempts started, failed for good
     size_t rows;              // rows over all the stage's jobs (a row counts once per variant)
     size_t ran_rows;          // rows of the jobs that ran (not reused)
-    double wall_s, worker_s;
+    double wall_s, worker_s;  // stage wall time; sum over jobs of first start to last end (seconds)
 } stage_sum_t;
 
 struct report {
     json_t *root;             // the report object; "stages" and "jobs" grow as stages are added
     json_t *stages, *jobs;    // borrowed references into root
     stage_sum_t *sums;        // (n_sums) for the summary table
-    int n_sums;
+    int n_sums;               // entries in sums
     double t_start;           // wall clock
 };
 
+/* The plan's name of a TTA variant (a static string). */
 static const char *variant_name(tta_t t) {
     return t == TTA_SWAP_AB ? "swap_ab" : "identity";
 }
 
+/* The report's word for a job's status ("done", "reused", "stopped", ...; a static string). */
 static const char *status_name(const job_t *j) {
     switch (j->status) {
     case JOB_PENDING: return j->attempts > 0 ? "stopped" : "not run";
@@ -38,6 +40,7 @@ static const char *status_name(const job_t *j) {
     return "?";
 }
 
+/* A JSON real for v, or JSON null when v is not finite (JSON has no NaN). Returns a new reference. */
 static json_t *num(double v) {
     return isfinite(v) ? json_real(v) : json_null();
 }

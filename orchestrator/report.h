@@ -30,6 +30,7 @@ typedef struct {
 /* Start the report of a run that began at t_start_wall (seconds since the epoch): the plan's
  * paths and the slots. report_destroy frees it. */
 report_t *report_create(const plan_t *plan, const slot_t *slots, int n_slots, double t_start_wall);
+/* Free the report; NULL is a no-op. */
 void report_destroy(report_t *r);
 
 /* Add a finished (or failed) stage: its jobs and the memory readings after it (mem may be NULL

@@ -23,6 +23,7 @@ char *resume_path(const plan_t *plan, const char *key) {
     return p;
 }
 
+/* Copy src to dst atomically (temp file, fsync, rename). Returns 0, or -1 with err set. */
 static int copy_file(const char *src, const char *dst, err_t *err) {
     size_t len;
     char *data = fs_read_all(src, &len, err);

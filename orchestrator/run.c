@@ -60,6 +60,8 @@ static void copy_str(char *dst, size_t n, const char *src) {
 
 /* ------------------------------------------------------------------ stopping */
 
+/* Mark the run as stopping and stop every running attempt (attempt_stop; hard sends SIGKILL at
+ * once). */
 static void stop_all(run_ctx_t *ctx, int hard) {
     ctx->stopping = 1;
     for (int s = 0; s < ctx->n_slots; s++)
@@ -78,6 +80,7 @@ static void fail_run(run_ctx_t *ctx, const err_t *err) {
     stop_all(ctx, 0);
 }
 
+/* SIGINT/SIGTERM handler: the first signal stops the workers gracefully, a second one kills them. */
 static void on_signal(uv_signal_t *h, int signum) {
     run_ctx_t *ctx = h->data;
     if (!ctx->interrupted) {
@@ -145,10 +148,12 @@ int run_ctx_poll_signal(run_ctx_t *ctx) {
     return ctx->interrupted;
 }
 
+/* The sleeper timer's callback: nothing to do; its expiry lets uv_run in run_ctx_sleep return. */
 static void on_sleep_done(uv_timer_t *t) {
     (void)t;
 }
 
+/* Poll during run_ctx_sleep: end the sleep early once a signal arrived. */
 static void on_sleep_check(uv_timer_t *t) {
     run_ctx_t *ctx = t->data;
     if (ctx->interrupted) UV_CHECK(uv_timer_stop(&ctx->sleeper));
@@ -193,6 +198,7 @@ int run_ctx_owns_pid(const run_ctx_t *ctx, pid_t pid) {
 
 /* ------------------------------------------------------------------ scheduling */
 
+/* qsort_r order of job indices (arg: the jobs): larger cost first, then index order. */
 static int cmp_cost_desc(const void *pa, const void *pb, void *arg) {
     const job_t *jobs = arg;
     int a = *(const int *)pa, b = *(const int *)pb;
@@ -200,6 +206,7 @@ static int cmp_cost_desc(const void *pa, const void *pb, void *arg) {
     return a < b ? -1 : a > b;  // stable: plan order among equals
 }
 
+/* Recompute rows and jobs done (reused jobs left out) and pass them to the progress display. */
 static void update_progress(run_ctx_t *ctx) {
     size_t done = 0;
     int jobs_done = 0;
@@ -231,12 +238,15 @@ static void schedule(run_ctx_t *ctx) {
     update_progress(ctx);
 }
 
+/* Put job j back at the head of the queue as pending, to be retried next; it must have been taken
+ * from the queue. */
 static void requeue_front(run_ctx_t *ctx, int j) {
     ASSERT(ctx->q_head > 0);  // the job was taken from the queue, so there is room in front
     ctx->queue[--ctx->q_head] = j;
     ctx->jobs[j].status = JOB_PENDING;
 }
 
+/* Periodic timer: refresh the progress counters and redraw or print the progress line. */
 static void on_tick(uv_timer_t *t) {
     run_ctx_t *ctx = t->data;
     update_progress(ctx);
@@ -253,6 +263,8 @@ void run_attempt_progress(run_ctx_t *ctx, attempt_t *a, double done, double tota
 
 /* ------------------------------------------------------------------ outcomes */
 
+/* Describe how an attempt ended ("not started", "killed by SIGTERM (timeout)", "exit 3") into buf
+ * (n bytes). */
 static void describe_exit(const attempt_t *a, char *buf, size_t n) {
     if (a->spawn_error) snprintf(buf, n, "not started");
     else if (a->term_signal)

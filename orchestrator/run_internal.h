@@ -31,30 +31,30 @@ enum { STREAM_OUT = 0, STREAM_ERR = 1, STREAM_PROGRESS = 2, N_STREAMS = 3 };
 #define STREAM_LINE_MAX 4096   // longer lines are split; a progress line is far shorter
 
 typedef struct {
-    uv_pipe_t pipe;
-    attempt_t *a;
+    uv_pipe_t pipe;             // the worker's end of this stream (stdout, stderr or progress fd)
+    attempt_t *a;               // the attempt that owns this stream
     int kind;                   // STREAM_*
     int closed;                 // uv_close called
     char line[STREAM_LINE_MAX]; // the partial line received so far
-    size_t n;
+    size_t n;                   // bytes in line
     char rbuf[65536];           // libuv read buffer
 } stream_t;
 
 struct attempt {
-    run_ctx_t *ctx;
+    run_ctx_t *ctx;             // the run this attempt belongs to (not owned)
     int job;                    // index into ctx->jobs
     int slot;                   // index into ctx->slots
     int index;                  // 0-based attempt number of the job
-    uv_process_t proc;
+    uv_process_t proc;          // the worker process; closed only in its exit callback
     uv_timer_t timer;           // timeout, then kill grace, then (after exit) the EOF wait
-    stream_t streams[N_STREAMS];
+    stream_t streams[N_STREAMS];  // stdout, stderr and progress pipes, by STREAM_*
     int handles_open;           // libuv handles not yet closed; the attempt ends at 0
-    int timer_closed;
+    int timer_closed;           // uv_close called on timer
     int spawned;                // uv_spawn succeeded
     int spawn_error;            // uv_spawn's negative errno, or 0
     int exited;                 // exit callback ran
-    int64_t exit_status;
-    int term_signal;
+    int64_t exit_status;        // exit code from the exit callback (valid when exited)
+    int term_signal;            // signal that ended the worker, or 0
     int kill_stage;             // 0 nothing sent, 1 SIGTERM sent to the group, 2 SIGKILL sent
     int timed_out;              // killed because the model's timeout_s passed
     int stopped;                // killed because the run is stopping
@@ -67,35 +67,35 @@ struct attempt {
 };
 
 struct run_ctx {
-    const plan_t *plan;
-    uv_loop_t loop;
-    uv_signal_t sig_int, sig_term;
+    const plan_t *plan;         // the plan being run (not owned)
+    uv_loop_t loop;             // the one event loop of the run
+    uv_signal_t sig_int, sig_term;  // SIGINT / SIGTERM watchers
     uv_timer_t tick;            // progress redraw / periodic line
     uv_timer_t sleeper;         // run_ctx_sleep
     int interrupted;            // first SIGINT/SIGTERM received, or 0
     char shim_exe[PATH_MAX];    // this executable, re-run as `--shim`
-    progress_t console;
+    progress_t console;         // progress display on stderr
     int cpu_threads;            // --threads for lm-worker on CPU slots
     // the stage being run (valid inside run_stage)
-    job_t *jobs;
-    int n_jobs;
-    const slot_t *slots;
-    int n_slots;
+    job_t *jobs;                // (n_jobs) the stage's jobs (not owned)
+    int n_jobs;                 // entries in jobs
+    const slot_t *slots;        // (n_slots) where attempts may run (not owned)
+    int n_slots;                // entries in slots and running
     int *queue;                 // (n_jobs) pending job indices, longest first, from q_head
-    int q_head, q_tail;
+    int q_head, q_tail;         // queue[q_head..q_tail) is still pending
     int *failures;              // (n_jobs) failed attempts counted against `retries`
     attempt_t **running;        // (n_slots) the attempt on each slot, or NULL
-    int n_running;
+    int n_running;              // non-NULL entries in running
     int stopping;               // start nothing new; running workers are being stopped
     int failed;                 // a job failed for good; `fail` says why
-    err_t fail;
+    err_t fail;                 // why the stage failed (valid when failed)
     // accounting for report.json
     int n_live;                 // worker processes alive now
     double busy_since, busy_s;  // monotonic start of the current busy span, total busy time
-    double validate_s;
-    int spawned;
+    double validate_s;          // total seconds spent in validate_output
+    int spawned;                // worker processes spawned by this run
     pid_t *pgids;               // (n_pgids) every process group started by this run
-    int n_pgids, cap_pgids;
+    int n_pgids, cap_pgids;     // entries used / allocated in pgids
 };
 
 /* attempt.c: start attempt `a->index` of job on slot. Returns the attempt (which finishes later

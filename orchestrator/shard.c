@@ -29,9 +29,11 @@ static int cmp_cost_desc(const void *pa, const void *pb) {
 typedef struct {
     size_t load;   // text bytes assigned so far
     size_t rows;   // rows assigned so far: spreads rows without text too
-    int shard;
+    int shard;     // shard index; breaks ties
 } shard_load_t;
 
+/* Heap order: 1 when shard a should receive the next row before b (fewer text bytes, then fewer
+ * rows, then lower index). */
 static int lighter(const shard_load_t *a, const shard_load_t *b) {
     if (a->load != b->load) return a->load < b->load;
     if (a->rows != b->rows) return a->rows < b->rows;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Make s a CPU slot: no GPU, device "cpu", and an empty CUDA_VISIBLE_DEVICES. */
 static void slot_cpu(slot_t *s) {
     memset(s, 0, sizeof *s);
     s->gpu = -1;
@@ -71,6 +72,7 @@ int slots_use_gpu(const slot_t *slots, int n_slots) {
 
 /* ------------------------------------------------------------------ dry run */
 
+/* qsort_r order of job indices (arg: the jobs): larger cost first, then index order. */
 static int cmp_job_cost(const void *pa, const void *pb, void *arg) {
     const job_t *jobs = arg;
     int a = *(const int *)pa, b = *(const int *)pb;
@@ -130,6 +132,8 @@ void slots_print_stage_plan(FILE *f, const plan_t *plan, int model, const job_t 
 
 /* ------------------------------------------------------------------ --fresh */
 
+/* nftw callback for --fresh: remove a file, or a directory after its contents (FTW_DP). Returns 0
+ * (also when already gone), or -1 to stop the walk. */
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st, (void)ftw;
     int rc = flag == FTW_DP ? rmdir(path) : unlink(path);

@@ -34,6 +34,7 @@ char *path_join3(const char *a, const char *b, const char *c) {
     return s;
 }
 
+/* 1 when some model asks for the swap_ab variant (*first: the first such model), else 0. */
 static int needs_swap(const plan_t *plan, int *first) {
     for (int i = 0; i < plan->n_models; i++)
         for (int v = 0; v < plan->models[i].n_tta; v++)

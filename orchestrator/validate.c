@@ -43,6 +43,8 @@ static void join_header(char *out, size_t cap, const char *const *cells, size_t 
     }
 }
 
+/* Check that t's header is exactly "id,<labels>". Returns 0, or -1 with err showing the header
+ * found and the one wanted. */
 static int check_header(const char *const *labels, int n_labels, const csv_table_t *t, const char *name,
                         err_t *err) {
     int ok = t->n_cols == (size_t)n_labels + 1 && strcmp(t->header[0], "id") == 0;

@@ -35,7 +35,7 @@ typedef struct {
     void *data;       // (rows, cols) elements of dtype
     float *scales;    // (rows) per-output-channel scales when dtype == DT_I8, else NULL
     int rows, cols;   // out_features, in_features
-    dtype_t dtype;
+    dtype_t dtype;    // element type of data (DT_F32, DT_BF16, DT_F16 or DT_I8)
 } bweight_t;
 
 /* One packed batch, resident in backend memory (see backend_ops_t.batch_upload). */
@@ -52,7 +52,7 @@ typedef struct {
 
 /* Parameters of one attention call. */
 typedef struct {
-    int n_heads, n_kv_heads, head_dim;
+    int n_heads, n_kv_heads, head_dim;  // query heads, key/value heads (GQA), size of one head
     float scale;      // multiplies q.k (1/sqrt(head_dim), or query_pre_attn_scalar^-0.5)
     float softcap;    // 0: none; else s = softcap * tanh(s / softcap) before the mask
     int window;       // 0: full causal; else key j is visible from query i iff i - window < j <= i
@@ -65,17 +65,24 @@ typedef struct {
     /* Memory. alloc returns NULL (and records OOM) when the backend is out of memory. */
     void *(*act_alloc)(backend_t *b, size_t n_elems, act_kind_t kind);
     void *(*vec_upload)(backend_t *b, const float *host, size_t n);       // fp32 vector copy
+    /* Host (rows, cols) fp32 -> w in b's dtype; 0, or -1 on OOM. */
     int (*weight_upload)(backend_t *b, bweight_t *w, const float *host, int rows, int cols);
+    /* Free act_alloc / vec_upload memory; NULL is a no-op. */
     void (*mem_free)(backend_t *b, void *p);
-    void (*weight_free)(backend_t *b, bweight_t *w);
+    void (*weight_free)(backend_t *b, bweight_t *w);                      // free w's data and scales
     /* Copy a host batch (fields with host pointers) into backend memory; reuses dst's buffers. */
     int (*batch_upload)(backend_t *b, bbatch_t *dst, const bbatch_t *host);
     /* Ops, in the order forward.c uses them. */
     void (*embed)(backend_t *b, float *x, const bweight_t *emb, const bbatch_t *bt, int dim, float scale);
+    /* out (T, dim) = x / rms(x) * (offset + w). */
     void (*rmsnorm)(backend_t *b, void *out, const float *x, const float *w, int T, int dim, float eps, float offset);
+    /* out (T, w->rows) = in (T, w->cols) @ W^T. */
     void (*matmul)(backend_t *b, void *out, const void *in, const bweight_t *w, int T);
+    /* Rotate q, k in place by bt->pos. */
     void (*rope)(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, int n_kv_heads, int head_dim, const float *inv_freq);
+    /* Causal attention within each sequence of bt; out (T, n_heads*head_dim). */
     void (*attention)(backend_t *b, void *out, const void *q, const void *k, const void *v, const bbatch_t *bt, const attn_params_t *p);
+    /* out (T, hidden) = act(gate) * up. */
     void (*gated_act)(backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act);
     /* x += post_w ? rmsnorm(y) * (offset + post_w) : y */
     void (*residual_add)(backend_t *b, float *x, const void *y, const float *post_w, int T, int dim, float eps, float offset);
@@ -84,7 +91,7 @@ typedef struct {
                        const bweight_t *score, const bbatch_t *bt, int dim);
     /* Wait for queued work. Returns 0, or -1 with err set; err->code is EXIT_OOM on out of memory. */
     int (*sync)(backend_t *b, err_t *err);
-    void (*destroy)(backend_t *b);
+    void (*destroy)(backend_t *b);  // free the backend and everything it holds; NULL-safe
     /* Copy n fp32 elements of an ACT_RESIDUAL buffer to the host (debug traces; tests compare
      * per-layer hidden states with it). May be NULL in a backend that cannot; forward.c then
      * refuses to trace. Waits for queued work. Added for model_forward_trace (model.h). */
@@ -92,7 +99,7 @@ typedef struct {
 } backend_ops_t;
 
 struct backend {
-    const backend_ops_t *ops;
+    const backend_ops_t *ops;  // the backend's op table (static, not owned)
     dtype_t compute;   // dtype of ACT_WORK buffers and (unless quantised) of weights
     int threads;       // CPU threads (CPU backend) or 0
     size_t peak_bytes; // high-water mark of backend memory, for reports

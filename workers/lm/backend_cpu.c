@@ -28,15 +28,16 @@
 #endif
 
 typedef struct {
-    cpu_pool_t *pool;
+    cpu_pool_t *pool;      // worker threads that run the row tasks
     size_t cur_bytes;      // bytes currently allocated through cpu_alloc
     int failed;            // first failure recorded, reported by sync
-    err_t err;
+    err_t err;             // the first failure, valid when failed
     float *scratch;        // (threads, scratch_per) attention score rows
-    size_t scratch_per;
+    size_t scratch_per;    // floats per thread in scratch (longest sequence seen)
     int plain;             // plain-C loops instead of OpenBLAS (cpu_set_plain)
 } cpu_impl_t;
 
+/* The CPU backend's private state of b. */
 static cpu_impl_t *impl_of(backend_t *b) { return (cpu_impl_t *)b->impl; }
 
 /* ---------------------------------------------------------------------------------------------
@@ -47,6 +48,8 @@ static cpu_impl_t *impl_of(backend_t *b) { return (cpu_impl_t *)b->impl; }
  * aligned (for sgemm) and lets us reuse and account for blocks. */
 #define CPU_HDR 64
 
+/* Record the first allocation failure of `bytes` for `what` with exit code `code`; later ones are
+ * dropped. cpu_sync reports it. */
 static void cpu_fail(backend_t *b, int code, const char *what, size_t bytes) {
     cpu_impl_t *im = impl_of(b);
     if (im->failed) return;
@@ -54,6 +57,8 @@ static void cpu_fail(backend_t *b, int code, const char *what, size_t bytes) {
     err_code(&im->err, code, "cpu backend: %s: cannot allocate %zu bytes of host memory", what, bytes);
 }
 
+/* A 64-byte aligned block of `bytes` behind a size header, counted in cur_bytes / peak_bytes.
+ * Returns NULL (failure recorded with cpu_fail) on OOM; free with cpu_mem_free. */
 static void *cpu_alloc(backend_t *b, size_t bytes, const char *what) {
     void *raw = NULL;
     if (bytes > SIZE_MAX - CPU_HDR || posix_memalign(&raw, CPU_HDR, bytes + CPU_HDR) != 0) {
@@ -67,14 +72,17 @@ static void *cpu_alloc(backend_t *b, size_t bytes, const char *what) {
     return (char *)raw + CPU_HDR;
 }
 
+/* The size recorded in the header of a cpu_alloc block. */
 static size_t cpu_block_size(const void *p) { return *(const size_t *)((const char *)p - CPU_HDR); }
 
+/* Free a cpu_alloc block and uncount it; NULL is a no-op. */
 static void cpu_mem_free(backend_t *b, void *p) {
     if (!p) return;
     impl_of(b)->cur_bytes -= cpu_block_size(p);
     free((char *)p - CPU_HDR);
 }
 
+/* backend_ops_t.act_alloc: n_elems fp32 elements for either kind. Returns NULL on OOM. */
 static void *cpu_act_alloc(backend_t *b, size_t n_elems, act_kind_t kind) {
     (void)kind; // both kinds are fp32 on the CPU
     if (n_elems > SIZE_MAX / sizeof(float)) {
@@ -84,12 +92,15 @@ static void *cpu_act_alloc(backend_t *b, size_t n_elems, act_kind_t kind) {
     return cpu_alloc(b, n_elems * sizeof(float), "activation buffer");
 }
 
+/* backend_ops_t.vec_upload: a backend copy of host[0..n). Returns NULL on OOM. */
 static void *cpu_vec_upload(backend_t *b, const float *host, size_t n) {
     float *p = cpu_alloc(b, n * sizeof(float), "vector");
     if (p) memcpy(p, host, n * sizeof(float));
     return p;
 }
 
+/* backend_ops_t.weight_upload: copy the host (rows, cols) fp32 matrix into w. Returns 0, or -1 on
+ * OOM (w left zeroed). */
 static int cpu_weight_upload(backend_t *b, bweight_t *w, const float *host, int rows, int cols) {
     size_t n = (size_t)rows * (size_t)cols;
     memset(w, 0, sizeof *w);
@@ -103,6 +114,7 @@ static int cpu_weight_upload(backend_t *b, bweight_t *w, const float *host, int 
     return 0;
 }
 
+/* backend_ops_t.weight_free: free w's data and scales and zero w. */
 static void cpu_weight_free(backend_t *b, bweight_t *w) {
     cpu_mem_free(b, w->data);
     cpu_mem_free(b, w->scales);
@@ -122,6 +134,8 @@ static int cpu_ensure(backend_t *b, void **slot, size_t bytes, const char *what)
     return *slot ? 0 : -1;
 }
 
+/* backend_ops_t.batch_upload: copy the host batch into dst's buffers (grown as needed). Returns 0,
+ * or -1 on OOM. */
 static int cpu_batch_upload(backend_t *b, bbatch_t *dst, const bbatch_t *host) {
     size_t T = (size_t)host->T, B = (size_t)host->B;
     if (cpu_ensure(b, (void **)&dst->tokens, T * sizeof(int32_t), "batch tokens") ||
@@ -140,6 +154,7 @@ static int cpu_batch_upload(backend_t *b, bbatch_t *dst, const bbatch_t *host) {
     return 0;
 }
 
+/* backend_ops_t.to_host: memory is already host memory, so a plain copy of n floats. */
 static void cpu_to_host(backend_t *b, float *host, const float *src, size_t n) {
     (void)b;
     memcpy(host, src, n * sizeof(float));
@@ -158,11 +173,12 @@ static int rows_per_task(backend_t *b, int T) {
 
 typedef void (*row_fn_t)(void *ctx, int row);
 typedef struct {
-    row_fn_t fn;
-    void *ctx;
-    int T, per;
+    row_fn_t fn; // called once per row
+    void *ctx;   // fn's argument
+    int T, per;  // rows in all, rows per task
 } rows_job_t;
 
+/* cpu_pool task: run the job's fn on rows [task * per, (task + 1) * per) clipped to T. */
 static void rows_task(void *ctx, int task, int thread) {
     (void)thread;
     rows_job_t *j = ctx;
@@ -191,13 +207,14 @@ static float rms_factor(const float *x, int dim, float eps) {
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct {
-    float *x;
-    const float *emb;
-    const int32_t *tokens;
-    int dim, vocab;
-    float scale;
+    float *x;              // (T, dim) output rows
+    const float *emb;      // (vocab, dim) embedding table
+    const int32_t *tokens; // (T) token ids
+    int dim, vocab;        // row width, rows of emb
+    float scale;           // embedding multiplier
 } embed_ctx_t;
 
+/* Row task of cpu_embed: x[t] = emb[tokens[t]] * scale; the id must be in [0, vocab). */
 static void embed_row(void *ctx, int t) {
     embed_ctx_t *c = ctx;
     int32_t tok = c->tokens[t];
@@ -215,12 +232,13 @@ void cpu_embed(backend_t *b, float *x, const bweight_t *emb, const bbatch_t *bt,
 }
 
 typedef struct {
-    float *out;
-    const float *x, *w;
-    int dim;
-    float eps, offset;
+    float *out;         // (T, dim) normed rows
+    const float *x, *w; // (T, dim) input, (dim) norm weight
+    int dim;            // row width
+    float eps, offset;  // RMSNorm epsilon; added to w (0 Llama, 1 Gemma)
 } norm_ctx_t;
 
+/* Row task of cpu_rmsnorm: out[t] = x[t] * rms_factor * (offset + w). */
 static void rmsnorm_row(void *ctx, int t) {
     norm_ctx_t *c = ctx;
     const float *x = c->x + (size_t)t * c->dim;
@@ -239,11 +257,12 @@ void cpu_rmsnorm(backend_t *b, void *out, const float *x, const float *w, int T,
  * cache while every input row streams past. */
 #define MM_BLOCK 16
 typedef struct {
-    float *out;
-    const float *in, *w;
-    int T, rows, cols;
+    float *out;          // (T, rows)
+    const float *in, *w; // (T, cols) input, (rows, cols) weight
+    int T, rows, cols;   // input rows, output features, input features
 } mm_ctx_t;
 
+/* Task of the plain-C matmul: output features [task * 16, task * 16 + 16) for every input row. */
 static void mm_task(void *ctx, int task, int thread) {
     (void)thread;
     mm_ctx_t *c = ctx;
@@ -281,10 +300,10 @@ void cpu_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int
 void cpu_set_plain(backend_t *b, int on) { impl_of(b)->plain = on; }
 
 typedef struct {
-    float *q, *k;
-    const int32_t *pos;
-    int n_heads, n_kv_heads, head_dim;
-    const float *inv_freq;
+    float *q, *k;                      // (T, n_heads*head_dim), (T, n_kv_heads*head_dim), rotated in place
+    const int32_t *pos;                // (T) position of each token in its sequence
+    int n_heads, n_kv_heads, head_dim; // head counts and the size of one head
+    const float *inv_freq;             // (head_dim/2) rope inverse frequencies
 } rope_ctx_t;
 
 /* Rotate one head in place: the rotate_half (non-interleaved) convention of transformers,
@@ -297,6 +316,7 @@ static void rope_head(float *x, const float *cs, const float *sn, int half) {
     }
 }
 
+/* Row task of cpu_rope: rotate every q and k head of token t by pos[t] * inv_freq. */
 static void rope_row(void *ctx, int t) {
     rope_ctx_t *c = ctx;
     int half = c->head_dim / 2;
@@ -322,15 +342,16 @@ void cpu_rope(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, i
 }
 
 typedef struct {
-    float *out;
-    const float *q, *k, *v;
-    const int32_t *pos;
-    const attn_params_t *p;
-    float *scratch;
-    size_t scratch_per;
+    float *out;             // (T, n_heads*head_dim)
+    const float *q, *k, *v; // (T, n_heads*head_dim), (T, n_kv_heads*head_dim) twice
+    const int32_t *pos;     // (T) position of each token in its sequence
+    const attn_params_t *p; // heads, scale, softcap, window
+    float *scratch;        // (threads, scratch_per) softmax rows, one per pool thread
+    size_t scratch_per;    // floats per thread in scratch (>= the longest sequence)
     int blas;              // score and value products through sgemv
 } attn_ctx_t;
 
+/* a . b over n floats, in eight partial sums (a fixed order, so the same on every call). */
 static float dot(const float *a, const float *b, int n) {
     float acc[8] = {0};
     int i = 0;
@@ -430,10 +451,10 @@ void cpu_attention(backend_t *b, void *out, const void *q, const void *k, const 
 }
 
 typedef struct {
-    float *out;
-    const float *gate, *up;
-    int hidden;
-    act_t act;
+    float *out;             // (T, hidden)
+    const float *gate, *up; // (T, hidden) each
+    int hidden;             // row width
+    act_t act;              // ACT_SILU or ACT_GELU_TANH
 } act_ctx_t;
 
 /* gelu with the tanh approximation, as torch's gelu(approximate="tanh") evaluates it. */
@@ -443,6 +464,7 @@ static float gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(inner));
 }
 
+/* Row task of cpu_gated_act: out[t] = act(gate[t]) * up[t]. */
 static void act_row(void *ctx, int t) {
     act_ctx_t *c = ctx;
     size_t o = (size_t)t * c->hidden;
@@ -460,12 +482,13 @@ void cpu_gated_act(backend_t *b, void *out, const void *gate, const void *up, in
 }
 
 typedef struct {
-    float *x;
-    const float *y, *post_w;
-    int dim;
-    float eps, offset;
+    float *x;                // (T, dim) residual stream, updated in place
+    const float *y, *post_w; // (T, dim) sublayer output; (dim) post-norm weight or NULL
+    int dim;                 // row width
+    float eps, offset;       // RMSNorm epsilon; added to post_w
 } resid_ctx_t;
 
+/* Row task of cpu_residual_add: x[t] += y[t], or += rmsnorm(y[t]) * (offset + post_w). */
 static void resid_row(void *ctx, int t) {
     resid_ctx_t *c = ctx;
     float *x = c->x + (size_t)t * c->dim;
@@ -505,6 +528,8 @@ void cpu_pool_score(backend_t *b, float *logits_host, const float *x, const floa
  * Lifetime
  * ------------------------------------------------------------------------------------------- */
 
+/* backend_ops_t.sync: the work is already done; report (and clear) a recorded failure. Returns 0,
+ * or -1 with err set. */
 static int cpu_sync(backend_t *b, err_t *err) {
     cpu_impl_t *im = impl_of(b);
     if (!im->failed) return 0;
@@ -513,6 +538,7 @@ static int cpu_sync(backend_t *b, err_t *err) {
     return -1;
 }
 
+/* backend_ops_t.destroy: free the scratch, stop the pool and free b; NULL is a no-op. */
 static void cpu_destroy(backend_t *b) {
     if (!b) return;
     cpu_impl_t *im = impl_of(b);

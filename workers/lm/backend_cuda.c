@@ -40,42 +40,45 @@ _Static_assert((int)KDT_F32 == (int)DT_F32 && (int)KDT_BF16 == (int)DT_BF16 && (
 #define BLAS_WORKSPACE ((size_t)32 << 20)
 
 typedef struct {
-    void *ptr;
-    size_t bytes;
+    void *ptr;    // device memory from cudaMalloc
+    size_t bytes;  // size, a multiple of CUDA_ALIGN
     int used;     // 1 while handed out
     int cached;   // 1: mem_free keeps it for reuse; 0: mem_free returns it to CUDA
     void *shadow; // optional host copy (batch cu_seqlens for launch planning), freed with the block
 } cblock_t;
 
 typedef struct {
-    int device, sm;
+    int device, sm;              // CUDA device index; compute capability as 10 * major + minor
     char device_name[256];       // "NVIDIA H100 80GB HBM3, sm_90", for error messages
-    cudaStream_t stream;
-    cublasHandle_t blas;
-    int quant_int8;
+    cudaStream_t stream;         // the one stream every copy and launch is queued on
+    cublasHandle_t blas;         // cuBLAS handle bound to stream
+    int quant_int8;              // store large weight matrices as int8 with per-row scales
     int attn_generic;            // LM_ATTN_GENERIC=1: never use the tensor-core attention kernel
     cblock_t *blocks;            // (n_blocks) every block held from cudaMalloc
-    int n_blocks, cap_blocks;
+    int n_blocks, cap_blocks;    // entries used / allocated in blocks
     size_t reserved;             // bytes held from cudaMalloc
     int failed;                  // a failure was recorded since the last sync
-    err_t err;
+    err_t err;                   // the first failure, valid when failed
     void *pinned[2];             // (STAGE_BYTES) pinned upload staging, used alternately
     float *stage_dev[2];         // (STAGE_BYTES) device fp32 landing buffers for conversion
     cudaEvent_t stage_done[2];   // recorded after the last use of pinned[i] / stage_dev[i]
     int32_t *batch_pinned;       // (batch_cap) pinned staging of batch arrays
-    size_t batch_cap;
-    cudaEvent_t batch_done;
+    size_t batch_cap;            // int32 elements batch_pinned holds
+    cudaEvent_t batch_done;      // recorded after the copies out of batch_pinned
     float *logits_pinned;        // (logits_cap) pinned landing buffer for pool_score
-    size_t logits_cap;
+    size_t logits_cap;           // floats logits_pinned holds
     void *blas_ws;               // (BLAS_WORKSPACE) cuBLAS workspace, from the arena
     void *deq;                   // (rows, cols) of the largest int8 weight so far, in the compute dtype
     void *logits_dev;            // (B, n_labels) fp32 logits of the last pool_score
 } cuda_impl_t;
 
+/* The CUDA backend's private state of b. */
 static cuda_impl_t *impl_of(backend_t *b) { return (cuda_impl_t *)b->impl; }
 
+/* Bytes per element of dt (4, 2 or 1). */
 static size_t dt_size(dtype_t dt) { return dt == DT_F32 ? 4 : dt == DT_I8 ? 1 : 2; }
 
+/* Monotonic seconds, for upload timing. */
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -110,6 +113,8 @@ static int cuda_check_(backend_t *b, cudaError_t e, const char *call, const char
     return cuda_record(b, e == cudaErrorMemoryAllocation ? EXIT_OOM : EXIT_SOFTWARE, msg);
 }
 
+/* BLAS_CK's body: on a cuBLAS failure record the call, file:line, status and device (EXIT_OOM for
+ * an allocation failure). Returns 0, or -1 on failure. */
 static int blas_check_(backend_t *b, cublasStatus_t s, const char *call, const char *file, int line) {
     if (s == CUBLAS_STATUS_SUCCESS) return 0;
     cuda_impl_t *im = impl_of(b);
@@ -132,6 +137,7 @@ static int blas_check_(backend_t *b, cublasStatus_t s, const char *call, const c
  * Caching arena
  * ------------------------------------------------------------------------------------------- */
 
+/* The block whose pointer is p, or NULL. O(n_blocks). */
 static cblock_t *arena_find(backend_t *b, const void *p) {
     cuda_impl_t *im = impl_of(b);
     for (int i = 0; i < im->n_blocks; i++)
@@ -139,6 +145,8 @@ static cblock_t *arena_find(backend_t *b, const void *p) {
     return NULL;
 }
 
+/* Return block i to CUDA (with its shadow) and remove it from the list; the last block takes its
+ * place. */
 static void arena_drop(backend_t *b, int i) {
     cuda_impl_t *im = impl_of(b);
     cudaFree(im->blocks[i].ptr);
@@ -202,6 +210,8 @@ static void *arena_alloc(backend_t *b, size_t bytes, int cached, const char *wha
     return p;
 }
 
+/* backend_ops_t.mem_free: keep a cached block for reuse, else give it back to CUDA. p must be a
+ * live block of b; NULL is a no-op. */
 static void cuda_mem_free(backend_t *b, void *p) {
     if (!p) return;
     cuda_impl_t *im = impl_of(b);
@@ -229,6 +239,8 @@ static int arena_ensure(backend_t *b, void **slot, size_t bytes, const char *wha
  * host copy of one chunk overlaps the DMA of the previous one.
  * ------------------------------------------------------------------------------------------- */
 
+/* Allocate the two pinned upload buffers and, when need_dev, their device landing buffers (once).
+ * Returns 0, or -1 with the failure recorded. */
 static int stage_init(backend_t *b, int need_dev) {
     cuda_impl_t *im = impl_of(b);
     for (int i = 0; i < 2; i++) {
@@ -311,6 +323,7 @@ static int cuda_weight_upload(backend_t *b, bweight_t *w, const float *host, int
     return 0;
 }
 
+/* backend_ops_t.weight_free: free w's data and scales and zero w. */
 static void cuda_weight_free(backend_t *b, bweight_t *w) {
     cuda_mem_free(b, w->data);
     cuda_mem_free(b, w->scales);
@@ -378,12 +391,14 @@ static void cuda_embed(backend_t *b, float *x, const bweight_t *emb, const bbatc
                         scale, (kdtype_t)b->compute, impl_of(b)->stream));
 }
 
+/* backend_ops_t.rmsnorm: queue rmsnorm_forward (kernels/rmsnorm.cu). */
 static void cuda_rmsnorm(backend_t *b, void *out, const float *x, const float *w, int T, int dim, float eps,
                          float offset) {
     OP_GUARD(b);
     CK(b, rmsnorm_forward(out, x, w, T, dim, eps, offset, (kdtype_t)b->compute, impl_of(b)->stream));
 }
 
+/* cuBLAS data type of dt (fp32 for anything but bf16 and fp16). */
 static cudaDataType_t cuda_type(dtype_t dt) {
     return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F;
 }
@@ -409,6 +424,7 @@ static void cuda_matmul(backend_t *b, void *out, const void *in, const bweight_t
                             w->cols, &beta, out, ty, w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+/* backend_ops_t.rope: queue rope_forward (kernels/rope.cu). */
 static void cuda_rope(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, int n_kv_heads, int head_dim,
                       const float *inv_freq) {
     OP_GUARD(b);
@@ -416,6 +432,8 @@ static void cuda_rope(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_
                        impl_of(b)->stream));
 }
 
+/* backend_ops_t.attention: queue attention_forward (kernels/attention.cu), generic kernel only when
+ * LM_ATTN_GENERIC=1. */
 static void cuda_attention(backend_t *b, void *out, const void *q, const void *k, const void *v, const bbatch_t *bt,
                            const attn_params_t *p) {
     OP_GUARD(b);
@@ -424,12 +442,14 @@ static void cuda_attention(backend_t *b, void *out, const void *q, const void *k
                             impl_of(b)->attn_generic, (kdtype_t)b->compute, impl_of(b)->stream));
 }
 
+/* backend_ops_t.gated_act: queue gated_act_forward (kernels/act.cu) over T * hidden elements. */
 static void cuda_gated_act(backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act) {
     OP_GUARD(b);
     CK(b, gated_act_forward(out, gate, up, (size_t)T * (size_t)hidden, act == ACT_SILU ? 0 : 1, (kdtype_t)b->compute,
                             impl_of(b)->stream));
 }
 
+/* backend_ops_t.residual_add: queue residual_add_forward (kernels/rmsnorm.cu). */
 static void cuda_residual_add(backend_t *b, float *x, const void *y, const float *post_w, int T, int dim, float eps,
                               float offset) {
     OP_GUARD(b);
@@ -484,6 +504,8 @@ static int cuda_sync(backend_t *b, err_t *err) {
     return -1;
 }
 
+/* backend_ops_t.destroy: wait for the stream, then free every pinned buffer, event, device block
+ * and handle, and b itself; NULL is a no-op. */
 static void cuda_destroy(backend_t *b) {
     if (!b) return;
     cuda_impl_t *im = impl_of(b);
@@ -524,6 +546,7 @@ static const backend_ops_t cuda_ops = {
     .to_host = cuda_to_host,
 };
 
+/* The CLI name of dt ("fp32", "bf16", "fp16", "int8"; a static string). */
 static const char *dtype_name(dtype_t dt) {
     return dt == DT_F32 ? "fp32" : dt == DT_BF16 ? "bf16" : dt == DT_F16 ? "fp16" : "int8";
 }

@@ -22,9 +22,10 @@
 /* ---------------------------------------------------------------- plan ------------------ */
 
 typedef struct {
-    size_t len, row;
+    size_t len, row;  // text length in ids; input row index
 } len_row_t;
 
+/* qsort order: longer rows first, then lower row index (so the order is deterministic). */
 static int cmp_longest_first(const void *pa, const void *pb) {
     const len_row_t *a = pa, *b = pb;
     if (a->len != b->len) return a->len > b->len ? -1 : 1;
@@ -69,26 +70,29 @@ void batch_plan_free(batch_plan_t *plan) {
 /* ---------------------------------------------------------------- pool ------------------ */
 
 struct batch_encoder {
-    size_t n_rows;
-    batch_encode_fn fn;
-    void *ctx;
+    size_t n_rows;              // rows to encode
+    batch_encode_fn fn;         // encodes one row; called from the pool threads
+    void *ctx;                  // fn's argument
     ids_t *rows;                // (n_rows) results
     atomic_size_t next;         // next row to hand out
     atomic_int stop;            // set on the first error or on cancel
     pthread_mutex_t lock;       // guards err_row and err
     size_t err_row;             // lowest failing row so far, or SIZE_MAX
-    err_t err;
+    err_t err;                  // the error of err_row
     double t_start, t_end;      // CLOCK_MONOTONIC seconds: pool start, last thread's finish
-    int n_threads;
+    int n_threads;              // entries in threads
     pthread_t *threads;         // (n_threads)
 };
 
+/* CLOCK_MONOTONIC seconds. */
 static double mono_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Pool thread: take rows in increasing order and encode each until none is left or some row failed
+ * (the lowest failing row wins); records when it finished. */
 static void *encoder_thread(void *arg) {
     batch_encoder_t *be = arg;
     for (;;) {
@@ -142,6 +146,8 @@ batch_encoder_t *batch_encoder_start(size_t n_rows, int threads, batch_encode_fn
     return be;
 }
 
+/* Join every thread and free the pool; the encoded rows too unless keep_rows (then the caller owns
+ * be->rows). */
 static void encoder_join_free(batch_encoder_t *be, int keep_rows) {
     for (int i = 0; i < be->n_threads; i++) pthread_join(be->threads[i], NULL);
     if (!keep_rows) {

@@ -20,7 +20,7 @@
 typedef struct {
     size_t n_rows;       // rows planned
     size_t *order;       // (n_rows) input row indices, longest first (ties: input order)
-    size_t n_batches;
+    size_t n_batches;    // batches planned
     size_t *start;       // (n_batches + 1) batch b holds order[start[b] .. start[b+1])
 } batch_plan_t;
 
@@ -29,6 +29,7 @@ typedef struct {
  * Returns 0, or -1 with err set when batch_size < 1 or batch_tokens < 1. */
 int batch_plan_build(batch_plan_t *plan, const size_t *lens, size_t n, int batch_size,
                      size_t batch_tokens, err_t *err);
+/* Free the plan's arrays and zero *plan. */
 void batch_plan_free(batch_plan_t *plan);
 
 /* Encode row `row` into out (empty on entry). Called from several threads at once, each with a

@@ -29,12 +29,13 @@
 #define BENCH_MAX_SHAPES 16
 
 typedef struct {
-    const char *model, *adapter, *device, *dtype, *golden, *ids;
-    int int8, threads, iters, warmup;
+    const char *model, *adapter, *device, *dtype, *golden, *ids;  // the options of the same names (NULL: unset)
+    int int8, threads, iters, warmup;                             // --int8 (0/1), --threads, --iters, --warmup
     int n_shapes, batch[BENCH_MAX_SHAPES], len[BENCH_MAX_SHAPES]; // timing shapes (B x L)
     double logit_tol, prob_tol; // < 0: the default for the dtype
 } bench_opts_t;
 
+/* Print `lm-worker bench`'s options and their defaults to f. */
 static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: lm-worker bench --model DIR [options]            (developer tool; see tools/gpu-check.sh)\n"
@@ -144,12 +145,14 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
     return 0;
 }
 
+/* CLOCK_MONOTONIC seconds. */
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The CLI name of dt ("fp32", "bf16", "fp16", "int8"; a static string). */
 static const char *dtype_str(dtype_t dt) {
     return dt == DT_F32 ? "fp32" : dt == DT_BF16 ? "bf16" : dt == DT_F16 ? "fp16" : "int8";
 }

@@ -17,6 +17,7 @@
 #include "json_util.h"
 #include "model_impl.h"
 
+/* Print `lm-worker info`'s options and their defaults to f. */
 static void info_usage(FILE *f) {
     fprintf(f,
             "usage: lm-worker info --model DIR [options]\n"
@@ -28,8 +29,8 @@ static void info_usage(FILE *f) {
 }
 
 typedef struct {
-    const char *model, *adapter;
-    int max_length, batch_tokens;
+    const char *model, *adapter;  // --model, --adapter (NULL: none)
+    int max_length, batch_tokens; // --max-length, --batch-tokens (activation estimate)
 } info_opts_t;
 
 /* Parse argv into o. Returns 0, 1 after --help, or -1 after printing what was wrong. */
@@ -67,6 +68,7 @@ static int info_parse(int argc, char **argv, info_opts_t *o) {
     return 0;
 }
 
+/* bytes in MiB. */
 static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
 /* Weight bytes per storage choice, from the tensors the architecture needs. */
@@ -136,6 +138,7 @@ static void dtype_summary(const st_set_t *st, char *buf, size_t size) {
     }
 }
 
+/* Total elements over every tensor of st. */
 static int64_t param_count(const st_set_t *st) {
     int64_t n = 0;
     for (int i = 0; i < st->n_tensors; i++) n += st->tensors[i].n_elems;

@@ -17,6 +17,7 @@
 #include "jsonl.h"
 #include "model.h"
 
+/* Print `lm-worker logits`'s options and their defaults to f. */
 static void logits_usage(FILE *f) {
     fprintf(f,
             "usage: lm-worker logits --model DIR [options] < ids.jsonl > logits.jsonl\n"
@@ -31,8 +32,8 @@ static void logits_usage(FILE *f) {
 }
 
 typedef struct {
-    const char *model, *adapter, *device, *dtype;
-    int int8, threads;
+    const char *model, *adapter, *device, *dtype; // the options of the same names (NULL: unset)
+    int int8, threads;                            // --int8 (0/1), --threads
 } logits_opts_t;
 
 /* Parse argv (argv[0] is "logits"). Returns 0, 1 for --help, or -1 after printing why. */

@@ -70,6 +70,7 @@ void cmd_run_usage(FILE *f) {
         "With ORCHESTRATE_PROGRESS_FD set, writes \"progress <done> <total>\" lines there.\n");
 }
 
+/* CLOCK_MONOTONIC seconds. */
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -89,6 +90,7 @@ static int parse_int(const char *opt, const char *s, long lo, long hi, long *out
     return 0;
 }
 
+/* 1 when s is one of choices (NULL-terminated), else 0. */
 static int one_of(const char *s, const char *const *choices) {
     for (int i = 0; choices[i]; i++)
         if (strcmp(s, choices[i]) == 0) return 1;
@@ -164,17 +166,17 @@ usage:
 
 /* Everything a run owns, so that one cleanup path frees it whatever failed. */
 typedef struct {
-    run_opts_t o;
-    csv_table_t table;
-    row_cols_t cols;
-    tokenizer_t *tok;
-    template_t tmpl;
-    encoder_t *enc;
+    run_opts_t o;      // the parsed command line
+    csv_table_t table; // the input CSV
+    row_cols_t cols;   // where its required columns are
+    tokenizer_t *tok;           // the loaded tokenizer
+    template_t tmpl;            // the text template
+    encoder_t *enc;             // template + tokenizer + truncation
     unsigned char *truncated;   // (n_rows) 1 when encoder_encode cut the row
-    batch_encoder_t *pool;
+    batch_encoder_t *pool;      // threads encoding rows ahead of the model
     ids_t *ids;                 // (n_rows) encoded rows
-    backend_t *backend;
-    model_t *model;
+    backend_t *backend;         // CPU or CUDA backend
+    model_t *model;             // the loaded classifier
     double *probs;              // (n_rows, n_labels) in input order
 } run_t;
 

@@ -16,6 +16,7 @@
 #include "jsonl.h"
 #include "tokenizer.h"
 
+/* Print `lm-worker tokenize`'s options and their defaults to f. */
 static void tokenize_usage(FILE *f) {
     fprintf(f,
             "usage: lm-worker tokenize --tokenizer FILE [options] < texts.jsonl > ids.jsonl\n"
@@ -27,8 +28,8 @@ static void tokenize_usage(FILE *f) {
 }
 
 typedef struct {
-    const char *tokenizer;
-    int add_special;
+    const char *tokenizer; // --tokenizer path
+    int add_special;       // --add-special-tokens given
 } tokenize_opts_t;
 
 /* Parse argv (argv[0] is "tokenize"). Returns 0, 1 for --help, or -1 after printing why. */

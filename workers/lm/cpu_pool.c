@@ -17,15 +17,15 @@
 struct cpu_pool {
     int threads;              // total, caller included
     pthread_t *workers;       // (threads - 1)
-    pthread_mutex_t mu;
+    pthread_mutex_t mu;       // guards gen, busy and stop
     pthread_cond_t wake;      // signalled when a job starts or the pool stops
     pthread_cond_t done;      // signalled when the last busy worker finishes
     unsigned long gen;        // bumped once per job
     int busy;                 // workers still inside the current job
     int stop;                 // set by destroy
     cpu_pool_fn_t fn;         // current job
-    void *ctx;
-    int n_tasks;
+    void *ctx;                // fn's argument
+    int n_tasks;              // tasks in the current job
     atomic_int next;          // next unclaimed task index
 };
 
@@ -39,10 +39,12 @@ static void pool_drain(cpu_pool_t *p, int thread) {
 }
 
 typedef struct {
-    cpu_pool_t *pool;
-    int thread;
+    cpu_pool_t *pool; // the pool this thread serves
+    int thread;       // this thread's index in [1, threads) (0 is the caller)
 } worker_arg_t;
 
+/* Worker thread: wait for a new job generation, drain its tasks, report when the last worker is
+ * done; exits when the pool stops. */
 static void *pool_worker(void *arg) {
     worker_arg_t wa = *(worker_arg_t *)arg;
     free(arg);

@@ -11,12 +11,13 @@
 typedef struct {
     FILE *in;         // the stream read (stdin)
     char *line;       // getline buffer
-    size_t cap;
+    size_t cap;       // bytes allocated in line
     long lineno;      // 1-based number of the line last read
 } jsonl_reader_t;
 
 /* Start reading f. Zero state; free with jsonl_reader_free. */
 void jsonl_reader_init(jsonl_reader_t *r, FILE *f);
+/* Free the line buffer and zero *r; the stream is not closed. */
 void jsonl_reader_free(jsonl_reader_t *r);
 
 /* Parse the next non-blank line as a JSON object. Returns it (a new reference) with *eof = 0;

@@ -19,9 +19,9 @@
 #endif
 
 typedef struct {
-    const char *name;
-    int (*fn)(int argc, char **argv);
-    const char *summary;
+    const char *name;                 // the subcommand word, e.g. "run"
+    int (*fn)(int argc, char **argv); // its entry point; returns the exit code
+    const char *summary;              // one line for the usage text
 } subcommand_t;
 
 static const subcommand_t subcommands[] = {
@@ -33,6 +33,7 @@ static const subcommand_t subcommands[] = {
 };
 #define N_SUBCOMMANDS (sizeof subcommands / sizeof subcommands[0])
 
+/* Print the subcommand list and `run`'s options to f. */
 static void usage(FILE *f) {
     fprintf(f, "usage: lm-worker <subcommand> [options]\n       lm-worker --help | --version\n\n"
                "Subcommands (each takes --help for its options and their defaults):\n");

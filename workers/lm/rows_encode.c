@@ -17,12 +17,12 @@
 #include "exit_codes.h"
 
 struct encoder {
-    const template_t *t;
-    const tokenizer_t *tok;
-    trunc_policy_t policy;
+    const template_t *t;         // the template (not owned)
+    const tokenizer_t *tok;      // the tokenizer (not owned)
+    trunc_policy_t policy;       // how text is cut to max_length
     size_t max_length;           // every id counts, special ones included
     const int32_t *pre, *suf;    // (n_pre), (n_suf) special affixes, owned by the tokenizer
-    size_t n_pre, n_suf;
+    size_t n_pre, n_suf;         // entries in pre, suf
     ids_t prefix, suffix;        // the template's prefix and suffix, tokenised
     ids_t before[N_PARTS];       // fixed string before each part, tokenised
     ids_t after[N_PARTS];        // fixed string after each part, tokenised
@@ -42,6 +42,7 @@ const char *trunc_policy_name(trunc_policy_t p) {
     return p == TRUNC_KEEP_END ? "keep_end" : p == TRUNC_TAIL ? "tail" : "balanced";
 }
 
+/* The smaller of a and b. */
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
 void trunc_budgets(size_t R, const size_t n[N_PARTS], size_t keep[N_PARTS]) {
@@ -111,6 +112,7 @@ void encoder_free(encoder_t *e) {
     free(e);
 }
 
+/* Append v[0..n) to out. */
 static void push_all(ids_t *out, const int32_t *v, size_t n) {
     for (size_t i = 0; i < n; i++) ids_push(out, v[i]);
 }

@@ -20,11 +20,11 @@
 const char *const template_builtin_names[] = {"plain", "gemma-chat", "turns", NULL};
 
 typedef struct {
-    const char *name;
-    template_mode_t mode;
-    const char *prefix, *suffix;
-    const char *before[N_PARTS], *after[N_PARTS];
-    const char *turn_join;
+    const char *name;                             // the built-in's name
+    template_mode_t mode;                         // TPL_BLOCKS or TPL_TURNS
+    const char *prefix, *suffix;                  // fixed text at the start and end
+    const char *before[N_PARTS], *after[N_PARTS]; // fixed text before / after each part's text
+    const char *turn_join;                        // TPL_BLOCKS: joins the turns of one part
 } builtin_t;
 
 /* Keep these in sync with docs/templates.md, which quotes them byte for byte. */
@@ -164,10 +164,11 @@ void template_free(template_t *t) {
 
 /* A growable byte buffer for template_render. */
 typedef struct {
-    char *p;
-    size_t n, cap;
+    char *p;       // (cap) bytes, NUL-terminated after n
+    size_t n, cap; // bytes used / allocated
 } buf_t;
 
+/* Append s[0..n) to b, keeping it NUL-terminated (aborts on host OOM). */
 static void buf_put(buf_t *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         b->cap = (b->n + n + 1) * 2;
@@ -178,6 +179,7 @@ static void buf_put(buf_t *b, const char *s, size_t n) {
     b->p[b->n] = '\0';
 }
 
+/* Append the NUL-terminated s to b. */
 static void buf_puts(buf_t *b, const char *s) { buf_put(b, s, strlen(s)); }
 
 char *template_render(const template_t *t, const row_parts_t *r, size_t *len) {

@@ -63,6 +63,7 @@ static char *fix_lone_surrogates(const char *s, size_t len) {
     return copy;
 }
 
+/* A phrase for j's JSON type ("a list", "a number", ...) for messages; a static string. */
 static const char *json_kind(const json_t *j) {
     switch (json_typeof(j)) {
     case JSON_OBJECT: return "an object";
@@ -77,6 +78,7 @@ static const char *json_kind(const json_t *j) {
     return "a JSON value";
 }
 
+/* Append a NUL-terminated copy of s[0..len) as a new turn of t. */
 static void turns_push(turns_t *t, const char *s, size_t len) {
     t->text = xrealloc(t->text, (t->n + 1) * sizeof *t->text);
     t->len = xrealloc(t->len, (t->n + 1) * sizeof *t->len);

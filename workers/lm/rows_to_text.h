@@ -50,7 +50,9 @@ typedef struct {
  * Returns 0, or -1 with err describing the problem (without row context). */
 int rows_decode_field(const char *s, size_t len, turns_t *out, err_t *err);
 
+/* Free every turn and the arrays, and zero *t. */
 void turns_free(turns_t *t);
+/* turns_free on each of the row's parts. */
 void row_parts_free(row_parts_t *r);
 
 /* Where the required columns are in a table. */
@@ -79,7 +81,7 @@ typedef enum {
  * `before` and `after` are the pieces either side of it. */
 typedef struct {
     char *name;                  // built-in name, or the file path
-    template_mode_t mode;
+    template_mode_t mode;        // how the turns of a part are laid out (TPL_*)
     char *prefix, *suffix;       // fixed strings at the very start and end
     char *before[N_PARTS];       // fixed string before each part's text
     char *after[N_PARTS];        // fixed string after each part's text
@@ -90,6 +92,7 @@ typedef struct {
  * a JSON template file (see docs/templates.md). Returns 0, or -1 with err set: code EXIT_USAGE
  * for an unknown name that is not a readable file, EXIT_DATAERR for a malformed file. */
 int template_load(template_t *t, const char *name, err_t *err);
+/* Free the template's strings and zero *t. */
 void template_free(template_t *t);
 
 /* The names of the built-in templates, NULL-terminated. */
@@ -109,6 +112,7 @@ typedef enum {
 
 /* Parse "balanced", "keep_end" or "tail". Returns 0, or -1 with err set. */
 int trunc_policy_parse(const char *s, trunc_policy_t *out, err_t *err);
+/* The name trunc_policy_parse accepts for p (a static string). */
 const char *trunc_policy_name(trunc_policy_t p);
 
 /* A template bound to a tokenizer: the fixed strings are tokenised once here. */
@@ -120,6 +124,8 @@ typedef struct encoder encoder_t;
  * outlive the encoder. */
 encoder_t *encoder_create(const template_t *tmpl, const tokenizer_t *tok, trunc_policy_t policy,
                           int max_length, err_t *err);
+/* Free the encoder and its tokenised fixed strings; NULL is a no-op. The template and tokenizer are
+ * not freed. */
 void encoder_free(encoder_t *e);
 
 /* What encoding one row did, for statistics and tests. */

@@ -52,11 +52,13 @@ static int cfg_num(const json_t *root, const char *path, const char *key, double
     return 0;
 }
 
+/* Boolean member key of root, or def when absent or not a boolean. */
 static int cfg_bool(const json_t *root, const char *key, int def) {
     const json_t *v = json_object_get(root, key);
     return json_is_boolean(v) ? json_is_true(v) : def;
 }
 
+/* String member key of root (borrowed), or NULL when absent or not a string. */
 static const char *cfg_str(const json_t *root, const char *key) {
     const json_t *v = json_object_get(root, key);
     return json_is_string(v) ? json_string_value(v) : NULL;

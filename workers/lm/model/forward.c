@@ -39,6 +39,8 @@ static void trace_final_norm(model_t *m, float *trace) {
     }
 }
 
+/* model_forward's body; with trace non-NULL also copies hidden states to trace (see
+ * model_forward_trace). Returns 0, or -1 with err set. */
 static int forward_run(model_t *m, const int32_t *const *ids, const int *lens, int B, float *logits, float *trace,
                        err_t *err) {
     const model_config_t *c = &m->cfg;

@@ -19,7 +19,7 @@
 #define LORA_PREFIX "base_model.model."
 
 struct lora {
-    lora_config_t cfg;
+    lora_config_t cfg;     // the parsed adapter_config.json
     st_set_t st;           // adapter_model.safetensors
     char *file;            // its path, for messages
     char *config_path;     // adapter_config.json path, for messages
@@ -59,6 +59,7 @@ static const st_tensor_t *find(const lora_t *l, const char *module, const char *
     return st_find(&l->st, key);
 }
 
+/* Mark adapter tensor t (which must belong to l->st) as consumed, for lora_finish. */
 static void mark(lora_t *l, const st_tensor_t *t) { l->used[t - l->st.tensors] = 1; }
 
 /* Load an adapter tensor as fp32 after checking its shape: (rows, cols), or (rows) when

@@ -27,25 +27,28 @@ typedef struct {
     double alpha;                   // default lora_alpha
     int use_rslora;                 // scale = alpha / sqrt(r) instead of alpha / r
     char **targets;                 // (n_targets) target_modules as a list, or NULL
-    int n_targets;
+    int n_targets;                  // entries in targets
     char *target_regex;             // target_modules as one regex (fullmatch), or NULL
     char **excludes;                // (n_excludes) exclude_modules as a list, or NULL
-    int n_excludes;
+    int n_excludes;                 // entries in excludes
     char *exclude_regex;            // exclude_modules as one regex, or NULL
     char **save;                    // (n_save) modules_to_save
-    int n_save;
+    int n_save;                     // entries in save
     int *layers;                    // (n_layers) layers_to_transform, or NULL for all layers
-    int n_layers;
+    int n_layers;                   // entries in layers
     lora_pattern_t *rank_pattern;   // (n_rank_pattern)
-    int n_rank_pattern;
+    int n_rank_pattern;             // entries in rank_pattern
     lora_pattern_t *alpha_pattern;  // (n_alpha_pattern)
-    int n_alpha_pattern;
+    int n_alpha_pattern;            // entries in alpha_pattern
 } lora_config_t;
 
 /* Parse adapter_config.json text (len bytes); `name` is used in errors. Returns 0, or -1 with
  * err naming the file and field. The fuzz target calls this directly. */
 int lora_config_parse(lora_config_t *c, const char *buf, size_t len, const char *name, err_t *err);
+/* Read and parse the adapter_config.json at path. Returns 0, or -1 with err set (c left zeroed when
+ * the file cannot be read). */
 int lora_config_load(lora_config_t *c, const char *path, err_t *err);
+/* Free every list and pattern of c and zero it. */
 void lora_config_free(lora_config_t *c);
 
 /* Whether PEFT would put a LoRA layer on `module` (e.g. "model.layers.3.mlp.up_proj"). */
@@ -71,6 +74,7 @@ int lora_finish(lora_t *l, err_t *err);
 /* Number of merged modules and replaced modules so far (for reports). */
 void lora_counts(const lora_t *l, int *merged, int *replaced);
 
+/* Free the adapter: its config, its mapped safetensors and bookkeeping; NULL is a no-op. */
 void lora_free(lora_t *l);
 
 #endif

@@ -37,6 +37,8 @@ static int strings_parse(const json_t *v, const char *path, const char *field, c
     return 0;
 }
 
+/* Parse rank_pattern / alpha_pattern (integer: ranks in [1, 65536], else finite numbers) into *out
+ * (calloc'd, *n entries); absent or null gives none. Returns 0, or -1 with err naming the field. */
 static int pattern_parse(const json_t *v, const char *path, const char *field, int integer, lora_pattern_t **out,
                          int *n, err_t *err) {
     *out = NULL;
@@ -57,6 +59,9 @@ static int pattern_parse(const json_t *v, const char *path, const char *field, i
     return 0;
 }
 
+/* Fill c from the parsed adapter_config.json root, rejecting what we cannot apply (non-LoRA, DoRA,
+ * biases) and compiling each regex once to check it. Returns 0, or -1 with err naming path and
+ * field; c may hold partial results for lora_config_free. */
 static int config_fill(lora_config_t *c, const json_t *root, const char *path, err_t *err) {
     if (!json_is_object(root)) return err_fmt(err, "%s: not a JSON object", path);
     const json_t *pt = json_object_get(root, "peft_type");
@@ -141,6 +146,7 @@ int lora_config_load(lora_config_t *c, const char *path, err_t *err) {
     return rc;
 }
 
+/* Free n strings of list and list itself. */
 static void strings_free(char **list, int n) {
     for (int i = 0; i < n; i++) free(list[i]);
     free(list);
@@ -184,6 +190,9 @@ static int suffix_match(const char *m, const char *t) {
 /* "all-linear" means every linear layer but the classifier head, as peft expands it. */
 static int all_linear(const char *m) { return strstr(m, "_proj") != NULL && strncmp(m, "model.layers.", 13) == 0; }
 
+/* 1 when module m matches a target/exclude spec: the single regex (fullmatch) when non-NULL, else
+ * any list entry as a dotted suffix; "all-linear" in either form means every decoder-layer
+ * projection. */
 static int spec_match(char **list, int n, const char *regex, const char *m) {
     if (regex) return strcmp(regex, "all-linear") == 0 ? all_linear(m) : regex_match(regex, m, 1);
     for (int i = 0; i < n; i++)

@@ -24,7 +24,7 @@ typedef struct {
     int n_heads;                 // num_attention_heads
     int n_kv_heads;              // num_key_value_heads
     int head_dim;                // head_dim (may differ from dim / n_heads)
-    int vocab_size;
+    int vocab_size;              // rows of the embedding table
     int n_labels;                // from id2label (or num_labels)
     char *labels[MODEL_MAX_LABELS]; // (n_labels) names in id order
     int pad_token_id;            // -1 when the config has none
@@ -37,10 +37,10 @@ typedef struct {
     int post_norms;              // Gemma-2: norms after attention and MLP outputs
     act_t act;                   // ACT_SILU or ACT_GELU_TANH
     int tie_word_embeddings;     // informational for seq-cls
-    float rope_theta;
+    float rope_theta;            // rope base frequency
     char rope_type[16];          // "default" or "llama3"
-    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
-    int rope_original_max_pos;
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;  // llama3 rope_scaling parameters
+    int rope_original_max_pos;   // llama3 original_max_position_embeddings
     char torch_dtype[16];        // dtype the checkpoint was saved in ("bfloat16", "float32", ...)
 } model_config_t;
 
@@ -54,13 +54,17 @@ typedef struct {
 
 /* Parse config.json (either form) at path. Returns 0, or -1 with err naming file and field. */
 int model_config_load(model_config_t *cfg, const char *path, err_t *err);
+/* Free the label names and reset n_labels; the config may be loaded again. */
 void model_config_free(model_config_t *cfg);
 
 /* Load config, weights (and merge the adapter) onto opts->backend. Returns NULL with err set;
  * err->code is EXIT_DATAERR for bad files and EXIT_OOM when the backend ran out of memory. */
 model_t *model_load(const model_load_opts_t *opts, err_t *err);
+/* Free the weights and activations on the backend, the host staging and m itself; NULL is a no-op.
+ * The backend is not freed. */
 void model_free(model_t *m);
 
+/* The loaded model's configuration (owned by m, valid until model_free). */
 const model_config_t *model_get_config(const model_t *m);
 
 /* Run B sequences (ids[b][0..lens[b])) as one packed batch and write logits (B, n_labels).

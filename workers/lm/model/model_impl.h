@@ -34,14 +34,14 @@ typedef struct {
 } model_weights_t;
 
 struct model {
-    model_config_t cfg;
+    model_config_t cfg;        // the parsed config.json
     backend_t *be;             // not owned
-    model_weights_t w;
+    model_weights_t w;         // weights in backend memory
     float *final_norm_host;    // (dim) host copy of model.norm, for traces
     int lora_merged;           // modules merged from an adapter
     int lora_replaced;         // modules replaced by an adapter (modules_to_save)
     /* Activations in backend memory, sized for cap_T tokens and regrown on demand. */
-    int cap_T;
+    int cap_T;                 // tokens the activation buffers hold
     float *x;                  // (T, dim) residual stream, fp32
     void *xn;                  // (T, dim) normed input of attention / MLP
     void *q;                   // (T, n_heads*head_dim)
@@ -53,7 +53,7 @@ struct model {
     /* Host staging of the batch, capacity h_cap_T tokens and h_cap_B sequences. */
     int32_t *h_tokens, *h_pos; // (h_cap_T)
     int32_t *h_cu, *h_last;    // (h_cap_B + 1), (h_cap_B)
-    int h_cap_T, h_cap_B;
+    int h_cap_T, h_cap_B;      // capacity of the host staging, tokens / sequences
 };
 
 /* model_config_load on len bytes of config.json text; `path` names it in errors. Returns 0, or -1
@@ -63,7 +63,7 @@ int model_config_parse(model_config_t *cfg, const char *buf, size_t len, const c
 /* One tensor the checkpoint must provide. cols == 0 marks a (rows) vector. */
 typedef struct {
     char name[128];          // checkpoint name, e.g. "model.layers.0.mlp.up_proj.weight"
-    int rows, cols;
+    int rows, cols;          // shape; cols == 0 for a vector
     bweight_t *mat;          // destination of a matrix, or NULL
     float **vec;             // destination of a vector, or NULL
 } weight_spec_t;
@@ -80,6 +80,8 @@ int weights_ignorable(const char *name);
  * checkpoint in messages about missing tensors. Returns 0, or -1 with err set (err->code
  * EXIT_DATAERR or EXIT_OOM). */
 int weights_load(model_t *m, const st_set_t *st, lora_t *lora, const char *where, err_t *err);
+/* Free every loaded weight on m->be, the inv_freq and host norm copies, and zero m->w; no-op when
+ * nothing is loaded. */
 void weights_free(model_t *m);
 
 /* Validate ids, pick each sequence's pooled row (transformers' rule: the rightmost token whose id

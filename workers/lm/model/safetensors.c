@@ -29,6 +29,7 @@ static const struct {
 const char *st_dtype_name(st_dtype_t dt) { return dt < ST_N_DTYPES ? st_dtypes[dt].name : "?"; }
 size_t st_dtype_size(st_dtype_t dt) { return dt < ST_N_DTYPES ? st_dtypes[dt].size : 0; }
 
+/* Map a safetensors dtype name ("BF16") to *out. Returns 0, or -1 when unknown. */
 static int dtype_parse(const char *s, st_dtype_t *out) {
     for (int i = 0; i < ST_N_DTYPES; i++)
         if (strcmp(s, st_dtypes[i].name) == 0) {
@@ -40,10 +41,11 @@ static int dtype_parse(const char *s, st_dtype_t *out) {
 
 /* A tensor's header entry while validating one file. */
 typedef struct {
-    const char *name;
-    uint64_t begin, end;
+    const char *name;    // tensor name (borrowed from the header JSON)
+    uint64_t begin, end; // data_offsets: byte range [begin, end) inside the data section
 } span_t;
 
+/* qsort order of spans by begin, then end. */
 static int span_cmp(const void *a, const void *b) {
     const span_t *x = a, *y = b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
@@ -183,6 +185,7 @@ done:
     return rc;
 }
 
+/* qsort order of tensors by name (strcmp). */
 static int name_cmp(const void *a, const void *b) {
     return strcmp(((const st_tensor_t *)a)->name, ((const st_tensor_t *)b)->name);
 }

@@ -26,8 +26,8 @@ typedef enum { ST_F32 = 0, ST_BF16, ST_F16, ST_F64, ST_I64, ST_I32, ST_I16, ST_I
 
 typedef struct {
     char *name;                    // tensor name, e.g. "model.layers.0.self_attn.q_proj.weight"
-    st_dtype_t dtype;
-    int ndim;
+    st_dtype_t dtype;              // element type as stored
+    int ndim;                      // entries in shape (0 for a scalar)
     int64_t shape[ST_MAX_DIMS];    // (ndim)
     int64_t n_elems;               // product of shape (1 for a scalar)
     const uint8_t *data;           // n_elems * dtype size bytes inside the mapping, maybe unaligned
@@ -42,9 +42,9 @@ typedef struct {
 
 typedef struct {
     st_file_t *files;              // (n_files)
-    int n_files;
+    int n_files;                   // entries in files
     st_tensor_t *tensors;          // (n_tensors) sorted by name
-    int n_tensors;
+    int n_tensors;                 // entries in tensors
 } st_set_t;
 
 /* Parse a safetensors image of len bytes (a whole file), naming it `name` in errors, and append
@@ -72,6 +72,7 @@ const st_tensor_t *st_find(const st_set_t *set, const char *name);
 
 /* "F32", "BF16", ... */
 const char *st_dtype_name(st_dtype_t dt);
+/* Bytes per element of dt, or 0 for a value outside st_dtype_t. */
 size_t st_dtype_size(st_dtype_t dt);
 
 /* Convert a tensor to fp32 into out (n_elems floats). Returns 0, or -1 with err naming the file
@@ -80,6 +81,7 @@ int st_to_f32(const st_set_t *set, const st_tensor_t *t, float *out, err_t *err)
 
 /* fp16 / bf16 bit patterns to fp32 (exact). */
 float st_f16_to_f32(uint16_t h);
+/* (bf16 is the top 16 bits of an fp32, so this one is a shift.) */
 float st_bf16_to_f32(uint16_t h);
 
 #endif

@@ -16,6 +16,7 @@
 #include "exit_codes.h"
 #include "model_impl.h"
 
+/* Fill s as a (rows, cols) matrix named name to be loaded into dst. */
 static void spec_mat(weight_spec_t *s, const char *name, int rows, int cols, bweight_t *dst) {
     memset(s, 0, sizeof *s);
     snprintf(s->name, sizeof s->name, "%s", name);
@@ -24,6 +25,7 @@ static void spec_mat(weight_spec_t *s, const char *name, int rows, int cols, bwe
     s->mat = dst;
 }
 
+/* Fill s as a (n) vector named name to be loaded into *dst. */
 static void spec_vec(weight_spec_t *s, const char *name, int n, float **dst) {
     memset(s, 0, sizeof *s);
     snprintf(s->name, sizeof s->name, "%s", name);

@@ -18,6 +18,7 @@
 
 /* ---------------------------------------------------------------- trie -------------- */
 
+/* Append a childless trie node reached by byte and return its index. */
 static int32_t trie_new_node(added_trie_t *t, uint8_t byte) {
     if (t->n_nodes == t->cap_nodes) {
         t->cap_nodes = t->cap_nodes ? t->cap_nodes * 2 : 64;
@@ -29,6 +30,7 @@ static int32_t trie_new_node(added_trie_t *t, uint8_t byte) {
     return (int32_t)t->n_nodes++;
 }
 
+/* Index of node's child reached by byte, or -1. */
 static int32_t trie_child(const added_trie_t *t, int32_t node, uint8_t byte) {
     for (int32_t c = t->nodes[node].first_child; c >= 0; c = t->nodes[c].next_sibling)
         if (t->nodes[c].byte == byte) return c;
@@ -198,15 +200,18 @@ int added_split_piece(const tokenizer_t *tok, const added_trie_t *t, tok_scratch
 
 typedef struct {
     const char *content;   // borrowed from the JSON
-    size_t len;
-    added_flags_t f;
+    size_t len;            // bytes in content
+    added_flags_t f;       // the token's flags
 } atok_t;
 
+/* 1 when a and b have the same five flags, else 0. */
 static int flags_equal(added_flags_t a, added_flags_t b) {
     return a.single_word == b.single_word && a.lstrip == b.lstrip && a.rstrip == b.rstrip &&
            a.normalized == b.normalized && a.special == b.special;
 }
 
+/* Read boolean member key of added_tokens[i] into *out, dflt when absent or null. Returns 0, or -1
+ * with err set. */
 static int read_flag(json_t *o, const char *key, int dflt, uint8_t *out, size_t i, err_t *err) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) { *out = (uint8_t)dflt; return 0; }

@@ -21,10 +21,12 @@
 
 #include "tok_internal.h"
 
+/* Heap order: lower rank first, then the leftmost position (HF's merge order). */
 static inline int merge_less(const bpe_merge_t *a, const bpe_merge_t *b) {
     return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
 }
 
+/* Restore the min-heap property of h[0..n) below position i. */
 static void heap_sift_down(bpe_merge_t *h, size_t n, size_t i) {
     for (;;) {
         size_t l = 2 * i + 1, m = i;
@@ -38,6 +40,7 @@ static void heap_sift_down(bpe_merge_t *h, size_t n, size_t i) {
     }
 }
 
+/* Insert v into the min-heap h of *n entries (room for one more required). */
 static void heap_push(bpe_merge_t *h, size_t *n, bpe_merge_t v) {
     size_t i = (*n)++;
     while (i > 0) {

@@ -94,11 +94,13 @@ static __thread tok_scratch_t *t_scratch;
 static pthread_key_t g_scratch_key;
 static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
 
+/* pthread key destructor: free a thread's cached scratch and its contents. */
 static void scratch_destroy(void *p) {
     scratch_free(p);
     free(p);
 }
 
+/* Create the thread-local scratch key (pthread_once); aborts when that fails. */
 static void scratch_key_init(void) {
     if (pthread_key_create(&g_scratch_key, scratch_destroy) != 0) {
         fprintf(stderr, "fatal: pthread_key_create failed for the tokenizer scratch\n");

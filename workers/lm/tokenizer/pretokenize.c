@@ -48,6 +48,8 @@ static void prepend(tok_scratch_t *s, piece_t *p, const char *pre, size_t n) {
     s->len += p->len;
 }
 
+/* ByteLevel pre-tokenizer on every piece without an id: optional prefix space, optional split by
+ * its regex, then every byte mapped to its GPT-2 char. Returns 0, or -1 with err set. */
 static int step_bytelevel(const pre_step_t *st, tok_scratch_t *s, err_t *err) {
     for (size_t i = 0; i < s->n; i++) {
         piece_t p = s->pieces[i];
@@ -67,6 +69,9 @@ static int step_bytelevel(const pre_step_t *st, tok_scratch_t *s, err_t *err) {
     return 0;
 }
 
+/* Metaspace pre-tokenizer on every piece without an id: spaces become the replacement, which is
+ * prepended per prepend_scheme, then optional split before each replacement. Returns 0, or -1 with
+ * err set. */
 static int step_metaspace(const pre_step_t *st, tok_scratch_t *s, err_t *err) {
     for (size_t i = 0; i < s->n; i++) {
         piece_t p = s->pieces[i];
@@ -106,6 +111,8 @@ static int step_metaspace(const pre_step_t *st, tok_scratch_t *s, err_t *err) {
     return 0;
 }
 
+/* Split-like pre-tokenizer on every piece without an id, with the step's behavior and invert.
+ * Returns 0, or -1 with err set. */
 static int step_split(const pre_step_t *st, tok_scratch_t *s, err_t *err) {
     for (size_t i = 0; i < s->n; i++) {
         piece_t p = s->pieces[i];

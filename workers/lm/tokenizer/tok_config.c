@@ -15,6 +15,8 @@
 
 /* ---------------------------------------------------------------- JSON helpers ------ */
 
+/* The "type" string of the object j (borrowed from j). Returns NULL with err set when j is not an
+ * object or has no string type. */
 static const char *get_type(json_t *j, const char *path, err_t *err) {
     if (!json_is_object(j)) { err_fmt(err, "%s: expected an object or null", path); return NULL; }
     json_t *t = json_object_get(j, "type");
@@ -22,6 +24,8 @@ static const char *get_type(json_t *j, const char *path, err_t *err) {
     return json_string_value(t);
 }
 
+/* Read boolean member key of j into *out, dflt when absent or null. Returns 0, or -1 with err
+ * naming path.key. */
 static int get_bool(json_t *j, const char *key, int dflt, int *out, const char *path, err_t *err) {
     json_t *v = json_object_get(j, key);
     *out = dflt;
@@ -31,12 +35,15 @@ static int get_bool(json_t *j, const char *key, int dflt, int *out, const char *
     return 0;
 }
 
+/* Member key of j when it is an array (borrowed), else NULL with err set. */
 static json_t *get_array(json_t *j, const char *key, const char *path, err_t *err) {
     json_t *v = json_object_get(j, key);
     if (!json_is_array(v)) err_fmt(err, "%s.%s: expected an array", path, key);
     return json_is_array(v) ? v : NULL;
 }
 
+/* Read the required member key of j, an integer in [0, INT32_MAX], into *out. Returns 0, or -1 with
+ * err set. */
 static int get_size(json_t *j, const char *key, size_t *out, const char *path, err_t *err) {
     json_t *v = json_object_get(j, key);
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX)
@@ -71,6 +78,7 @@ static int reject(const char *path, const char *type, const char *why, err_t *er
 
 /* ---------------------------------------------------------------- normalizer -------- */
 
+/* Append a zeroed normalizer step to tok and return it (valid until the next add_norm). */
 static norm_step_t *add_norm(tokenizer_t *tok) {
     tok->norm = xrealloc(tok->norm, (tok->n_norm + 1) * sizeof *tok->norm);
     norm_step_t *st = &tok->norm[tok->n_norm++];
@@ -156,6 +164,7 @@ int tok_config_normalizer(tokenizer_t *tok, json_t *j, err_t *err) {
 #define RUST_W "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}"
 static const char GPT2_RE[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
+/* Append a zeroed pre-tokenizer step of kind to tok and return it (valid until the next add_pre). */
 static pre_step_t *add_pre(tokenizer_t *tok, pre_kind_t kind) {
     tok->pre = xrealloc(tok->pre, (tok->n_pre + 1) * sizeof *tok->pre);
     pre_step_t *st = &tok->pre[tok->n_pre++];
@@ -164,6 +173,8 @@ static pre_step_t *add_pre(tokenizer_t *tok, pre_kind_t kind) {
     return st;
 }
 
+/* Append a PRE_SPLIT step splitting on re (literal: verbatim text) with behavior b. Returns 0, or
+ * -1 with err set when re does not compile. */
 static int add_split(tokenizer_t *tok, const char *re, int literal, split_behavior_t b, int invert,
                      const char *path, err_t *err) {
     pre_step_t *st = add_pre(tok, PRE_SPLIT);
@@ -186,6 +197,7 @@ static int add_class_split(tokenizer_t *tok, const char *class_body, split_behav
     return rc;
 }
 
+/* Parse the "behavior" member of j into *b. Returns 0, or -1 with err set. */
 static int get_behavior(json_t *j, split_behavior_t *b, const char *path, err_t *err) {
     json_t *v = json_object_get(j, "behavior");
     const char *s = json_string_value(v);
@@ -199,6 +211,8 @@ static int get_behavior(json_t *j, split_behavior_t *b, const char *path, err_t 
     return 0;
 }
 
+/* Append a Metaspace pre-tokenizer: one-character replacement, prepend_scheme (or the legacy
+ * add_prefix_space) and split. Returns 0, or -1 with err set. */
 static int parse_metaspace(tokenizer_t *tok, json_t *j, const char *path, err_t *err) {
     json_t *r = json_object_get(j, "replacement");
     const char *rs = json_string_value(r);
@@ -303,6 +317,7 @@ int tok_config_pre_tokenizer(tokenizer_t *tok, json_t *j, err_t *err) {
 
 /* ---------------------------------------------------------------- post_processor ---- */
 
+/* Insert src[0..k) at the front (front != 0) or the end of the growable array *v of *n ids. */
 static void append_ids(int32_t **v, size_t *n, const int32_t *src, size_t k, int front) {
     if (!k) return;
     *v = xrealloc(*v, (*n + k + 1) * sizeof **v);
@@ -326,6 +341,8 @@ static int get_pair_id(json_t *j, const char *key, int32_t *id, const char *path
     return 0;
 }
 
+/* Read a TemplateProcessing's "single" template: the special-token ids before sequence A go to
+ * *pre, those after it to *suf. Returns 0, or -1 with err set. */
 static int parse_template(tokenizer_t *tok, json_t *j, const char *path, int32_t **pre, size_t *npre,
                           int32_t **suf, size_t *nsuf, err_t *err) {
     json_t *single = get_array(j, "single", path, err);
@@ -407,6 +424,8 @@ int tok_config_post_processor(tokenizer_t *tok, json_t *j, err_t *err) {
 
 /* ---------------------------------------------------------------- decoder ----------- */
 
+/* Accept a null decoder, a known one, or a Sequence of them (nested at most 16 deep); decoders are
+ * not used for encoding. Returns 0, or -1 with err set. */
 static int check_decoder(json_t *j, const char *path, int depth, err_t *err) {
     if (!j || json_is_null(j)) return 0;
     if (depth > 16) return err_fmt(err, "%s: Sequences nested too deeply", path);
@@ -437,6 +456,8 @@ int tok_config_decoder(json_t *j, err_t *err) {
  * request for gigabytes. */
 #define MAX_PAD (1 << 24)
 
+/* Parse "direction" ("Left" or "Right", absent or null: Right) into *left. Returns 0, or -1 with
+ * err set. */
 static int get_direction(json_t *j, int *left, const char *path, err_t *err) {
     json_t *d = json_object_get(j, "direction");
     if (!d || json_is_null(d)) { *left = 0; return 0; }

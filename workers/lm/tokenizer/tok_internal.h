@@ -26,6 +26,7 @@
 /* Hash maps (tok_map.c)                                                                  */
 /* ===================================================================================== */
 
+/* A fast 64-bit non-cryptographic hash of p[0..n) (the key hash of strmap_t). */
 uint64_t tok_hash(const void *p, size_t n);
 
 /* String -> non-negative int32 map with its own key pool. Open addressing, linear probing,
@@ -45,16 +46,19 @@ typedef struct {
     size_t mask;           // capacity - 1, capacity a power of two
     size_t n;              // keys stored
     char *pool;            // key bytes, back to back
-    size_t pool_len, pool_cap;
+    size_t pool_len, pool_cap;  // bytes used / allocated in pool
 } strmap_t;
 
+/* Initialise an empty map sized for `expected` keys without growing (load <= 1/2); aborts on OOM. */
 void strmap_init(strmap_t *m, size_t expected);
+/* Free the slots and key pool and zero *m. */
 void strmap_free(strmap_t *m);
 /* Value of key, or -1. */
 int32_t strmap_get(const strmap_t *m, const char *key, size_t len);
 /* The same with h = tok_hash(key, len) computed by the caller, and a prefetch of h's slot:
  * batched loading issues the prefetches of many lookups before doing any of them. */
 int32_t strmap_get_h(const strmap_t *m, const char *key, size_t len, uint64_t h);
+/* Prefetch the slot that hash h probes first (h = tok_hash(key, len)). */
 void strmap_prefetch(const strmap_t *m, uint64_t h);
 /* Insert or overwrite. val must be >= 0. Returns 0, or -1 when the pool would pass 4 GiB. */
 int strmap_put(strmap_t *m, const char *key, size_t len, int32_t val);
@@ -69,14 +73,17 @@ typedef struct {
 
 typedef struct {
     pairmap_slot_t *slots;  // (mask + 1) slots
-    size_t mask;
-    size_t n;
+    size_t mask;            // capacity - 1, capacity a power of two
+    size_t n;               // pairs stored
 } pairmap_t;
 
+/* Initialise an empty merge table sized for `expected` pairs without growing (load <= 3/4). */
 void pairmap_init(pairmap_t *m, size_t expected);
+/* Free the slots and zero *m. */
 void pairmap_free(pairmap_t *m);
 /* Insert or overwrite (a later duplicate merge wins, as in HF's HashMap collect). */
 void pairmap_put(pairmap_t *m, int32_t a, int32_t b, uint32_t rank, int32_t id);
+/* Prefetch the first slot probed for the pair (a, b), for writing. */
 void pairmap_prefetch(const pairmap_t *m, int32_t a, int32_t b);
 /* Slot of (a, b), or NULL. */
 static inline const pairmap_slot_t *pairmap_get(const pairmap_t *m, int32_t a, int32_t b) {
@@ -112,6 +119,7 @@ typedef struct {
     char s[2];       // the UTF-8 bytes
     uint8_t len;     // 1 or 2
 } bytechar_t;
+/* The 256-entry byte -> char table, built once (thread-safe, pthread_once); never freed. */
 extern const bytechar_t *tok_bytechars(void);
 
 /* ===================================================================================== */
@@ -129,6 +137,7 @@ typedef struct {
  * Returns 0, or -1 with err set. */
 int tok_regex_compile(tok_regex_t *re, const char *pattern, size_t len, int literal, const char *where,
                       err_t *err);
+/* Free the compiled pattern and set re->code to NULL; safe on an unused or freed re. */
 void tok_regex_free(tok_regex_t *re);
 /* Generated Unicode data (tok_unicode_data.c, tools/gen_tokenizer_unicode.py). */
 typedef struct {
@@ -152,10 +161,10 @@ typedef enum { NORM_REPLACE, NORM_PREPEND, NORM_STRIP, NORM_BYTELEVEL } norm_kin
 
 /* One normalizer; a Sequence is flattened into consecutive steps. */
 typedef struct {
-    norm_kind_t kind;
+    norm_kind_t kind;   // which normalizer this step is
     tok_regex_t re;     // NORM_REPLACE: the pattern
     char *str;          // NORM_REPLACE: replacement; NORM_PREPEND: the prefix
-    size_t str_len;
+    size_t str_len;     // bytes in str
     int left, right;    // NORM_STRIP: which ends to strip
 } norm_step_t;
 
@@ -167,20 +176,20 @@ typedef enum { PREPEND_ALWAYS, PREPEND_NEVER, PREPEND_FIRST } prepend_scheme_t;
  * (Split, Digits, Punctuation, Whitespace, WhitespaceSplit, CharDelimiterSplit) are all
  * PRE_SPLIT with the equivalent pattern. */
 typedef struct {
-    pre_kind_t kind;
+    pre_kind_t kind;              // which pre-tokenizer this step is
     tok_regex_t re;               // PRE_SPLIT; PRE_BYTELEVEL with use_regex; PRE_METASPACE split
     split_behavior_t behavior;    // PRE_SPLIT
     int invert;                   // PRE_SPLIT: matches and gaps swap roles
     int add_prefix_space;         // PRE_BYTELEVEL
     int use_regex;                // PRE_BYTELEVEL; PRE_METASPACE: split on the replacement
     char rep[4];                  // PRE_METASPACE: UTF-8 of the replacement char
-    size_t rep_len;
+    size_t rep_len;               // bytes in rep (1..4)
     prepend_scheme_t prepend;     // PRE_METASPACE
 } pre_step_t;
 
 /* Flags of an added token, as in HF's AddedToken. */
 typedef struct {
-    uint8_t single_word, lstrip, rstrip, normalized, special;
+    uint8_t single_word, lstrip, rstrip, normalized, special;  // each 0 or 1, HF's field of the same name
 } added_flags_t;
 
 /* A byte trie over added-token contents, for leftmost-longest matching. */
@@ -193,10 +202,10 @@ typedef struct {
 
 typedef struct {
     trie_node_t *nodes;    // nodes[0] is the root
-    size_t n_nodes, cap_nodes;
+    size_t n_nodes, cap_nodes;  // nodes used / allocated
     int32_t *ids;          // (n_patterns) token id of each pattern
     added_flags_t *flags;  // (n_patterns) flags that apply to each pattern's id
-    size_t n_patterns, cap_patterns;
+    size_t n_patterns, cap_patterns;  // patterns (ids, flags) used / allocated
     uint8_t first[256];    // 1 when some pattern starts with this byte
 } added_trie_t;
 
@@ -208,10 +217,10 @@ typedef struct {
     char *unk_token;          // NULL when model.unk_token is null
     int32_t unk_id;           // id of unk_token, -1 when it is missing from the vocab
     char *prefix;             // continuing_subword_prefix or NULL
-    size_t prefix_len;
+    size_t prefix_len;        // bytes in prefix
     char *suffix;             // end_of_word_suffix or NULL
-    size_t suffix_len;
-    int fuse_unk, byte_fallback, ignore_merges;
+    size_t suffix_len;        // bytes in suffix
+    int fuse_unk, byte_fallback, ignore_merges;  // HF BPE options, each 0 or 1
     int32_t byte_ids[256];    // byte_fallback: id of "<0xNN>", -1 when absent
     int32_t *cp_id;           // (BPE_CP_TABLE) vocab id of each BMP code point alone, -1 none;
                               // only without prefix/suffix (else NULL)
@@ -226,37 +235,37 @@ typedef struct {
 
 /* Truncation and padding (HF TruncationParams / PaddingParams), single sequences only. */
 typedef struct {
-    int enabled;
-    size_t max_length;
+    int enabled;        // truncation configured (not null)
+    size_t max_length;  // ids kept at most, special tokens included
     size_t stride;      // HF asserts stride < the length it truncates to
     int left;           // direction Left: keep the last max_length ids
     int only_second;    // strategy OnlySecond: an error for single sequences, as in HF
 } trunc_cfg_t;
 
 typedef struct {
-    int enabled;
+    int enabled;        // padding configured (not null)
     int fixed;          // strategy Fixed(size) rather than BatchLongest
     size_t size;        // Fixed size
     size_t multiple;    // pad_to_multiple_of, 0 none
     int left;           // direction Left
-    int32_t pad_id;
+    int32_t pad_id;     // id appended (or prepended) as padding
 } pad_cfg_t;
 
 struct tokenizer {
     char *name;                   // path or name, for errors
-    bpe_model_t bpe;
+    bpe_model_t bpe;              // the vocabulary and merges
     strmap_t added;               // added-token content -> id
     added_trie_t raw_trie;        // tokens matched before normalisation (normalized: false)
     added_trie_t norm_trie;       // tokens matched after it (normalized: true), normalised
     tok_regex_t word_re;          // Rust regex \w as one char class; for single_word tokens
     norm_step_t *norm;            // (n_norm) normalizer steps
-    size_t n_norm;
+    size_t n_norm;                // entries in norm
     pre_step_t *pre;              // (n_pre) pre-tokenizer steps
-    size_t n_pre;
+    size_t n_pre;                 // entries in pre
     int32_t *prefix, *suffix;     // ids the post-processor adds around a single sequence
-    size_t n_prefix, n_suffix;
-    trunc_cfg_t trunc;
-    pad_cfg_t pad;
+    size_t n_prefix, n_suffix;    // entries in prefix, suffix
+    trunc_cfg_t trunc;            // "truncation", single sequences
+    pad_cfg_t pad;                // "padding", single sequences
     size_t n_ids;                 // largest id + 1
     int has_regex;                // some stage needs PCRE2 match data at encode time
 };
@@ -270,15 +279,23 @@ struct tokenizer {
 /* Parse normalizer / pre_tokenizer / post_processor / decoder / truncation / padding into tok.
  * Each returns 0, or -1 with err naming the field. */
 int tok_config_normalizer(tokenizer_t *tok, json_t *j, err_t *err);
+/* Parse "pre_tokenizer" (null allowed) into tok->pre. Returns 0, or -1 with err naming the field. */
 int tok_config_pre_tokenizer(tokenizer_t *tok, json_t *j, err_t *err);
+/* Parse "post_processor" into tok->prefix / tok->suffix ids. Returns 0, or -1 with err set. */
 int tok_config_post_processor(tokenizer_t *tok, json_t *j, err_t *err);
+/* Check that "decoder" is a known kind; decoding is not implemented, so nothing is kept. Returns 0,
+ * or -1 with err set. */
 int tok_config_decoder(json_t *j, err_t *err);
+/* Parse "truncation" and "padding" (either may be null) into tok->trunc / tok->pad. Returns 0, or
+ * -1 with err set. */
 int tok_config_truncation_padding(tokenizer_t *tok, json_t *trunc, json_t *pad, err_t *err);
+/* Free the normalizer and pre-tokenizer steps and the post-processor ids; leaves the fields zeroed. */
 void tok_config_free(tokenizer_t *tok);
 
 /* Build tok->added and the two tries from the "added_tokens" array, assigning ids the way HF's
  * AddedVocabulary::add_tokens does. Needs the model and normalizer loaded. Returns 0 or -1. */
 int added_tokens_load(tokenizer_t *tok, json_t *arr, err_t *err);
+/* Free the trie's arrays and zero *t. */
 void added_trie_free(added_trie_t *t);
 
 /* ===================================================================================== */
@@ -297,30 +314,34 @@ typedef struct {
     size_t start, end; // byte range inside the piece being split
 } span_t;
 
+/* A merge candidate on the heap: the merge's rank, the index of its left symbol, the merged id. */
 typedef struct { uint32_t rank, pos; int32_t id; } bpe_merge_t;
+/* A cached pair lookup: key is (left << 32 | right), with the rank and merged id found. */
 typedef struct { uint64_t key; uint32_t rank; int32_t id; } bpe_pcache_t;  // id -1: no merge
+/* A symbol of the word being merged: its id (-1 once merged away) and its list neighbours (-1
+ * none). */
 typedef struct { int32_t id; int32_t prev, next; } bpe_sym_t;
 
 /* Everything one encode call allocates; freed at its end. */
 typedef struct {
     char *buf;                 // arena of piece bytes
-    size_t len, cap;
+    size_t len, cap;           // bytes used / allocated in buf
     piece_t *pieces, *next;    // current list and the one being built
-    size_t n, cap_pieces, n_next, cap_next;
+    size_t n, cap_pieces, n_next, cap_next;  // entries used / allocated in pieces and next
     span_t *spans;             // spans of one split
-    size_t n_spans, cap_spans;
+    size_t n_spans, cap_spans;  // entries used / allocated in spans
     int *is_match;             // (cap_spans) is each span a match
     bpe_sym_t *syms;           // BPE symbols of one word
-    size_t cap_syms;
+    size_t cap_syms;           // entries allocated in syms
     bpe_merge_t *heap;         // BPE merge candidates
-    size_t cap_heap;
+    size_t cap_heap;           // entries allocated in heap
     bpe_pcache_t *pcache;      // (BPE_PCACHE) recent merge lookups, for long words
     uint64_t pcache_owner;     // uid of the tokenizer whose merges pcache holds; 0 = stale
     char *word;                // one BPE char with prefix/suffix attached
-    size_t cap_word;
+    size_t cap_word;           // bytes allocated in word
     pcre2_match_data *md;      // NULL until a regex is needed
-    pcre2_match_context *mctx;
-    pcre2_jit_stack *jit_stack;
+    pcre2_match_context *mctx;  // match context carrying jit_stack
+    pcre2_jit_stack *jit_stack; // JIT stack, 32 KiB growing to 64 MiB
 } tok_scratch_t;
 
 /* Reserve room for n more bytes in the arena; returns the write position. */
@@ -345,9 +366,12 @@ int split_piece(const tok_regex_t *re, split_behavior_t behavior, int invert, to
 
 /* Stage entry points: each rewrites the current piece list (s->pieces). */
 int added_split(const tokenizer_t *tok, const added_trie_t *trie, tok_scratch_t *s, err_t *err);
+/* Run the normalizer steps on every piece that has no id yet, then split out added tokens matched
+ * after normalisation. Returns 0, or -1 with err set. */
 int normalize_pieces(const tokenizer_t *tok, tok_scratch_t *s, err_t *err);
 /* Normalise a standalone string (added-token contents at load). Returns a malloc'd string. */
 char *normalize_string(const tokenizer_t *tok, const char *str, size_t len, size_t *out_len, err_t *err);
+/* Run the pre-tokenizer steps on every piece that has no id yet. Returns 0, or -1 with err set. */
 int pretokenize_pieces(const tokenizer_t *tok, tok_scratch_t *s, err_t *err);
 /* Append the BPE ids of word[0..len) to out. Returns 0, or -1 with err set. */
 int bpe_encode_word(const bpe_model_t *m, tok_scratch_t *s, const char *word, size_t len, ids_t *out,
@@ -355,6 +379,7 @@ int bpe_encode_word(const bpe_model_t *m, tok_scratch_t *s, const char *word, si
 /* Truncate, add the post-processor's ids and pad out[base..], as HF post_process does. */
 int post_process(const tokenizer_t *tok, ids_t *out, size_t base, int add_special, err_t *err);
 
+/* Free everything the scratch allocated (arena, lists, BPE buffers, PCRE2 state). */
 void scratch_free(tok_scratch_t *s);
 
 #endif

@@ -41,12 +41,14 @@ static size_t pow2_for(size_t expected, size_t num, size_t den) {
     return cap;
 }
 
+/* The key's first 8 bytes, zero-padded (strmap_slot_t.head). */
 static inline uint64_t key_head(const char *key, size_t len) {
     uint64_t h = 0;
     memcpy(&h, key, len < 8 ? len : 8);
     return h;
 }
 
+/* 1 when slot s holds exactly key[0..len) (h32: the key's low hash bits, head: key_head), else 0. */
 static inline int slot_is(const strmap_t *m, const strmap_slot_t *s, uint32_t h32, uint64_t head, const char *key,
                           size_t len) {
     return s->hash == h32 && s->len == len && s->head == head &&
@@ -93,6 +95,7 @@ int32_t strmap_get_h(const strmap_t *m, const char *key, size_t len, uint64_t h)
     }
 }
 
+/* Double the slot array and re-insert every key (the pool is kept as is). */
 static void strmap_grow(strmap_t *m) {
     size_t cap = (m->mask + 1) * 2;
     strmap_slot_t *old = m->slots;
@@ -162,6 +165,7 @@ void pairmap_free(pairmap_t *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* Double the slot array and re-insert every pair. */
 static void pairmap_grow(pairmap_t *m) {
     pairmap_slot_t *old = m->slots;
     size_t old_cap = m->mask + 1;

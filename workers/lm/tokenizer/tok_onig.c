@@ -25,10 +25,11 @@
 #define WHITE_SPACE "\\x{9}-\\x{D}\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 
 typedef struct {
-    char *s;
-    size_t n, cap;
+    char *s;       // (cap) bytes, the first n used
+    size_t n, cap; // bytes used / allocated
 } sbuf_t;
 
+/* Append s[0..n) to b, keeping it NUL-terminated (aborts on host OOM). */
 static void sb_put(sbuf_t *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         while (b->n + n + 1 > b->cap) b->cap = b->cap ? b->cap * 2 : 256;
@@ -39,6 +40,7 @@ static void sb_put(sbuf_t *b, const char *s, size_t n) {
     b->s[b->n] = '\0';
 }
 
+/* Append the NUL-terminated s to b. */
 static void sb_str(sbuf_t *b, const char *s) {
     sb_put(b, s, strlen(s));
 }
@@ -69,6 +71,7 @@ static void emit_class(sbuf_t *b, int in_class, int neg, const char *body, const
     sb_str(b, "]");
 }
 
+/* 1 when c is an ASCII hex digit, else 0. */
 static int is_hex(char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }

@@ -63,6 +63,7 @@ static void ensure_match_state(tok_scratch_t *s) {
     pcre2_jit_stack_assign(s->mctx, NULL, s->jit_stack);
 }
 
+/* Append the span [a, b) to s->spans with its match flag m (1: a match, 0: a gap). */
 static void push_span(tok_scratch_t *s, size_t a, size_t b, int m) {
     if (s->n_spans == s->cap_spans) {
         s->cap_spans = s->cap_spans ? s->cap_spans * 2 : 64;

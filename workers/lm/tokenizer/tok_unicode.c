@@ -134,6 +134,8 @@ int uni_is_white_space(uint32_t c) {
  * map, in byte order, to U+0100 onwards. Built once (pthread_once); read-only afterwards. */
 static bytechar_t g_bytechars[256];
 
+/* Fill g_bytechars as GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the
+ * others map to U+0100 onwards in byte order. */
 static void bytechars_build(void) {
     int n = 0;
     for (int b = 0; b < 256; b++) {

@@ -19,11 +19,13 @@ typedef struct tokenizer tokenizer_t;
 
 /* A growable array of token ids. Zero-initialise; free with ids_free. */
 typedef struct {
-    int32_t *data;
-    size_t n, cap;
+    int32_t *data; // (cap) ids, the first n valid
+    size_t n, cap; // ids stored / allocated
 } ids_t;
 
+/* Append id, growing the array (aborts on host OOM). */
 void ids_push(ids_t *v, int32_t id);
+/* Free the ids and reset v to empty (it may be reused). */
 void ids_free(ids_t *v);
 
 /* Load tokenizer.json from path. Returns NULL with err naming the file and field on failure. */
@@ -32,6 +34,7 @@ tokenizer_t *tokenizer_load(const char *path, err_t *err);
 /* Same, from an in-memory JSON text (`name` is used in errors). For tests and fuzzing. */
 tokenizer_t *tokenizer_load_buf(const char *json, size_t len, const char *name, err_t *err);
 
+/* Free the tokenizer and everything it owns; NULL is a no-op. */
 void tokenizer_free(tokenizer_t *tok);
 
 /* Append the ids of UTF-8 text[0..len) to out. With add_special, apply the post-processor

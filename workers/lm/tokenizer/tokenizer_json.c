@@ -19,6 +19,8 @@
 
 /* ---------------------------------------------------------------- model ------------- */
 
+/* Copy the optional string member model.key into *out (malloc'd, NULL when absent or null) and its
+ * length into *out_len when non-NULL. Returns 0, or -1 with err set. */
 static int opt_string(json_t *m, const char *key, char **out, size_t *out_len, err_t *err) {
     json_t *v = json_object_get(m, key);
     *out = NULL;
@@ -32,6 +34,8 @@ static int opt_string(json_t *m, const char *key, char **out, size_t *out_len, e
     return 0;
 }
 
+/* Read the optional boolean member model.key into *out (0 when absent or null). Returns 0, or -1
+ * with err set. */
 static int opt_bool(json_t *m, const char *key, int *out, err_t *err) {
     json_t *v = json_object_get(m, key);
     *out = 0;
@@ -44,7 +48,7 @@ static int opt_bool(json_t *m, const char *key, int *out, err_t *err) {
 /* One merge on its way to the table. */
 typedef struct {
     const char *a, *c;   // left and right token (borrowed from the JSON)
-    size_t al, cl;
+    size_t al, cl;       // byte lengths of a and c
     size_t noff, nl;     // merged token in the batch buffer
     size_t i;            // index in model.merges, for errors
     uint64_t ha, hc, hn; // hashes of a, c and the merged token
@@ -156,6 +160,8 @@ static int load_merges(bpe_model_t *b, json_t *merges, err_t *err) {
     return rc;
 }
 
+/* Load the BPE model object m into tok->bpe: options, vocab, merges, byte-fallback ids and the
+ * single-code-point tables. Returns 0, or -1 with err naming the field. */
 static int load_bpe(tokenizer_t *tok, json_t *m, err_t *err) {
     static uint64_t next_uid = 1;
     bpe_model_t *b = &tok->bpe;
@@ -223,6 +229,8 @@ static int load_bpe(tokenizer_t *tok, json_t *m, err_t *err) {
     return 0;
 }
 
+/* Load the "model" object, which must be BPE (also when "type" is missing but merges exist).
+ * Returns 0, or -1 with err set. */
 static int load_model(tokenizer_t *tok, json_t *m, err_t *err) {
     if (!json_is_object(m)) return err_fmt(err, "model: expected an object");
     json_t *t = json_object_get(m, "type");
