@@ -31,9 +31,9 @@ extern "C" cudaError_t gated_act_forward(void *out, const void *gate, const void
     if (n == 0) return cudaSuccess;
     unsigned g = grid_for(n, 256);
     if (act == 0)
-        KERNEL_DISPATCH(dt, S, gated_act_kernel<S, 0><<<g, 256, 0, stream>>>((S *)out, (const S *)gate, (const S *)up, n));
+        KERNEL_DISPATCH(dt, S, LAUNCH(g, 256, 0, stream, gated_act_kernel<S, 0>)((S *)out, (const S *)gate, (const S *)up, n));
     else if (act == 1)
-        KERNEL_DISPATCH(dt, S, gated_act_kernel<S, 1><<<g, 256, 0, stream>>>((S *)out, (const S *)gate, (const S *)up, n));
+        KERNEL_DISPATCH(dt, S, LAUNCH(g, 256, 0, stream, gated_act_kernel<S, 1>)((S *)out, (const S *)gate, (const S *)up, n));
     else
         return cudaErrorInvalidValue;
     return cudaGetLastError();

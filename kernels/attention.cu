@@ -127,7 +127,9 @@ template <typename T> __device__ __forceinline__ void mma_16816(float c[4], cons
 
 template <>
 __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float c[4], const uint32_t a[4], const uint32_t b[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(LM_CUDA_EMU)
+    emu::mma_m16n8k16(c, a, b, 1); // the CPU emulator; it traps below sm_80 as the hardware would
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
@@ -139,7 +141,14 @@ __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float c[4], const uint3
 
 template <>
 __device__ __forceinline__ void mma_16816<__half>(float c[4], const uint32_t a[4], const uint32_t b[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(LM_CUDA_EMU)
+    if (emu::sm() >= 80) {
+        emu::mma_m16n8k16(c, a, b, 0);
+    } else { // the sm_75 split below, fragment for fragment
+        emu::mma_m16n8k8_f16(c, a, b[0]);
+        emu::mma_m16n8k8_f16(c, a + 2, b[1]);
+    }
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
@@ -194,7 +203,7 @@ attn_mma_kernel(T *out, const T *q, const T *k, const T *v, const int32_t *cu_se
     constexpr int LD = HD + 8;        // padded row: fragment loads hit 32 distinct banks
     constexpr int NS = BC / 8;        // score n-tiles per warp
     constexpr int NO = HD / 8;        // output n-tiles per warp
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    DYN_SMEM(unsigned char, smem_raw);
     T *sQ = (T *)smem_raw;            // (BR, LD)
     T *sK = sQ + BR * LD;             // (BC, LD)
     T *sV = sK + BC * LD;             // (BC, LD)
@@ -398,7 +407,7 @@ static cudaError_t attn_launch_mma(void *out, const void *q, const void *k, cons
     for (int b0 = 0; b0 < B; b0 += chunk) {
         const int nb = B - b0 < chunk ? B - b0 : chunk;
         dim3 grid((unsigned)p->n_heads, (unsigned)(nb * tiles));
-        attn_mma_kernel<T, HD, MMA_BR, BC><<<grid, MMA_BR / 16 * 32, smem, stream>>>(
+        LAUNCH(grid, MMA_BR / 16 * 32, smem, stream, attn_mma_kernel<T, HD, MMA_BR, BC>)(
             (T *)out, (const T *)q, (const T *)k, (const T *)v, cu_seqlens + b0, nb, tiles, *p);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return e;
@@ -438,7 +447,7 @@ extern "C" cudaError_t attention_forward(void *out, const void *q, const void *k
         return attn_launch_mma_hd<__half>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
     }
     dim3 grid((unsigned)((T + GEN_WARPS - 1) / GEN_WARPS), (unsigned)p->n_heads);
-    KERNEL_DISPATCH(dt, S, attn_generic_kernel<S><<<grid, GEN_WARPS * 32, 0, stream>>>(
+    KERNEL_DISPATCH(dt, S, LAUNCH(grid, GEN_WARPS * 32, 0, stream, attn_generic_kernel<S>)(
                                (S *)out, (const S *)q, (const S *)k, (const S *)v, pos, T, *p));
     return cudaGetLastError();
 }

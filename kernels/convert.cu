@@ -21,13 +21,13 @@ __global__ void convert_to_f32_kernel(float *dst, const T *src, size_t n) {
 extern "C" cudaError_t convert_from_f32(void *dst, const float *src, size_t n, kdtype_t dt, cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
     if (dt == KDT_F32) return cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream);
-    KERNEL_DISPATCH(dt, S, convert_from_f32_kernel<S><<<grid_for(n, 256), 256, 0, stream>>>((S *)dst, src, n));
+    KERNEL_DISPATCH(dt, S, LAUNCH(grid_for(n, 256), 256, 0, stream, convert_from_f32_kernel<S>)((S *)dst, src, n));
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t convert_to_f32(float *dst, const void *src, size_t n, kdtype_t dt, cudaStream_t stream) {
     if (n == 0) return cudaSuccess;
     if (dt == KDT_F32) return cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream);
-    KERNEL_DISPATCH(dt, S, convert_to_f32_kernel<S><<<grid_for(n, 256), 256, 0, stream>>>(dst, (const S *)src, n));
+    KERNEL_DISPATCH(dt, S, LAUNCH(grid_for(n, 256), 256, 0, stream, convert_to_f32_kernel<S>)(dst, (const S *)src, n));
     return cudaGetLastError();
 }

@@ -33,7 +33,7 @@ extern "C" cudaError_t embed_forward(float *x, const void *emb, const float *emb
                                      int T, int dim, int vocab, float scale, kdtype_t dt, cudaStream_t stream) {
     if (T <= 0) return cudaSuccess;
     const int8_t *q = emb_scales ? (const int8_t *)emb : NULL;
-    KERNEL_DISPATCH(dt, S, embed_kernel<S><<<T, 256, 0, stream>>>(x, q ? NULL : (const S *)emb, q, emb_scales,
+    KERNEL_DISPATCH(dt, S, LAUNCH(T, 256, 0, stream, embed_kernel<S>)(x, q ? NULL : (const S *)emb, q, emb_scales,
                                                                    tokens, dim, vocab, scale));
     return cudaGetLastError();
 }

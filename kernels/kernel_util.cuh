@@ -1,6 +1,11 @@
 /* kernel_util.cuh: device helpers shared by the kernels in this directory: conversions between
  * fp32 and the storage dtypes, warp/block reductions, and the dtype dispatch used by every
  * launcher. Private to kernels/; host code includes kernels.h only.
+ *
+ * Kernels are launched with LAUNCH(grid, block, smem, stream, kernel)(args...) and declare
+ * dynamic shared memory with DYN_SMEM(type, name): under nvcc these are `<<<...>>>` and
+ * `extern __shared__`; under tests/cuda_emu (LM_CUDA_EMU, the kernels compiled as C++ for the
+ * CPU emulator) cuda_emu.h defines them instead.
  */
 #ifndef LM_KERNEL_UTIL_CUH
 #define LM_KERNEL_UTIL_CUH
@@ -11,6 +16,11 @@
 #include <stdint.h>
 
 #include "kernels.h"
+
+#ifndef LM_CUDA_EMU
+#define LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define DYN_SMEM(type, name) extern __shared__ __align__(16) type name[]
+#endif
 
 /* Storage dtype <-> fp32. from_f32 rounds to nearest even, as torch's .to(dtype) does. */
 template <typename T> __device__ __forceinline__ float to_f32(T x);

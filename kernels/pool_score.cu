@@ -15,7 +15,7 @@ template <typename T>
 __global__ void pool_score_kernel(float *logits, const float *x, const float *norm_w, float eps, float offset,
                                   const T *score, const int8_t *score_q, const float *score_scales, int n_labels,
                                   const int32_t *last, int dim) {
-    extern __shared__ float xn[]; // (dim) normalised pooled row, then 32 floats of scratch
+    DYN_SMEM(float, xn); // (dim) normalised pooled row, then 32 floats of scratch
     float *scratch = xn + dim;
     const float *row = x + (size_t)last[blockIdx.x] * dim;
     float ss = 0.0f;
@@ -44,7 +44,7 @@ extern "C" cudaError_t pool_score_forward(float *logits, const float *x, const f
     size_t smem = ((size_t)dim + 32) * sizeof(float);
     if (smem > 48 * 1024) return cudaErrorInvalidValue; // dim > 12256: far beyond any supported model
     const int8_t *q = score_scales ? (const int8_t *)score : NULL;
-    KERNEL_DISPATCH(dt, S, pool_score_kernel<S><<<B, 256, smem, stream>>>(logits, x, norm_w, eps, offset,
+    KERNEL_DISPATCH(dt, S, LAUNCH(B, 256, smem, stream, pool_score_kernel<S>)(logits, x, norm_w, eps, offset,
                                                                          q ? NULL : (const S *)score, q, score_scales,
                                                                          n_labels, last, dim));
     return cudaGetLastError();

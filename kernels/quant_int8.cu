@@ -21,6 +21,6 @@ extern "C" cudaError_t dequant_int8_forward(void *out, const int8_t *q, const fl
                                             kdtype_t dt, cudaStream_t stream) {
     size_t n = (size_t)rows * (size_t)cols;
     if (n == 0) return cudaSuccess;
-    KERNEL_DISPATCH(dt, S, dequant_int8_kernel<S><<<grid_for(n, 256), 256, 0, stream>>>((S *)out, q, scales, cols, n));
+    KERNEL_DISPATCH(dt, S, LAUNCH(grid_for(n, 256), 256, 0, stream, dequant_int8_kernel<S>)((S *)out, q, scales, cols, n));
     return cudaGetLastError();
 }

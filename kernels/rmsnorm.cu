@@ -54,7 +54,7 @@ __global__ void residual_add_kernel(float *x, const T *y, size_t n) {
 extern "C" cudaError_t rmsnorm_forward(void *out, const float *x, const float *w, int T, int dim, float eps,
                                        float offset, kdtype_t dt, cudaStream_t stream) {
     if (T <= 0) return cudaSuccess;
-    KERNEL_DISPATCH(dt, S, rmsnorm_kernel<S><<<T, NORM_THREADS, 0, stream>>>((S *)out, x, w, dim, eps, offset));
+    KERNEL_DISPATCH(dt, S, LAUNCH(T, NORM_THREADS, 0, stream, rmsnorm_kernel<S>)((S *)out, x, w, dim, eps, offset));
     return cudaGetLastError();
 }
 
@@ -62,11 +62,11 @@ extern "C" cudaError_t residual_add_forward(float *x, const void *y, const float
                                             float offset, kdtype_t dt, cudaStream_t stream) {
     if (T <= 0) return cudaSuccess;
     if (post_w) {
-        KERNEL_DISPATCH(dt, S, residual_postnorm_kernel<S><<<T, NORM_THREADS, 0, stream>>>(
+        KERNEL_DISPATCH(dt, S, LAUNCH(T, NORM_THREADS, 0, stream, residual_postnorm_kernel<S>)(
                                    x, (const S *)y, post_w, dim, eps, offset));
     } else {
         size_t n = (size_t)T * dim;
-        KERNEL_DISPATCH(dt, S, residual_add_kernel<S><<<grid_for(n, 256), 256, 0, stream>>>(x, (const S *)y, n));
+        KERNEL_DISPATCH(dt, S, LAUNCH(grid_for(n, 256), 256, 0, stream, residual_add_kernel<S>)(x, (const S *)y, n));
     }
     return cudaGetLastError();
 }

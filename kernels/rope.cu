@@ -40,7 +40,7 @@ extern "C" cudaError_t rope_forward(void *q, void *k, const int32_t *pos, int T,
                                     int head_dim, const float *inv_freq, kdtype_t dt, cudaStream_t stream) {
     if (T <= 0) return cudaSuccess;
     if (head_dim <= 0 || head_dim % 2) return cudaErrorInvalidValue;
-    KERNEL_DISPATCH(dt, S, rope_kernel<S><<<T, 128, 0, stream>>>((S *)q, (S *)k, pos, n_heads, n_kv_heads, head_dim,
+    KERNEL_DISPATCH(dt, S, LAUNCH(T, 128, 0, stream, rope_kernel<S>)((S *)q, (S *)k, pos, n_heads, n_kv_heads, head_dim,
                                                                  inv_freq));
     return cudaGetLastError();
 }

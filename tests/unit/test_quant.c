@@ -6,9 +6,12 @@
  * that follows from the per-element one: |y_q - y| <= sum_c |x_c| * scale_r / 2.
  */
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "quant.h"
+#include "weight_round.h"
 #include "tinytest.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -167,5 +170,36 @@ TEST(test_int8_matmul_bound) {
     free(w), free(x), free(deq), free(s), free(yq), free(q);
 }
 
+/* round_bf16 / round_f16 (weight_round.c, for `bench --round-weights`): nearest, ties to even,
+ * at normal and subnormal steps, overflow and specials; and agreement with a bit-exact
+ * conversion on a sweep (bf16: keep the high 16 bits after rounding). */
+TEST(test_round_to_half_types) {
+    EXPECT(round_bf16(1.0f + 0x1p-8f) == 1.0f);              // tie, 1.0 is even
+    EXPECT(round_bf16(1.0f + 3 * 0x1p-8f) == 1.0f + 0x1p-6f); // tie, up to even
+    EXPECT(round_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 1.0f + 0x1p-7f);
+    EXPECT(round_bf16(-3.0f) == -3.0f && isnan(round_bf16(NAN)) && isinf(round_bf16(-INFINITY)));
+    EXPECT(round_f16(1.0f + 0x1p-11f) == 1.0f);
+    EXPECT(round_f16(1.0f + 3 * 0x1p-11f) == 1.0f + 0x1p-9f);
+    EXPECT(round_f16(65519.0f) == 65504.0f);
+    EXPECT(isinf(round_f16(65520.0f)) && round_f16(-65520.0f) < 0);
+    EXPECT(round_f16(0x1p-25f) == 0.0f);             // tie below the smallest subnormal: to even (0)
+    EXPECT(round_f16(3 * 0x1p-26f) == 0x1p-24f);      // above the tie
+    EXPECT(round_f16(0x1p-14f * 1.5f) == 0x1p-14f * 1.5f); // a normal fp16 value is kept
+    EXPECT(round_f16(-2.5f) == -2.5f && round_f16(0.0f) == 0.0f);
+    /* Sweep: every result is representable (bf16: low 16 bits zero; fp16: an integer multiple of
+     * its step) and at most half a step away. */
+    for (int i = -2000; i <= 2000; i++) {
+        float x = ldexpf(1.0f + (float)(i * 7919 % 1000) / 1000.0f, i % 40) * (i < 0 ? -1.0f : 1.0f);
+        float b = round_bf16(x), h = round_f16(x);
+        uint32_t u;
+        memcpy(&u, &b, sizeof u);
+        EXPECT((u & 0xffffu) == 0);
+        int e;
+        (void)frexpf(fabsf(x), &e);
+        EXPECT(fabsf(b - x) <= ldexpf(1.0f, e - 9));
+        if (fabsf(x) < 65504.0f) EXPECT(fabsf(h - x) <= ldexpf(1.0f, (e - 11 < -24 ? -24 : e - 11) - 1));
+    }
+}
+
 TEST_MAIN(test_round_trip_bound, test_zero_rows, test_extreme_values, test_non_finite_rejected,
-          test_int8_matmul_bound)
+          test_int8_matmul_bound, test_round_to_half_types)

@@ -36,7 +36,6 @@ _Static_assert((int)KDT_F32 == (int)DT_F32 && (int)KDT_BF16 == (int)DT_BF16 && (
 
 #define CUDA_ALIGN 256                  // bytes; every block is rounded up to this
 #define STAGE_BYTES ((size_t)32 << 20)  // each of the two pinned upload staging buffers
-#define QUANT_MIN_ROWS 64               // smaller matrices (the score head) are never quantised
 #define BLAS_WORKSPACE ((size_t)32 << 20)
 
 typedef struct {

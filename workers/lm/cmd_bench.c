@@ -25,11 +25,13 @@
 #include "exit_codes.h"
 #include "json_util.h"
 #include "model.h"
+#include "weight_round.h"
 
 #define BENCH_MAX_SHAPES 16
 
 typedef struct {
     const char *model, *adapter, *device, *dtype, *golden, *ids;  // the options of the same names (NULL: unset)
+    const char *round_weights;   // --round-weights bf16|fp16|int8 (CPU only), or NULL
     int int8, threads, iters, warmup;                             // --int8 (0/1), --threads, --iters, --warmup
     int n_shapes, batch[BENCH_MAX_SHAPES], len[BENCH_MAX_SHAPES]; // timing shapes (B x L)
     double logit_tol, prob_tol; // < 0: the default for the dtype
@@ -53,7 +55,9 @@ static void bench_usage(FILE *f) {
             "  --golden FILE      check against a golden.json instead of timing\n"
             "  --logit-tol X      golden: |got-ref| <= X*(1+|ref|) (default: 1e-4 in fp32, off otherwise)\n"
             "  --prob-tol X       golden: |got-ref| <= X on probabilities (default: fp32 1e-4, bf16/fp16 5e-3,\n"
-            "                     int8 2e-2)\n");
+            "                     int8 2e-2)\n"
+            "  --round-weights M  CPU only: hold the weights as the GPU stores them (bf16, fp16 or int8), fp32\n"
+            "                     arithmetic; golden then shows the error the weights alone cause\n");
 }
 
 /* Parse "8x1024,4x2048" into o's shapes. Returns 0, or -1 after printing why. */
@@ -105,6 +109,7 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
                          : !strcmp(a, "--dtype")   ? &o->dtype
                          : !strcmp(a, "--golden")  ? &o->golden
                          : !strcmp(a, "--ids")     ? &o->ids
+                         : !strcmp(a, "--round-weights") ? &o->round_weights
                                                    : NULL;
         if (s) {
             *s = v;
@@ -264,7 +269,7 @@ static int bench_ids(model_t *m, backend_t *be, const bench_opts_t *o) {
 
 /* Compare n logits (and their softmax) with the reference. Returns the number of mismatches. */
 static int golden_compare(const char *what, const float *got, const json_t *ref_logits, const json_t *ref_probs, int n,
-                          double logit_tol, double prob_tol) {
+                          double logit_tol, double prob_tol, double *worst_dl, double *worst_dp) {
     double mx = -INFINITY, sum = 0.0, p[MODEL_MAX_LABELS];
     for (int i = 0; i < n; i++) mx = got[i] > mx ? got[i] : mx;
     for (int i = 0; i < n; i++) sum += (p[i] = exp((double)got[i] - mx));
@@ -273,6 +278,8 @@ static int golden_compare(const char *what, const float *got, const json_t *ref_
         double rl = json_number_value(json_array_get(ref_logits, i));
         double rp = json_number_value(json_array_get(ref_probs, i));
         double dl = fabs(got[i] - rl), dp = fabs(p[i] / sum - rp);
+        if (!(dl <= *worst_dl)) *worst_dl = dl; // NaN sticks
+        if (!(dp <= *worst_dp)) *worst_dp = dp;
         int lbad = logit_tol >= 0 && !(dl <= logit_tol * (1.0 + fabs(rl)));
         int pbad = !(dp <= prob_tol);
         if (lbad || pbad) {
@@ -320,6 +327,7 @@ static int bench_golden(model_t *m, backend_t *be, const bench_opts_t *o) {
     double ptol = o->prob_tol >= 0 ? o->prob_tol : o->int8 ? 2e-2 : be->compute == DT_F32 ? 1e-4 : 5e-3;
     double ltol = o->logit_tol >= 0 ? o->logit_tol : be->compute == DT_F32 && !o->int8 ? 1e-4 : -1.0;
     int bad = 0;
+    double worst_dl = 0.0, worst_dp = 0.0;
     for (int pass = 0; pass < 2 && rc == EXIT_OK; pass++) { // 0: one packed batch, 1: one by one
         for (int b0 = 0; b0 < B; b0 += pass ? 1 : B) {
             int nb = pass ? 1 : B;
@@ -335,12 +343,14 @@ static int bench_golden(model_t *m, backend_t *be, const bench_opts_t *o) {
             char what[96];
             snprintf(what, sizeof what, "%s seq %d (len %d)", pass ? "alone" : "packed", b, lens[b]);
             bad += golden_compare(what, logits + (size_t)b * c->n_labels, json_object_get(s, "logits"),
-                                  json_object_get(s, "probs"), c->n_labels, ltol, ptol);
+                                  json_object_get(s, "probs"), c->n_labels, ltol, ptol, &worst_dl, &worst_dp);
         }
     }
     if (rc == EXIT_OK) {
-        printf("golden %s: %s%s on %s: %d sequences x 2 passes, logit tol %g, prob tol %g: %s\n", o->golden,
-               dtype_str(be->compute), o->int8 ? "+int8" : "", be->ops->name, B, ltol, ptol,
+        printf("golden %s: %s%s%s%s on %s: %d sequences x 2 passes, logit tol %g, prob tol %g, worst |dlogit| %.3g, "
+               "worst |dprob| %.3g: %s\n",
+               o->golden, dtype_str(be->compute), o->int8 ? "+int8" : "", o->round_weights ? " weights-as-" : "",
+               o->round_weights ? o->round_weights : "", be->ops->name, B, ltol, ptol, worst_dl, worst_dp,
                bad ? "MISMATCH" : "ok");
         if (bad) rc = 1;
     }
@@ -362,6 +372,11 @@ int cmd_bench(int argc, char **argv) {
     if (!be) {
         fprintf(stderr, "lm-worker bench: %s\n", err.msg);
         return err.code ? err.code : EXIT_USAGE;
+    }
+    if (o.round_weights && weight_round_wrap(be, o.round_weights, &err)) {
+        fprintf(stderr, "lm-worker bench: %s\n", err.msg);
+        be->ops->destroy(be);
+        return EXIT_USAGE;
     }
     double t0 = now_s();
     model_load_opts_t lo = {.model_dir = o.model, .adapter_dir = o.adapter, .backend = be};

@@ -18,6 +18,7 @@
 #include "check.h"
 
 #define QUANT_INT8_MAX 127
+#define QUANT_MIN_ROWS 64 // --quant int8 leaves smaller matrices (the score head) in the compute dtype
 
 /* Quantise w (rows, cols) into q (rows, cols) and scales (rows). Returns 0, or -1 with err
  * naming the first row that holds a NaN or infinity (such a row has no meaningful scale). */
