@@ -40,28 +40,13 @@ golden() {
     fi
 }
 
-# weights_err MODE ARGS...: the largest probability error the weights alone cause when stored as
-# MODE (bf16, fp16, int8) -- the CPU reference in fp32 with rounded weights, against the golden.
-weights_err() {
-    local mode=$1; shift
-    "$CPU" bench --device cpu --round-weights "$mode" --prob-tol 1 --logit-tol 1e9 "$@" 2>/dev/null |
-        sed -n 's/.*worst |dprob| \([^:]*\):.*/\1/p'
-}
-
-# golden_rounded NAME MODE TOL ARGS...: bench --golden with prob tol = TOL + 3 x weights_err. Where
-# the weights are not exact in MODE, every implementation (transformers included) inherits their
-# rounding error, and on these chaotic random tiny models the arithmetic's own rounding is of the
-# same order; see docs/cuda-emu.md for the measurements.
+. "$ORCH_SOURCE_DIR/tests/helpers/golden_lib.sh"
+# golden_rounded NAME MODE TOL ARGS...: bench --golden with the golden_tol bound (golden_lib.sh).
 golden_rounded() {
     local name=$1 mode=$2 tol=$3; shift 3
-    local args=("$@") ref=() i
-    for ((i = 0; i < ${#args[@]}; i++)); do # the same model and golden, minus --int8 and --dtype X
-        case "${args[i]}" in --int8) ;; --dtype) i=$((i + 1)) ;; *) ref+=("${args[i]}") ;; esac
-    done
-    local w; w=$(weights_err "$mode" "${ref[@]}")
-    [ -n "$w" ] || { fail "$name: could not measure the weights' own error"; return; }
-    local t; t=$(awk -v a="$tol" -v w="$w" 'BEGIN { printf "%.4g", a + 3 * w }')
-    golden "$name (weights alone: $w)" --prob-tol "$t" "${args[@]}"
+    local t; t=$(golden_tol "$CPU" "$mode" "$tol" "$@")
+    [ -n "$t" ] || { fail "$name: could not measure the weights' own error"; return; }
+    golden "$name (bound $t)" --prob-tol "$t" "$@"
 }
 
 L="$M/tiny-llama"; LORA=(--adapter "$M/tiny-llama-lora")
