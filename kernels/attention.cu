@@ -5,7 +5,8 @@
  * Two kernels:
  *  - attn_mma_kernel: the flash-attention-2 scheme on tensor cores (mma.sync m16n8k16; two
  *    m16n8k8 on sm_75) for bf16/fp16 and head_dim 64, 128 or 256. A block owns BR=64 query rows
- *    of one head and one sequence, each warp 16 of them; key/value tiles of BC rows are staged in
+ *    of one head and one sequence, each warp 16 of them; key/value tiles of BC rows (64; 32 for
+ *    head_dim 256, 16 where shared memory is short: head_dim 256 on a T4) are staged in
  *    shared memory. Scores, the running max/sum and the output accumulators stay in registers in
  *    fp32; only the probabilities are rounded to bf16/fp16 to feed the P.V product (as in
  *    FlashAttention). Key tiles that no query of the block can see (after the diagonal, or older
@@ -351,10 +352,15 @@ attn_mma_kernel(T *out, const T *q, const T *k, const T *v, const int32_t *cu_se
 
 #define MMA_BR 64
 
-/* Shared memory the mma kernel needs for one head_dim (BC = 64, or 32 for head_dim 256). */
-static size_t attn_mma_smem(int hd) {
+/* Shared memory (bytes) of the mma kernel for head_dim hd and key tile bc. */
+static size_t attn_mma_smem(int hd, int bc) { return (size_t)(MMA_BR + 2 * bc) * (size_t)(hd + 8) * 2u; }
+
+/* The key tile size for head_dim hd: 64, or 32 for head_dim 256; where that does not fit the
+ * device's shared memory (head_dim 256 on a T4: 66 KiB > 64 KiB), 16, which needs 49.5 KiB. */
+static int attn_mma_bc(int hd, int smem_optin) {
     int bc = hd == 256 ? 32 : 64;
-    return (size_t)(MMA_BR + 2 * bc) * (size_t)(hd + 8) * 2u;
+    while (bc > 16 && attn_mma_smem(hd, bc) > (size_t)smem_optin) bc /= 2;
+    return bc;
 }
 
 /* Properties of the current device, read once: SM version and opt-in shared memory per block. */
@@ -382,7 +388,7 @@ extern "C" int attention_uses_mma(int head_dim, kdtype_t dt, int force_generic) 
     int sm = 0, smem = 0;
     attn_device_caps(&sm, &smem);
     if (sm < (dt == KDT_BF16 ? 80 : 75)) return 0;
-    return attn_mma_smem(head_dim) <= (size_t)smem;
+    return attn_mma_smem(head_dim, attn_mma_bc(head_dim, smem)) <= (size_t)smem;
 }
 
 /* Launch attn_mma_kernel<T, HD, MMA_BR, BC> over the batch, in chunks of whole sequences that keep
@@ -416,15 +422,19 @@ static cudaError_t attn_launch_mma(void *out, const void *q, const void *k, cons
 }
 
 /* attn_launch_mma for p->head_dim (64, 128 or 256; else cudaErrorInvalidValue), with its key tile
- * size. */
+ * size (attn_mma_bc). */
 template <typename T>
 static cudaError_t attn_launch_mma_hd(void *out, const void *q, const void *k, const void *v,
                                       const int32_t *cu_seqlens, int B, int max_len, const kattn_params_t *p,
                                       cudaStream_t stream) {
+    int sm = 0, smem = 0;
+    attn_device_caps(&sm, &smem);
     switch (p->head_dim) {
     case 64: return attn_launch_mma<T, 64, 64>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
     case 128: return attn_launch_mma<T, 128, 64>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
-    case 256: return attn_launch_mma<T, 256, 32>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
+    case 256:
+        if (attn_mma_bc(256, smem) == 32) return attn_launch_mma<T, 256, 32>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
+        return attn_launch_mma<T, 256, 16>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
     default: return cudaErrorInvalidValue;
     }
 }

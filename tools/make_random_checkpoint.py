@@ -12,7 +12,11 @@ Needs torch and safetensors (no transformers), only to MAKE benchmark checkpoint
 never a runtime dependency of orchestrate or lm-worker. Tensors are drawn on the GPU when one
 is present (fast), else on the CPU. It deliberately does not write a tokenizer.
 
-usage: make_random_checkpoint.py --arch llama3-8b|gemma2-9b --out DIR [--layers N] [--seed S]
+--zeros writes the same files with every weight zero, as sparse files (a safetensors header, then
+a hole), in seconds and with no torch: the shapes alone, for measuring memory without a GPU
+(docs/cuda-emu.md, CUDA_EMU_DRY).
+
+usage: make_random_checkpoint.py --arch llama3-8b|gemma2-9b --out DIR [--layers N] [--seed S] [--zeros]
 """
 import argparse
 import json
@@ -98,16 +102,66 @@ def tensor_shapes(cfg):
     return out
 
 
+def plan_shards(specs):
+    """Group (name, shape, kind) specs into shards of at most SHARD_BYTES of bf16 data."""
+    shards, cur_bytes = [[]], 0
+    for name, shape, kind in specs:
+        nbytes = 2 * prod(shape)
+        if shards[-1] and cur_bytes + nbytes > SHARD_BYTES:
+            shards.append([])
+            cur_bytes = 0
+        shards[-1].append((name, shape, kind))
+        cur_bytes += nbytes
+    return shards
+
+
+def prod(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def write_index_and_config(cfg, args, weight_map, total, n_shards, t0):
+    with open(os.path.join(args.out, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+    with open(os.path.join(args.out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    print(json.dumps({"mode": "checkpoint", "arch": args.arch, "out": args.out, "params": total // 2,
+                      "shards": n_shards, "zeros": bool(args.zeros), "seconds": round(time.time() - t0, 1)}))
+    return 0
+
+
+def write_zeros(cfg, args):
+    """The checkpoint with all-zero bf16 weights: each shard a safetensors header and a hole."""
+    t0 = time.time()
+    shards = plan_shards(tensor_shapes(cfg))
+    weight_map, total = {}, 0
+    for i, shard in enumerate(shards):
+        fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        header, off = {"__metadata__": {"format": "pt"}}, 0
+        for name, shape, _ in shard:
+            n = 2 * prod(shape)
+            header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [off, off + n]}
+            off += n
+            weight_map[name] = fname
+        total += off
+        h = json.dumps(header).encode()
+        h += b" " * (-len(h) % 8)
+        with open(os.path.join(args.out, fname), "wb") as f:
+            f.write(len(h).to_bytes(8, "little") + h)
+            f.truncate(8 + len(h) + off)
+    return write_index_and_config(cfg, args, weight_map, total, len(shards), t0)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", required=True, choices=sorted(ARCHS))
     ap.add_argument("--out", required=True, help="output directory (created)")
     ap.add_argument("--layers", type=int, default=0, help="override num_hidden_layers (0: the real model's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--zeros", action="store_true", help="all-zero weights in sparse files (no torch)")
     args = ap.parse_args()
-
-    import torch
-    from safetensors.torch import save_file
 
     cfg = dict(ARCHS[args.arch])
     if args.layers > 0:
@@ -115,6 +169,12 @@ def main():
     cfg.update({"torch_dtype": "bfloat16", "id2label": {str(i): l for i, l in enumerate(LABELS)},
                 "label2id": {l: i for i, l in enumerate(LABELS)}})
     os.makedirs(args.out, exist_ok=True)
+    if args.zeros:
+        return write_zeros(cfg, args)
+
+    import torch
+    from safetensors.torch import save_file
+
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     gen = torch.Generator(device=dev).manual_seed(args.seed)
     gemma = cfg["model_type"] == "gemma2"
@@ -123,14 +183,7 @@ def main():
     specs = tensor_shapes(cfg)
     # Plan the shards first (their count is in every file name), then draw and write one shard at
     # a time so that host memory holds at most one shard.
-    shards, cur_bytes = [[]], 0
-    for name, shape, kind in specs:
-        nbytes = 2 * int(torch.Size(shape).numel())
-        if shards[-1] and cur_bytes + nbytes > SHARD_BYTES:
-            shards.append([])
-            cur_bytes = 0
-        shards[-1].append((name, shape, kind))
-        cur_bytes += nbytes
+    shards = plan_shards(specs)
 
     weight_map, total = {}, 0
     for i, shard in enumerate(shards):
@@ -146,14 +199,7 @@ def main():
             total += 2 * t.numel()
         save_file(tensors, os.path.join(args.out, fname), metadata={"format": "pt"})
         del tensors
-    with open(os.path.join(args.out, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
-    with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
-    n_params = total // 2
-    print(json.dumps({"mode": "checkpoint", "arch": args.arch, "out": args.out, "params": n_params,
-                      "shards": len(shards), "seconds": round(time.time() - t0, 1)}))
-    return 0
+    return write_index_and_config(cfg, args, weight_map, total, len(shards), t0)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ const device_cfg_t &device_cfg() {
         c.mem_bytes = (size_t)env_long("CUDA_EMU_MEM_MB", 16384) << 20;
         c.smem_optin = c.sm >= 90 ? 227u << 10 : c.sm >= 89 ? 99u << 10 : c.sm >= 86 ? 99u << 10
                      : c.sm >= 80 ? 163u << 10 : 64u << 10;
-        c.poison = (int)env_long("CUDA_EMU_POISON", 1);
+        c.dry = (int)env_long("CUDA_EMU_DRY", 0);
+        c.poison = c.dry ? 0 : (int)env_long("CUDA_EMU_POISON", 1);
         done = 1;
     }
     return c;
@@ -85,6 +86,7 @@ static std::deque<queued_t> g_queue;
 static uint64_t g_next_seq = 1, g_done_seq = 0;
 
 uint64_t queue_push(std::function<void()> op) {
+    if (device_cfg().dry) op = [] {}; // keep the ordering bookkeeping, run nothing
     g_queue.push_back(queued_t{g_next_seq, std::move(op)});
     return g_next_seq++;
 }
@@ -120,6 +122,10 @@ cudaError_t enqueue_launch(dim3 grid, dim3 block, size_t smem, cudaStream_t stre
         delete body;
         set_last_error(e);
         return e;
+    }
+    if (device_cfg().dry) {
+        delete body;
+        return cudaSuccess;
     }
     queue_push([=]() {
         run_kernel(grid, block, smem, name, body);
@@ -226,7 +232,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
     (void)s;
     if (n == 0) return cudaSuccess;
     if (!dst || !src) return cudaErrorInvalidValue;
-    if (kind == cudaMemcpyHostToDevice && !is_pinned(src, n)) {
+    if (kind == cudaMemcpyHostToDevice && !is_pinned(src, n) && !device_cfg().dry) {
         /* pageable source: the driver stages it before returning, so snapshot it now */
         std::vector<unsigned char> snap((const unsigned char *)src, (const unsigned char *)src + n);
         queue_push([=]() { memcpy(dst, snap.data(), n); });
@@ -235,7 +241,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcp
     if (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, n)) {
         /* pageable destination: the copy is synchronous */
         queue_flush();
-        memcpy(dst, src, n);
+        if (!device_cfg().dry) memcpy(dst, src, n);
         return cudaSuccess;
     }
     queue_push([=]() { memmove(dst, src, n); });

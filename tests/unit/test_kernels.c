@@ -409,6 +409,21 @@ TEST(test_attention) {
     }
 }
 
+/* The tensor-core kernel serves every head dim it is built for on every card that has tensor
+ * cores for the dtype: head_dim 256 (Gemma-2) included on a T4, whose 64 KiB of shared memory
+ * needs the smaller key tile. Without this the T4 silently ran Gemma-2 on the generic kernel. */
+TEST(test_attention_uses_tensor_cores) {
+    struct cudaDeviceProp prop;
+    TCK(cudaGetDeviceProperties(&prop, 0));
+    int sm = prop.major * 10 + prop.minor;
+    for (int hd = 64; hd <= 256; hd *= 2) {
+        EXPECT_MSG(attention_uses_mma(hd, KDT_F16, 0) == (sm >= 75), "fp16 head_dim %d on sm_%d", hd, sm);
+        EXPECT_MSG(attention_uses_mma(hd, KDT_BF16, 0) == (sm >= 80), "bf16 head_dim %d on sm_%d", hd, sm);
+        EXPECT(!attention_uses_mma(hd, KDT_F16, 1) && !attention_uses_mma(hd, KDT_F32, 0));
+    }
+    EXPECT(!attention_uses_mma(48, KDT_F16, 0) && !attention_uses_mma(32, KDT_BF16, 0));
+}
+
 TEST(test_gated_act) {
     int T = 19, hidden = 344;
     size_t n = (size_t)T * hidden;
@@ -617,6 +632,7 @@ int main(int argc, char **argv) {
                {"test_matmul", test_matmul},
                {"test_rope", test_rope},
                {"test_attention", test_attention},
+               {"test_attention_uses_tensor_cores", test_attention_uses_tensor_cores},
                {"test_gated_act", test_gated_act},
                {"test_residual_add", test_residual_add},
                {"test_pool_score", test_pool_score},
