@@ -8,7 +8,8 @@
  * waiting at different collectives, a collective whose mask names a lane that has exited, a
  * shuffle from a lane outside the mask, a block whose live threads can never all meet (deadlock),
  * and a segfault inside a kernel (with the kernel, block and thread named). Blocks run one after
- * another, in blockIdx order (x fastest), on the calling OS thread.
+ * another, in blockIdx order (x fastest), on the calling OS thread; within a block, the schedule
+ * of run_block (CUDA_EMU_ORDER) decides how far warps drift apart.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -277,10 +278,9 @@ static void mma_complete(fiber_t *w, int op) {
     }
 }
 
-/* Try to complete warp collectives; returns 1 when at least one warp was released. */
-static int release_warps() {
-    int released = 0;
-    for (int w0 = 0; w0 < S.n; w0 += 32) {
+/* Try to complete the collective the warp starting at thread w0 waits at; 1 when released. */
+static int release_warp(int w0) {
+    {
         fiber_t *w = &S.f[w0];
         const int nl = S.n - w0 < 32 ? S.n - w0 : 32;
         int first = -1;
@@ -289,7 +289,7 @@ static int release_warps() {
                 first = l;
                 break;
             }
-        if (first < 0) continue;
+        if (first < 0) return 0;
         const unsigned mask = w[first].mask;
         const int op = w[first].wop;
         int ready = 1;
@@ -301,7 +301,7 @@ static int release_warps() {
                 fail("%s", "lanes of one warp wait at different collectives (divergent __shfl/__syncwarp/mma)");
         }
         if (!(mask >> first & 1u)) fail("%s", "a lane calls a warp collective with a mask that excludes itself");
-        if (!ready) continue;
+        if (!ready) return 0;
         if (op == W_MMA16_BF16 || op == W_MMA16_F16 || op == W_MMA8_F16) {
             if (nl != 32 || mask != 0xffffffffu) fail("%s", "mma.sync needs all 32 lanes of a full warp");
             mma_complete(w, op);
@@ -320,9 +320,8 @@ static int release_warps() {
         }
         for (int l = 0; l < nl; l++)
             if (mask >> l & 1u) w[l].state = F_RUN;
-        released = 1;
     }
-    return released;
+    return 1;
 }
 
 /* Release __syncthreads when every live thread waits at it; 1 when released. */
@@ -353,7 +352,21 @@ static void fibers_reserve(int n) {
     }
 }
 
-/* Run one block to completion. */
+/* Resume fiber i if it can run, until it blocks or ends; 1 when it ran. */
+static int run_fiber(int i) {
+    if (S.f[i].state != F_RUN) return 0;
+    S.cur = &S.f[i];
+    ctx_swap(&S.sched, &S.f[i].ctx);
+    return 1;
+}
+
+/* Run one block to completion under the schedule CUDA_EMU_ORDER picks (all valid on a GPU):
+ *   warps (default)  each warp in turn runs as far as it can (to a __syncthreads or its end)
+ *                    before the next one starts, so warp 0 is always far ahead of warp 1;
+ *   warps-reverse    the same from the last warp to the first;
+ *   lockstep         every thread one step (to its next meeting point) per round, in order.
+ * A kernel that lets one warp read shared memory another warp writes, without a barrier in
+ * between, reads the wrong value under one of the three. */
 static void run_block() {
     for (int i = 0; i < S.n; i++) {
         fiber_t *f = &S.f[i];
@@ -363,18 +376,29 @@ static void run_block() {
                             (unsigned)i / (S.block.x * S.block.y));
     }
     if (!S.smem.empty() && device_cfg().poison) memset(S.smem_aligned, 0xff, S.smem.size() - 16);
+    const int sched = device_cfg().order;
+    const int nw = (S.n + 31) / 32;
     for (;;) {
-        int ran = 0, live = 0;
-        for (int i = 0; i < S.n; i++) {
-            if (S.f[i].state == F_RUN) {
-                S.cur = &S.f[i];
-                ctx_swap(&S.sched, &S.f[i].ctx);
-                ran = 1;
+        int ran = 0, rel = 0;
+        if (sched == ORDER_LOCKSTEP) {
+            for (int i = 0; i < S.n; i++) ran |= run_fiber(i);
+            for (int w = 0; w < nw; w++) rel |= release_warp(w * 32);
+        } else {
+            for (int k = 0; k < nw; k++) {
+                const int w = sched == ORDER_WARPS_REVERSE ? nw - 1 - k : k;
+                for (;;) { // this warp as far as it goes: to __syncthreads, or its end
+                    int r = 0;
+                    for (int i = w * 32; i < S.n && i < w * 32 + 32; i++) r |= run_fiber(i);
+                    ran |= r;
+                    int rw = release_warp(w * 32);
+                    rel |= rw;
+                    if (!r && !rw) break;
+                }
             }
-            live += S.f[i].state != F_DONE;
         }
+        int live = 0;
+        for (int i = 0; i < S.n; i++) live += S.f[i].state != F_DONE;
         if (!live) break;
-        int rel = release_warps();
         rel |= release_block();
         if (!ran && !rel) {
             S.cur = NULL;

@@ -13,12 +13,15 @@
 
 namespace emu {
 
+enum { ORDER_WARPS = 0, ORDER_WARPS_REVERSE, ORDER_LOCKSTEP }; // block schedules, see run_block
+
 /* The emulated device: settings read once from the environment (see emu_runtime.cpp). */
 struct device_cfg_t {
     int sm;               // CUDA_EMU_SM: compute capability, 10 * major + minor (default 80)
     size_t mem_bytes;     // CUDA_EMU_MEM_MB: device memory (default 16384 MiB, a T4's)
     size_t smem_optin;    // opt-in shared memory per block for sm (T4 64 KiB, A100 163 KiB, H100 227 KiB)
     int poison;           // CUDA_EMU_POISON=0 disables filling fresh device/shared memory with 0xff (NaN)
+    int order;            // CUDA_EMU_ORDER: ORDER_WARPS (default), ORDER_WARPS_REVERSE or ORDER_LOCKSTEP
     int dry;              // CUDA_EMU_DRY=1: allocate and account, but run no kernel, GEMM, copy or memset
 };
 const device_cfg_t &device_cfg();

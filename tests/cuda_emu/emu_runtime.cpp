@@ -7,6 +7,8 @@
  *   CUDA_EMU_MEM_MB=N           device memory in MiB (default 16384); cudaMalloc beyond it fails
  *                               with cudaErrorMemoryAllocation, as on a full GPU
  *   CUDA_EMU_DEVICES=0          report no device (cudaGetDeviceCount fails)
+ *   CUDA_EMU_ORDER=S            how a block's warps are scheduled: warps (default), warps-reverse,
+ *                               lockstep (emu_device.cpp, run_block)
  *   CUDA_EMU_POISON=0           do not fill fresh device and shared memory with 0xff bytes (NaN)
  *
  * Memory. cudaMalloc maps each block on its own, ending at a page boundary followed by a
@@ -67,6 +69,14 @@ const device_cfg_t &device_cfg() {
         c.smem_optin = c.sm >= 90 ? 227u << 10 : c.sm >= 89 ? 99u << 10 : c.sm >= 86 ? 99u << 10
                      : c.sm >= 80 ? 163u << 10 : 64u << 10;
         c.dry = (int)env_long("CUDA_EMU_DRY", 0);
+        const char *order = getenv("CUDA_EMU_ORDER");
+        if (!order || !*order || !strcmp(order, "warps")) c.order = ORDER_WARPS;
+        else if (!strcmp(order, "warps-reverse")) c.order = ORDER_WARPS_REVERSE;
+        else if (!strcmp(order, "lockstep")) c.order = ORDER_LOCKSTEP;
+        else {
+            fprintf(stderr, "cuda-emu: CUDA_EMU_ORDER=%s: expected warps, warps-reverse or lockstep\n", order);
+            abort();
+        }
         c.poison = c.dry ? 0 : (int)env_long("CUDA_EMU_POISON", 1);
         done = 1;
     }
