@@ -166,14 +166,15 @@ __device__ __forceinline__ void mma_16816<__half>(float c[4], const uint32_t a[4
 #endif
 }
 
+/* The 16 bits of a bf16/fp16 value (through the raw struct, which host code can use too: the
+ * *_as_ushort intrinsics are device-only before CUDA 12.2, and cuda-emu compiles this file for
+ * the host). */
+__device__ __forceinline__ uint32_t bits16(__nv_bfloat16 x) { return ((__nv_bfloat16_raw)x).x; }
+__device__ __forceinline__ uint32_t bits16(__half x) { return ((__half_raw)x).x; }
+
 /* Two fp32 values rounded to T and packed into one .b32 register, `lo` in the low half. */
-template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
-template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
-           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
-}
-template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
-    return (uint32_t)__half_as_ushort(__float2half_rn(lo)) | ((uint32_t)__half_as_ushort(__float2half_rn(hi)) << 16);
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    return bits16(from_f32<T>(lo)) | (bits16(from_f32<T>(hi)) << 16);
 }
 
 /* The two adjacent 16-bit elements at p as one .b32 register (p must be 4-byte aligned). */
