@@ -15,8 +15,9 @@
 #   - out of device memory exits 75 naming the allocation, and writes no output;
 #   - --device cuda with no device exits non-zero with a message; --device auto falls back to
 #     the CPU and says so;
-#   - orchestrate on an (emulated) GPU slot, with NVML faked, runs lm-worker there and writes a
-#     submission equal to the CPU run's.
+#   - orchestrate on two (emulated) T4 slots, with NVML faked, runs lm-worker there in fp32 and
+#     fp16, sharding the rows over both, and writes a submission within fp16's bound of the CPU
+#     run's.
 set -u
 B="$ORCH_BINARY_DIR"
 EMU="$B/lm-worker-emu"
@@ -116,28 +117,36 @@ CUDA_EMU_DEVICES=0 "$EMU" run "${RUN[@]}" --device auto --output "$TMP/auto.csv"
 grep -q "running on the CPU" "$TMP/auto.err" || fail "--device auto did not say it fell back to the CPU"
 echo "ok   no device: --device cuda exit $rc; --device auto fell back to the CPU"
 
-# orchestrate on GPU slot 0 (NVML faked at a steady 1000 MiB): lm-worker-emu, copied next to a
-# copy of orchestrate as `lm-worker`, is what the plan's "worker": "lm-worker" finds.
+# orchestrate on GPU slots 0 and 1 (a 2xT4 box: NVML faked at a steady 1000 MiB each, the
+# emulated device an sm_75): lm-worker-emu, copied next to a copy of orchestrate as `lm-worker`,
+# is what the plan's "worker": "lm-worker" finds; the rows are sharded across both slots.
 mkdir -p "$TMP/bin"
 cp "$B/orchestrate" "$TMP/bin/orchestrate"
 cp "$EMU" "$TMP/bin/lm-worker"
-echo 1000 >"$TMP/nvml.txt"
+echo "1000 1000" >"$TMP/nvml.txt"
 cat >"$TMP/plan.json" <<JSON
 {
-  "input": "$TMP/rows.csv", "output": "$TMP/sub.csv", "work_dir": "$TMP/work", "gpus": [0],
+  "input": "$TMP/rows.csv", "output": "$TMP/sub.csv", "work_dir": "$TMP/work", "gpus": [0, 1],
   "memory": {"tolerance_mib": 64, "wait_s": 0.2, "on_leak": "fail"},
   "models": [{"name": "llama", "worker": "lm-worker", "model": "$M/tiny-llama", "dtype": "fp32",
+              "max_length": 128, "batch_size": 8},
+             {"name": "llama16", "worker": "lm-worker", "model": "$M/tiny-llama", "dtype": "fp16",
               "max_length": 128, "batch_size": 8}]
 }
 JSON
-if ORCHESTRATE_FAKE_NVML="$TMP/nvml.txt" "$TMP/bin/orchestrate" --plan "$TMP/plan.json" >"$TMP/orch.log" 2>&1; then
-    grep -q -- "--device cuda" "$TMP/work"/*/*.cmd 2>/dev/null || grep -rq -- "--device cuda" "$TMP/work" \
-        || grep -q -- "--device cuda" "$TMP/orch.log" || echo "note: could not find the worker command line"
+if CUDA_EMU_SM=75 ORCHESTRATE_FAKE_NVML="$TMP/nvml.txt" "$TMP/bin/orchestrate" --plan "$TMP/plan.json" \
+    >"$TMP/orch.log" 2>&1; then
+    # The submission averages an fp32 and an fp16 run of one model: within fp16's bound of the CPU.
     d=$(maxdiff "$TMP/sub.csv" "$TMP/cpu.csv")
-    within "$d" 1e-5 && echo "ok   orchestrate on emulated GPU 0: submission within $d of the CPU run" \
-        || fail "orchestrate on emulated GPU 0: submission differs from the CPU run by $d"
+    within "$d" 0.01 && echo "ok   orchestrate on emulated GPUs 0,1: submission within $d of the CPU run" \
+        || fail "orchestrate on emulated GPUs 0,1: submission differs from the CPU run by $d"
+    for g in 0 1; do # each slot's worker log: its GPU, the cuda device, lm-worker on the cuda backend
+        log=$(grep -l "CUDA_VISIBLE_DEVICES=$g)" "$TMP/work/logs/"*.log | head -1)
+        { [ -n "$log" ] && grep -q -- "--device cuda" "$log" && grep -q "; cuda llama" "$log"; } \
+            || fail "orchestrate: no lm-worker ran on the cuda backend on GPU $g"
+    done
 else
-    fail "orchestrate on emulated GPU 0"; tail -30 "$TMP/orch.log"
+    fail "orchestrate on emulated GPUs 0,1"; tail -30 "$TMP/orch.log"
 fi
 
 [ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
