@@ -591,6 +591,32 @@ TEST(test_oom_reported) {
     EXPECT(g->peak_bytes > 0);
 }
 
+/* A non-finite weight cannot be quantised: the int8 upload fails with a data error naming the
+ * row, and the backend stays usable. The matrix spans several staging chunks (128 MiB of fp32
+ * at 4096 columns: 32 MiB of int8 per chunk, so the NaN in row 9000 is in the second one). */
+TEST(test_int8_nonfinite_rejected) {
+    backend_t *g = g_gpus[3].b; // the int8 backend
+    int rows = 9500, cols = 4096;
+    float *w = xcalloc((size_t)rows * cols, sizeof *w);
+    for (size_t i = 0; i < (size_t)rows * cols; i += 97) w[i] = (float)(i % 13) - 6.0f;
+    w[(size_t)9000 * cols + 5] = NAN;
+    bweight_t bw;
+    err_t err = {0};
+    EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == -1);
+    EXPECT(g->ops->sync(g, &err) == -1);
+    EXPECT(err.code == EXIT_DATAERR);
+    EXPECT_STR_CONTAINS(err.msg, "not finite");
+    EXPECT_STR_CONTAINS(err.msg, "row 9000, column 5"); // in the second chunk, named within the matrix
+    g->ops->weight_free(g, &bw);
+    w[(size_t)9000 * cols + 5] = 1.0f; // and a finite matrix of the same shape then uploads
+    memset(&err, 0, sizeof err);
+    EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == 0);
+    EXPECT(g->ops->sync(g, &err) == 0);
+    EXPECT(bw.dtype == DT_I8);
+    g->ops->weight_free(g, &bw);
+    free(w);
+}
+
 /* Usage: test_kernels [TEST_NAME...]; with names, only those tests run (tools/gpu-check.sh runs
  * test_attention alone under compute-sanitizer). */
 int main(int argc, char **argv) {
@@ -638,7 +664,8 @@ int main(int argc, char **argv) {
                {"test_pool_score", test_pool_score},
                {"test_batch_upload", test_batch_upload},
                {"test_int8_upload_matches_quant", test_int8_upload_matches_quant},
-               {"test_oom_reported", test_oom_reported}};
+               {"test_oom_reported", test_oom_reported},
+               {"test_int8_nonfinite_rejected", test_int8_nonfinite_rejected}};
     enum { N_ALL = (int)(sizeof all / sizeof all[0]) };
     tt_fn_ fns[N_ALL];
     char names[1024] = "";

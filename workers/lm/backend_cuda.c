@@ -22,6 +22,7 @@
  */
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -251,17 +252,23 @@ static int stage_init(backend_t *b, int need_dev) {
     return 0;
 }
 
-/* Copy `bytes` of host memory to device `dst`; with convert, `host` is fp32 and dst receives
- * it in the compute dtype (rounded to nearest even). Returns 0 or -1 (failure recorded). */
-static int stage_upload(backend_t *b, void *dst, const void *host, size_t bytes, int convert) {
+/* Writes bytes [off, off + n) of an upload into the pinned buffer dst. */
+typedef void (*stage_fill_fn)(void *dst, size_t off, size_t n, void *ctx);
+
+/* Stream `bytes` to device `dst` through the two pinned staging buffers, in chunks of whole
+ * `unit`s (unit <= STAGE_BYTES): fill() writes each chunk into a pinned buffer while the DMA of
+ * the previous chunk runs. With convert the stream is fp32 and dst receives it in the compute
+ * dtype (rounded to nearest even, on the device). Returns 0 or -1 (failure recorded). */
+static int stage_stream(backend_t *b, void *dst, size_t bytes, size_t unit, int convert, stage_fill_fn fill,
+                        void *ctx) {
     cuda_impl_t *im = impl_of(b);
     if (stage_init(b, convert)) return -1;
-    size_t out_elem = dt_size(b->compute);
-    for (size_t off = 0, i = 0; off < bytes; off += STAGE_BYTES, i++) {
+    size_t out_elem = dt_size(b->compute), chunk = STAGE_BYTES / unit * unit;
+    for (size_t off = 0, i = 0; off < bytes; off += chunk, i++) {
         int k = (int)(i & 1);
-        size_t n = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
+        size_t n = bytes - off < chunk ? bytes - off : chunk;
         if (CK(b, cudaEventSynchronize(im->stage_done[k]))) return -1;
-        memcpy(im->pinned[k], (const char *)host + off, n);
+        fill(im->pinned[k], off, n, ctx);
         if (!convert) {
             if (CK(b, cudaMemcpyAsync((char *)dst + off, im->pinned[k], n, cudaMemcpyHostToDevice, im->stream)))
                 return -1;
@@ -274,6 +281,39 @@ static int stage_upload(backend_t *b, void *dst, const void *host, size_t bytes,
         if (CK(b, cudaEventRecord(im->stage_done[k], im->stream))) return -1;
     }
     return 0;
+}
+
+/* stage_fill_fn of a plain copy from host memory ctx. */
+static void fill_copy(void *dst, size_t off, size_t n, void *ctx) { memcpy(dst, (const char *)ctx + off, n); }
+
+/* Copy `bytes` of host memory to device `dst`; with convert, `host` is fp32 and dst receives
+ * it in the compute dtype (rounded to nearest even). Returns 0 or -1 (failure recorded). */
+static int stage_upload(backend_t *b, void *dst, const void *host, size_t bytes, int convert) {
+    return stage_stream(b, dst, bytes, convert ? sizeof(float) : 1, convert, fill_copy, (void *)host);
+}
+
+/* The int8 stream of one matrix: rows quantised straight into the pinned buffer. */
+typedef struct {
+    const float *w;  // (rows, cols) fp32 host matrix
+    float *scales;   // (rows) filled as rows are quantised
+    int cols;
+    err_t err;       // the first quantisation failure (a non-finite weight)
+    int failed;
+} quant_stream_t;
+
+/* stage_fill_fn: quantise the rows covering bytes [off, off + n) of the int8 matrix. */
+static void fill_quant(void *dst, size_t off, size_t n, void *ctx) {
+    quant_stream_t *qs = ctx;
+    int r0 = (int)(off / (size_t)qs->cols), nr = (int)(n / (size_t)qs->cols);
+    if (qs->failed) return;
+    if (quant_int8_rows(dst, qs->scales + r0, qs->w + (size_t)r0 * qs->cols, nr, qs->cols, &qs->err) < 0) {
+        qs->failed = 1; // name the row within the whole matrix, not within this chunk
+        const float *bad = qs->w + (size_t)r0 * qs->cols;
+        while (isfinite(*bad)) bad++;
+        size_t at = (size_t)(bad - qs->w);
+        err_fmt(&qs->err, "int8 quantisation: row %zu, column %zu holds %g; the weight is not finite",
+                at / (size_t)qs->cols, at % (size_t)qs->cols, (double)*bad);
+    }
 }
 
 /* An fp32 vector (norm weights, rope frequencies) in device memory, or NULL (failure recorded). */
@@ -295,20 +335,18 @@ static int cuda_weight_upload(backend_t *b, bweight_t *w, const float *host, int
     memset(w, 0, sizeof *w);
     w->rows = rows;
     w->cols = cols;
-    if (im->quant_int8 && rows >= QUANT_MIN_ROWS) {
-        int8_t *q = xmalloc(n ? n : 1);
-        float *scales = xmalloc((size_t)rows * sizeof(float));
-        err_t qe = {0};
+    if (im->quant_int8 && rows >= QUANT_MIN_ROWS && (size_t)cols <= STAGE_BYTES) { // a row fits a chunk
+        /* Quantised row chunk by row chunk into pinned staging: no int8 copy of the matrix on the
+         * host, and the quantiser overlaps the DMA of the previous chunk. */
+        quant_stream_t qs = {.w = host, .scales = xmalloc((size_t)rows * sizeof(float)), .cols = cols};
         int rc = -1;
-        if (quant_int8_rows(q, scales, host, rows, cols, &qe) < 0) {
-            cuda_record(b, EXIT_DATAERR, qe.msg);
-        } else if ((w->data = arena_alloc(b, n, 0, "int8 weight")) &&
-                   (w->scales = arena_alloc(b, (size_t)rows * sizeof(float), 0, "int8 scales")) &&
-                   !stage_upload(b, w->data, q, n, 0) && !stage_upload(b, w->scales, scales, rows * sizeof(float), 0)) {
-            rc = 0; // q and scales are already copied into pinned staging: free them now
+        if ((w->data = arena_alloc(b, n, 0, "int8 weight")) &&
+            (w->scales = arena_alloc(b, (size_t)rows * sizeof(float), 0, "int8 scales")) &&
+            !stage_stream(b, w->data, n, (size_t)cols, 0, fill_quant, &qs)) {
+            if (qs.failed) cuda_record(b, EXIT_DATAERR, qs.err.msg);
+            else if (!stage_upload(b, w->scales, qs.scales, (size_t)rows * sizeof(float), 0)) rc = 0;
         }
-        free(q);
-        free(scales);
+        free(qs.scales); // stage_upload copied it into pinned staging before returning
         w->dtype = DT_I8;
         if (rc) return -1;
     } else {

@@ -104,9 +104,16 @@ static int check_unexpected(const st_set_t *st, const weight_spec_t *specs, int 
                    model_type, list, bad > 3 ? ", ..." : "");
 }
 
-/* Load one spec: find, check shape, convert, LoRA, upload. */
+/* A grow-only fp32 host buffer, reused for every tensor of one load: a fresh multi-GB malloc per
+ * tensor would be a fresh mmap, and the kernel would fault in and zero every page of it again. */
+typedef struct {
+    float *p;     // (cap) floats
+    size_t cap;
+} host_buf_t;
+
+/* Load one spec through buf: find, check shape, convert, LoRA, upload. */
 static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_spec_t *s, const char *dir_hint,
-                    err_t *err) {
+                    host_buf_t *buf, err_t *err) {
     const st_tensor_t *t = st_find(st, s->name);
     if (!t)
         return err_code(err, EXIT_DATAERR, "%s: missing tensor '%s' (required by the %s config)", dir_hint, s->name,
@@ -123,11 +130,15 @@ static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_s
                         shape_str(t, got, sizeof got), s->rows);
     }
     size_t n = (size_t)s->rows * (size_t)(s->cols ? s->cols : 1);
-    float *host = xmalloc(n * sizeof(float) + 1);
+    if (n + 1 > buf->cap) {
+        free(buf->p);
+        buf->cap = n + 1;
+        buf->p = xmalloc(buf->cap * sizeof(float));
+    }
+    float *host = buf->p;
     int rc = st_to_f32(st, t, host, err);
     if (!rc && lora) rc = lora_apply(lora, s->name, host, s->rows, s->cols, err);
     if (rc) {
-        free(host);
         err->code = EXIT_DATAERR;
         return -1;
     }
@@ -137,12 +148,11 @@ static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_s
     } else {
         *s->vec = be->ops->vec_upload(be, host, n);
         rc = *s->vec ? 0 : -1;
-        if (s->vec == &m->w.final_norm) {
-            m->final_norm_host = host;
-            host = NULL;
+        if (s->vec == &m->w.final_norm) { // kept for model_forward_trace's final norm
+            m->final_norm_host = xmalloc(n * sizeof(float));
+            memcpy(m->final_norm_host, host, n * sizeof(float));
         }
     }
-    free(host);
     if (rc) {
         be->ops->sync(be, err); // the backend recorded why (out of memory)
         if (!err->code) err->code = EXIT_OOM;
@@ -159,8 +169,11 @@ int weights_load(model_t *m, const st_set_t *st, lora_t *lora, const char *where
         err->code = EXIT_DATAERR;
         goto done;
     }
-    for (int i = 0; i < n; i++)
-        if (load_one(m, st, lora, &specs[i], where, err)) goto done;
+    host_buf_t buf = {0};
+    int failed = 0;
+    for (int i = 0; i < n && !failed; i++) failed = load_one(m, st, lora, &specs[i], where, &buf, err) != 0;
+    free(buf.p);
+    if (failed) goto done;
     if (lora && lora_finish(lora, err)) {
         err->code = EXIT_DATAERR;
         goto done;
