@@ -32,8 +32,11 @@ enum { W_SHFL = 1, W_SYNCWARP, W_MMA16_BF16, W_MMA16_F16, W_MMA8_F16 }; // warp 
 
  /* Context switch. On x86-64 a hand-written switch of the callee-saved registers (no system
  * call: glibc's swapcontext saves the signal mask with one, which made the emulator spend most
- * of its time in the kernel); elsewhere ucontext. */
-#if defined(__x86_64__)
+ * of its time in the kernel); elsewhere, or with -DEMU_UCONTEXT, ucontext. */
+#if defined(__x86_64__) && !defined(EMU_UCONTEXT)
+#define EMU_ASM_SWITCH 1
+#endif
+#if EMU_ASM_SWITCH
 extern "C" void emu_ctx_switch(void **save_sp, void *load_sp);
 __asm__(".text\n"
         ".globl emu_ctx_switch\n"
@@ -75,7 +78,7 @@ static struct {
     int n;
     fiber_t *cur;
     ctx_t sched;
-#if !defined(__x86_64__)
+#if !EMU_ASM_SWITCH
     ucontext_t proto;
     int proto_ok;
 #endif
@@ -142,7 +145,7 @@ static void install_segv_handler() {
 
 /* Switch from context `from` (saved) to `to`. */
 static void ctx_swap(ctx_t *from, ctx_t *to) {
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
     emu_ctx_switch(&from->sp, to->sp);
 #else
     swapcontext(&from->uc, &to->uc);
@@ -162,7 +165,7 @@ static void fiber_main() {
 
 /* Make f's context start fiber_main on its own stack when first switched to. */
 static void ctx_start(fiber_t *f) {
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
     /* The frame emu_ctx_switch pops: mxcsr/fpu cw, r15, r14, r13, r12, rbx, rbp, then the
      * return address (fiber_main), which sits 16-byte aligned so that fiber_main starts with
      * the stack alignment of a call. */
