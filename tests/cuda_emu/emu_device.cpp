@@ -111,6 +111,8 @@ int sm() { return device_cfg().sm; }
 
 [[noreturn]] void trap(const char *why) { fail("%s", why); }
 
+/* SIGSEGV/SIGBUS inside a kernel: name the kernel, block and thread (async-signal-safe writes
+ * only), then die of the signal as the default action would. */
 static void segv_handler(int sig) {
     static const char msg[] = "cuda-emu: segmentation fault inside a kernel: an out-of-bounds device or shared "
                               "memory access, or a host pointer used on the device\n";
@@ -283,47 +285,45 @@ static void mma_complete(fiber_t *w, int op) {
 
 /* Try to complete the collective the warp starting at thread w0 waits at; 1 when released. */
 static int release_warp(int w0) {
-    {
-        fiber_t *w = &S.f[w0];
-        const int nl = S.n - w0 < 32 ? S.n - w0 : 32;
-        int first = -1;
-        for (int l = 0; l < nl; l++)
-            if (w[l].state == F_WARP) {
-                first = l;
-                break;
-            }
-        if (first < 0) return 0;
-        const unsigned mask = w[first].mask;
-        const int op = w[first].wop;
-        int ready = 1;
+    fiber_t *w = &S.f[w0];
+    const int nl = S.n - w0 < 32 ? S.n - w0 : 32;
+    int first = -1;
+    for (int l = 0; l < nl; l++)
+        if (w[l].state == F_WARP) {
+            first = l;
+            break;
+        }
+    if (first < 0) return 0;
+    const unsigned mask = w[first].mask;
+    const int op = w[first].wop;
+    int ready = 1;
+    for (int l = 0; l < nl; l++) {
+        if (!(mask >> l & 1u)) continue;
+        if (w[l].state == F_DONE) fail("%s", "a warp collective's mask names a lane that has exited");
+        if (w[l].state != F_WARP) ready = 0;
+        else if (w[l].wop != op || w[l].mask != mask)
+            fail("%s", "lanes of one warp wait at different collectives (divergent __shfl/__syncwarp/mma)");
+    }
+    if (!(mask >> first & 1u)) fail("%s", "a lane calls a warp collective with a mask that excludes itself");
+    if (!ready) return 0;
+    if (op == W_MMA16_BF16 || op == W_MMA16_F16 || op == W_MMA8_F16) {
+        if (nl != 32 || mask != 0xffffffffu) fail("%s", "mma.sync needs all 32 lanes of a full warp");
+        mma_complete(w, op);
+    } else if (op == W_SHFL) {
+        uint64_t got[32];
         for (int l = 0; l < nl; l++) {
             if (!(mask >> l & 1u)) continue;
-            if (w[l].state == F_DONE) fail("%s", "a warp collective's mask names a lane that has exited");
-            if (w[l].state != F_WARP) ready = 0;
-            else if (w[l].wop != op || w[l].mask != mask)
-                fail("%s", "lanes of one warp wait at different collectives (divergent __shfl/__syncwarp/mma)");
-        }
-        if (!(mask >> first & 1u)) fail("%s", "a lane calls a warp collective with a mask that excludes itself");
-        if (!ready) return 0;
-        if (op == W_MMA16_BF16 || op == W_MMA16_F16 || op == W_MMA8_F16) {
-            if (nl != 32 || mask != 0xffffffffu) fail("%s", "mma.sync needs all 32 lanes of a full warp");
-            mma_complete(w, op);
-        } else if (op == W_SHFL) {
-            uint64_t got[32];
-            for (int l = 0; l < nl; l++) {
-                if (!(mask >> l & 1u)) continue;
-                const int wd = w[l].width, seg = l & ~(wd - 1);
-                int s = w[l].xor_mode ? l ^ w[l].src : seg + (w[l].src & (wd - 1));
-                if (w[l].xor_mode && s >= seg + wd) s = l; // xor beyond the segment: own value
-                if (s >= nl || !(mask >> s & 1u)) fail("%s", "a shuffle reads a lane outside its mask");
-                got[l] = w[s].bits;
-            }
-            for (int l = 0; l < nl; l++)
-                if (mask >> l & 1u) w[l].bits = got[l];
+            const int wd = w[l].width, seg = l & ~(wd - 1);
+            int s = w[l].xor_mode ? l ^ w[l].src : seg + (w[l].src & (wd - 1));
+            if (w[l].xor_mode && s >= seg + wd) s = l; // xor beyond the segment: own value
+            if (s >= nl || !(mask >> s & 1u)) fail("%s", "a shuffle reads a lane outside its mask");
+            got[l] = w[s].bits;
         }
         for (int l = 0; l < nl; l++)
-            if (mask >> l & 1u) w[l].state = F_RUN;
+            if (mask >> l & 1u) w[l].bits = got[l];
     }
+    for (int l = 0; l < nl; l++)
+        if (mask >> l & 1u) w[l].state = F_RUN;
     return 1;
 }
 

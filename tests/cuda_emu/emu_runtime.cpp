@@ -48,6 +48,7 @@ namespace emu {
  * Settings, last error, queue
  * ------------------------------------------------------------------------------------------- */
 
+/* The integer value of environment variable `name`, or dflt when unset or empty; aborts on junk. */
 static long env_long(const char *name, long dflt) {
     const char *s = getenv(name);
     if (!s || !*s) return dflt;
@@ -60,6 +61,7 @@ static long env_long(const char *name, long dflt) {
     return v;
 }
 
+/* The emulated device's settings, read from the environment on first use. */
 const device_cfg_t &device_cfg() {
     static device_cfg_t c;
     static int done;
