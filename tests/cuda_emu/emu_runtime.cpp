@@ -37,7 +37,6 @@
 
 #include <deque>
 #include <map>
-#include <set>
 #include <vector>
 
 #include "emu_internal.h"
@@ -95,7 +94,7 @@ typedef struct {
     std::function<void()> op;
 } queued_t;
 static std::deque<queued_t> g_queue;
-static uint64_t g_next_seq = 1, g_done_seq = 0;
+static uint64_t g_next_seq = 1;
 
 uint64_t queue_push(std::function<void()> op) {
     if (device_cfg().dry) op = [] {}; // keep the ordering bookkeeping, run nothing
@@ -108,7 +107,6 @@ void queue_flush(uint64_t upto) {
         queued_t q = std::move(g_queue.front());
         g_queue.pop_front();
         q.op();
-        g_done_seq = q.seq;
     }
 }
 
@@ -156,8 +154,7 @@ typedef struct {
     size_t bytes;  // bytes counted against the device
 } dev_block_t;
 static std::map<uintptr_t, dev_block_t> g_dev;   // by user pointer
-static std::set<uintptr_t> g_pinned;             // cudaMallocHost pointers
-static std::map<uintptr_t, size_t> g_pinned_len; // and their lengths
+static std::map<uintptr_t, size_t> g_pinned_len; // cudaMallocHost pointers and their lengths
 static size_t g_dev_used;
 
 /* 1 when [p, p+n) lies in one pinned allocation. */
@@ -217,7 +214,6 @@ cudaError_t cudaFree(void *p) {
 cudaError_t cudaMallocHost(void **ptr, size_t size) {
     *ptr = malloc(size ? size : 1);
     if (!*ptr) return cudaErrorMemoryAllocation;
-    g_pinned.insert((uintptr_t)*ptr);
     g_pinned_len[(uintptr_t)*ptr] = size;
     return cudaSuccess;
 }
@@ -225,11 +221,10 @@ cudaError_t cudaMallocHost(void **ptr, size_t size) {
 cudaError_t cudaFreeHost(void *p) {
     if (!p) return cudaSuccess;
     queue_flush();
-    if (!g_pinned.erase((uintptr_t)p)) {
+    if (!g_pinned_len.erase((uintptr_t)p)) {
         fprintf(stderr, "cuda-emu: cudaFreeHost of %p, which cudaMallocHost did not return\n", p);
         return cudaErrorInvalidValue;
     }
-    g_pinned_len.erase((uintptr_t)p);
     free(p);
     return cudaSuccess;
 }
