@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rows_to_text.h"
+#include "rows.h"
 #include "tokenizer.h"
 
 static tokenizer_t *tok_;

@@ -12,7 +12,7 @@
 
 #include "orch.h"
 #include "plan_fields.h"
-#include "rows_to_text.h"
+#include "rows.h"
 #include "tinytest.h"
 
 static char tmpdir[256];

@@ -13,7 +13,7 @@
 
 #include "csv_io.h"
 #include "exit_codes.h"
-#include "rows_to_text.h"
+#include "rows.h"
 #include "tinytest.h"
 #include "tokenizer.h"
 

@@ -31,7 +31,7 @@
 #include "exit_codes.h"
 #include "model.h"
 #include "progress_fd.h"
-#include "rows_to_text.h"
+#include "rows.h"
 #include "tokenizer.h"
 
 typedef struct {

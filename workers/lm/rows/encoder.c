@@ -10,7 +10,7 @@
  *
  * It does not decode CSV fields (rows_to_text.c) or define templates (rows_template.c).
  */
-#include "rows_to_text.h"
+#include "rows.h"
 
 #include <string.h>
 

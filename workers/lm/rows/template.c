@@ -8,7 +8,7 @@
  *
  * It does not tokenise or truncate; template_render gives the full text for tests and debugging.
  */
-#include "rows_to_text.h"
+#include "rows.h"
 
 #include <jansson.h>
 #include <string.h>

@@ -13,7 +13,7 @@
  *
  * It does not apply templates or tokenise (rows_template.c, rows_encode.c).
  */
-#include "rows_to_text.h"
+#include "rows.h"
 
 #include <jansson.h>
 #include <stdio.h>
