@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "build_info.h"
 #include "exit_codes.h"
 #include "memcheck.h"
 #include "nvml.h"
@@ -43,7 +44,7 @@ static const char EXAMPLE_PLAN[] =
 static void usage(FILE *f) {
     fprintf(f,
             "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--quiet]\n"
-            "       orchestrate --help | --version\n"
+            "       orchestrate -h|--help | -V|--version\n"
             "\n"
             "Runs the plan's models (one stage each) as worker processes, one per GPU (or cpu_workers\n"
             "on the CPU), checks every output, and writes the weighted ensemble as the submission.\n"
@@ -81,8 +82,8 @@ static int fail(int code, const char *fmt, ...) {
     return code;
 }
 
-/* Parse argv into cli. Exits 0 after --help or --version; returns 0, or EXIT_USAGE after printing
- * the usage and the failure line. */
+/* Parse argv into cli. Exits 0 after -h/--help or -V/--version (which takes no other argument);
+ * returns 0, or EXIT_USAGE after printing the usage and the failure line. */
 static int parse_cli(int argc, char **argv, cli_t *cli) {
     static const struct option opts[] = {
         {"plan", required_argument, NULL, 'p'},  {"dry-run", no_argument, NULL, 'n'},
@@ -93,9 +94,9 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
     };
     memset(cli, 0, sizeof *cli);
     cli->plan_path = "plan.json";
-    int c;
+    int c, version = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
         switch (c) {
         case 'p': cli->plan_path = optarg; break;
         case 'n': cli->dry_run = 1; break;
@@ -104,11 +105,16 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         case 'g': cli->gpus = optarg; break;
         case 'q': cli->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
-        case 'V': printf("orchestrate %s\n", ORCH_VERSION); exit(0);
+        case 'V': version = 1; break;
         default:
             usage(stderr);
             return fail(EXIT_USAGE, "unknown or incomplete option '%s' (see above)", argv[optind - 1]);
         }
+    }
+    if (version && argc > 2) return fail(EXIT_USAGE, "--version takes no other arguments");
+    if (version) {
+        printf("orchestrate %s\n" BUILD_INFO_LINES, ORCH_VERSION);
+        exit(0);
     }
     if (optind < argc) {
         usage(stderr);

@@ -244,7 +244,7 @@ if ((BUILT >= 2)); then
             --dtype "$dt" --golden "$F/tiny-llama-lora/golden.json"
     done
     for m in tiny-llama tiny-gemma2; do
-        golden "golden-$m-$HALF-int8" int8 2e-2 --model "$F/$m" --dtype "$HALF" --int8 --golden "$F/$m/golden.json"
+        golden "golden-$m-$HALF-int8" int8 2e-2 --model "$F/$m" --dtype "$HALF" --quant int8 --golden "$F/$m/golden.json"
     done
 else
     SKIPS+=("goldens and lm-worker timings (lm-worker did not build)")

@@ -12,12 +12,12 @@
 
 # golden_weights_err WORKER MODE ARGS...: print the worst probability error of the CPU reference
 # with weights rounded to MODE (bf16, fp16, int8) against the golden, ARGS being the bench
-# arguments of the GPU run (--model, --adapter, --golden; --int8 and --dtype X are dropped).
+# arguments of the GPU run (--model, --adapter, --golden; --quant Q, --int8 and --dtype X are dropped).
 golden_weights_err() {
     local worker=$1 mode=$2; shift 2
     local args=("$@") ref=() i
     for ((i = 0; i < ${#args[@]}; i++)); do
-        case "${args[i]}" in --int8) ;; --dtype | --device) i=$((i + 1)) ;; *) ref+=("${args[i]}") ;; esac
+        case "${args[i]}" in --int8) ;; --quant | --dtype | --device) i=$((i + 1)) ;; *) ref+=("${args[i]}") ;; esac
     done
     "$worker" bench --device cpu --round-weights "$mode" --prob-tol 1 --logit-tol 1e9 "${ref[@]}" 2>/dev/null |
         sed -n 's/.*worst |dprob| \([^:]*\):.*/\1/p'

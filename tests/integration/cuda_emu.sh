@@ -57,13 +57,13 @@ done
 golden "llama-lora-fp32" --model "$L" "${LORA[@]}" --dtype fp32 --golden "$M/tiny-llama-lora/golden.json"
 golden "llama-lora-fp16" --model "$L" "${LORA[@]}" --dtype fp16 --golden "$M/tiny-llama-lora/golden.json"
 golden_rounded "llama-lora-bf16" bf16 5e-3 --model "$L" "${LORA[@]}" --dtype bf16 --golden "$M/tiny-llama-lora/golden.json"
-golden_rounded "llama-bf16-int8" int8 2e-2 --model "$L" --dtype bf16 --int8 --golden "$L/golden.json"
+golden_rounded "llama-bf16-int8" int8 2e-2 --model "$L" --dtype bf16 --quant int8 --golden "$L/golden.json"
 golden "gemma2-fp32" --model "$M/tiny-gemma2" --dtype fp32 --golden "$M/tiny-gemma2/golden.json"
 golden_rounded "gemma2-fp16" fp16 5e-3 --model "$M/tiny-gemma2" --dtype fp16 --golden "$M/tiny-gemma2/golden.json"
 golden_rounded "gemma2-bf16" bf16 5e-3 --model "$M/tiny-gemma2" --dtype bf16 --golden "$M/tiny-gemma2/golden.json"
 export CUDA_EMU_SM=75
 golden "sm75-llama-fp16" --model "$M/tiny-llama" --dtype fp16 --golden "$M/tiny-llama/golden.json"
-golden_rounded "sm75-llama-fp16-int8" int8 2e-2 --model "$L" --dtype fp16 --int8 --golden "$L/golden.json"
+golden_rounded "sm75-llama-fp16-int8" int8 2e-2 --model "$L" --dtype fp16 --quant int8 --golden "$L/golden.json"
 golden "sm75-llama-auto" --model "$M/tiny-llama" --dtype auto --golden "$M/tiny-llama/golden.json"
 grep -q "fp16 on cuda" "$TMP/sm75-llama-auto.log" || fail "--dtype auto on sm_75 did not pick fp16"
 if "$EMU" bench --device cuda --dtype bf16 --model "$M/tiny-llama" --golden "$M/tiny-llama/golden.json" \

@@ -25,14 +25,15 @@
 #include "exit_codes.h"
 #include "json_util.h"
 #include "model.h"
+#include "opts.h"
 #include "weight_round.h"
 
 #define BENCH_MAX_SHAPES 16
 
 typedef struct {
-    const char *model, *adapter, *device, *dtype, *golden, *ids;  // the options of the same names (NULL: unset)
+    const char *model, *adapter, *device, *dtype, *quant, *golden, *ids; // the options of the same names (NULL: unset)
     const char *round_weights;   // --round-weights bf16|fp16|int8 (CPU only), or NULL
-    int int8, threads, iters, warmup;                             // --int8 (0/1), --threads, --iters, --warmup
+    int int8, threads, iters, warmup;                             // --quant int8 (0/1), --threads, --iters, --warmup
     int n_shapes, batch[BENCH_MAX_SHAPES], len[BENCH_MAX_SHAPES]; // timing shapes (B x L)
     double logit_tol, prob_tol; // < 0: the default for the dtype
 } bench_opts_t;
@@ -45,7 +46,8 @@ static void bench_usage(FILE *f) {
             "  --adapter DIR      PEFT LoRA adapter to merge (default: none)\n"
             "  --device D         " DEVICE_CHOICES " (default: auto)\n"
             "  --dtype T          " DEVICE_DTYPE_CHOICES " (default: auto)\n"
-            "  --int8             int8 weights, CUDA only (default: off)\n"
+            "  --quant Q          " DEVICE_QUANT_CHOICES ": int8 weights, CUDA only (default: none;\n"
+            "                     --int8 is a deprecated alias of --quant int8)\n"
             "  --threads N        CPU threads, 0 = all cores (default: 0)\n"
             "  --shapes BxL,...   timing: batch shapes, each B sequences of L tokens (default: 8x1024)\n"
             "  --iters N          timing: timed forwards (default: 5)\n"
@@ -57,7 +59,8 @@ static void bench_usage(FILE *f) {
             "  --prob-tol X       golden: |got-ref| <= X on probabilities (default: fp32 1e-4, bf16/fp16 5e-3,\n"
             "                     int8 2e-2)\n"
             "  --round-weights M  CPU only: hold the weights as the GPU stores them (bf16, fp16 or int8), fp32\n"
-            "                     arithmetic; golden then shows the error the weights alone cause\n");
+            "                     arithmetic; golden then shows the error the weights alone cause\n"
+            "  -h, --help         this text\n");
 }
 
 /* Parse "8x1024,4x2048" into o's shapes. Returns 0, or -1 after printing why. */
@@ -83,71 +86,35 @@ static int parse_shapes(const char *v, bench_opts_t *o) {
     return o->n_shapes ? 0 : -1;
 }
 
-/* Parse argv (argv[0] is "bench"). Returns 0, 1 for --help, or -1 after printing why. */
+/* OPT_FN parser of --shapes into the bench_opts_t dst. */
+static int shapes_opt(const char *v, void *dst) {
+    return parse_shapes(v, dst);
+}
+
+/* Parse argv (argv[0] is "bench"). Returns -1 to continue, or an exit status (0 after --help). */
 static int bench_parse(int argc, char **argv, bench_opts_t *o) {
-    *o = (bench_opts_t){.device = "auto", .dtype = "auto", .iters = 5, .warmup = 1, .logit_tol = -1, .prob_tol = -1,
-                        .n_shapes = 1, .batch = {8}, .len = {1024}};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
-        if (!strcmp(a, "--int8")) {
-            o->int8 = 1;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "lm-worker bench: option '%s' needs a value (see --help)\n", a);
-            return -1;
-        }
-        const char *v = argv[++i];
-        if (!strcmp(a, "--shapes")) {
-            if (parse_shapes(v, o)) return -1;
-            continue;
-        }
-        const char **s = !strcmp(a, "--model")     ? &o->model
-                         : !strcmp(a, "--adapter") ? &o->adapter
-                         : !strcmp(a, "--device")  ? &o->device
-                         : !strcmp(a, "--dtype")   ? &o->dtype
-                         : !strcmp(a, "--golden")  ? &o->golden
-                         : !strcmp(a, "--ids")     ? &o->ids
-                         : !strcmp(a, "--round-weights") ? &o->round_weights
-                                                   : NULL;
-        if (s) {
-            *s = v;
-            continue;
-        }
-        int *n = !strcmp(a, "--threads") ? &o->threads
-                 : !strcmp(a, "--iters") ? &o->iters
-                 : !strcmp(a, "--warmup") ? &o->warmup
-                                          : NULL;
-        double *d = !strcmp(a, "--logit-tol") ? &o->logit_tol : !strcmp(a, "--prob-tol") ? &o->prob_tol : NULL;
-        char *end;
-        if (n) {
-            long x = strtol(v, &end, 10);
-            if (!*v || *end || x < 0 || x > (1L << 24)) {
-                fprintf(stderr, "lm-worker bench: %s '%s': expected an integer in [0, 2^24]\n", a, v);
-                return -1;
-            }
-            *n = (int)x;
-        } else if (d) {
-            *d = strtod(v, &end);
-            if (!*v || *end || !(*d >= 0)) {
-                fprintf(stderr, "lm-worker bench: %s '%s': expected a number >= 0\n", a, v);
-                return -1;
-            }
-        } else {
-            fprintf(stderr, "lm-worker bench: unknown option '%s' (see --help)\n", a);
-            return -1;
-        }
-    }
-    if (!o->model) {
-        fprintf(stderr, "lm-worker bench: --model is required\n");
-        return -1;
-    }
-    if (o->iters < 1) {
-        fprintf(stderr, "lm-worker bench: --iters must be at least 1\n");
-        return -1;
-    }
-    return 0;
+    *o = (bench_opts_t){.device = "auto", .dtype = "auto", .quant = "none", .iters = 5, .warmup = 1,
+                        .logit_tol = -1, .prob_tol = -1, .n_shapes = 1, .batch = {8}, .len = {1024}};
+    const opt_t opts[] = {
+        {"model", OPT_STR, .dst = &o->model, .required = 1},
+        {"adapter", OPT_STR, .dst = &o->adapter},
+        {"device", OPT_CHOICE, .dst = &o->device, .choices = DEVICE_CHOICES},
+        {"dtype", OPT_CHOICE, .dst = &o->dtype, .choices = DEVICE_DTYPE_CHOICES},
+        {"quant", OPT_CHOICE, .dst = &o->quant, .choices = DEVICE_QUANT_CHOICES},
+        {"int8", OPT_SET, .dst = &o->quant, .choices = "int8"}, // deprecated alias of --quant int8
+        {"threads", OPT_INT, .dst = &o->threads, .lo = 0, .hi = 4096},
+        {"shapes", OPT_FN, .dst = o, .fn = shapes_opt},
+        {"iters", OPT_INT, .dst = &o->iters, .lo = 1, .hi = 1 << 24},
+        {"warmup", OPT_INT, .dst = &o->warmup, .lo = 0, .hi = 1 << 24},
+        {"ids", OPT_STR, .dst = &o->ids},
+        {"golden", OPT_STR, .dst = &o->golden},
+        {"logit-tol", OPT_NUM, .dst = &o->logit_tol, .lo = 0},
+        {"prob-tol", OPT_NUM, .dst = &o->prob_tol, .lo = 0},
+        {"round-weights", OPT_CHOICE, .dst = &o->round_weights, .choices = "bf16|fp16|int8"},
+    };
+    int rc = opts_parse("bench", argc, argv, opts, OPTS_N(opts), bench_usage);
+    o->int8 = !strcmp(o->quant, "int8");
+    return rc;
 }
 
 /* CLOCK_MONOTONIC seconds. */
@@ -363,10 +330,7 @@ static int bench_golden(model_t *m, backend_t *be, const bench_opts_t *o) {
 int cmd_bench(int argc, char **argv) {
     bench_opts_t o;
     int pr = bench_parse(argc, argv, &o);
-    if (pr) {
-        bench_usage(pr > 0 ? stdout : stderr);
-        return pr > 0 ? EXIT_OK : EXIT_USAGE;
-    }
+    if (pr != -1) return pr;
     err_t err = {0};
     backend_t *be = device_open(o.device, o.dtype, o.int8, o.threads, &err);
     if (!be) {

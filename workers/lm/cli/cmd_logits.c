@@ -16,6 +16,7 @@
 #include "exit_codes.h"
 #include "jsonl.h"
 #include "model.h"
+#include "opts.h"
 
 /* Print `lm-worker logits`'s options and their defaults to f. */
 static void logits_usage(FILE *f) {
@@ -26,57 +27,30 @@ static void logits_usage(FILE *f) {
             "  --adapter DIR      PEFT LoRA adapter to merge (default: none)\n"
             "  --device D         " DEVICE_CHOICES " (default: auto)\n"
             "  --dtype T          " DEVICE_DTYPE_CHOICES " (default: auto)\n"
-            "  --int8             int8 weights, CUDA only (default: off)\n"
+            "  --quant Q          " DEVICE_QUANT_CHOICES ": int8 weights, CUDA only (default: none;\n"
+            "                     --int8 is a deprecated alias of --quant int8)\n"
             "  --threads N        CPU threads, 0 = all cores (default: 0)\n"
-            "  --help             this text\n");
+            "  -h, --help         this text\n");
 }
 
 typedef struct {
-    const char *model, *adapter, *device, *dtype; // the options of the same names (NULL: unset)
-    int int8, threads;                            // --int8 (0/1), --threads
+    const char *model, *adapter, *device, *dtype, *quant; // the options of the same names (NULL: unset)
+    int threads;                                          // --threads
 } logits_opts_t;
 
-/* Parse argv (argv[0] is "logits"). Returns 0, 1 for --help, or -1 after printing why. */
+/* Parse argv (argv[0] is "logits"). Returns -1 to continue, or an exit status (0 after --help). */
 static int logits_parse(int argc, char **argv, logits_opts_t *o) {
-    *o = (logits_opts_t){.device = "auto", .dtype = "auto"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return 1;
-        if (strcmp(a, "--int8") == 0) {
-            o->int8 = 1;
-            continue;
-        }
-        if (strcmp(a, "--model") == 0) slot = &o->model;
-        else if (strcmp(a, "--adapter") == 0) slot = &o->adapter;
-        else if (strcmp(a, "--device") == 0) slot = &o->device;
-        else if (strcmp(a, "--dtype") == 0) slot = &o->dtype;
-        else if (strcmp(a, "--threads") != 0) {
-            fprintf(stderr, "lm-worker logits: unknown option '%s'\n", a);
-            return -1;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "lm-worker logits: option '%s' needs a value\n", a);
-            return -1;
-        }
-        const char *v = argv[++i];
-        if (slot) {
-            *slot = v;
-            continue;
-        }
-        char *end;
-        long n = strtol(v, &end, 10);
-        if (!*v || *end || n < 0 || n > 4096) {
-            fprintf(stderr, "lm-worker logits: --threads '%s': expected an integer in [0, 4096]\n", v);
-            return -1;
-        }
-        o->threads = (int)n;
-    }
-    if (!o->model) {
-        fprintf(stderr, "lm-worker logits: --model is required\n");
-        return -1;
-    }
-    return 0;
+    *o = (logits_opts_t){.device = "auto", .dtype = "auto", .quant = "none"};
+    const opt_t opts[] = {
+        {"model", OPT_STR, .dst = &o->model, .required = 1},
+        {"adapter", OPT_STR, .dst = &o->adapter},
+        {"device", OPT_CHOICE, .dst = &o->device, .choices = DEVICE_CHOICES},
+        {"dtype", OPT_CHOICE, .dst = &o->dtype, .choices = DEVICE_DTYPE_CHOICES},
+        {"quant", OPT_CHOICE, .dst = &o->quant, .choices = DEVICE_QUANT_CHOICES},
+        {"int8", OPT_SET, .dst = &o->quant, .choices = "int8"}, // deprecated alias of --quant int8
+        {"threads", OPT_INT, .dst = &o->threads, .lo = 0, .hi = 4096},
+    };
+    return opts_parse("logits", argc, argv, opts, OPTS_N(opts), logits_usage);
 }
 
 /* Read one input object's input_ids into ids (grown as needed) and its optional id into
@@ -122,12 +96,9 @@ static void write_logits(const json_t *id, const float *logits, int n) {
 int cmd_logits(int argc, char **argv) {
     logits_opts_t o;
     int pr = logits_parse(argc, argv, &o);
-    if (pr) {
-        logits_usage(pr > 0 ? stdout : stderr);
-        return pr > 0 ? EXIT_OK : EXIT_USAGE;
-    }
+    if (pr != -1) return pr;
     err_t err = {0};
-    backend_t *be = device_open(o.device, o.dtype, o.int8, o.threads, &err);
+    backend_t *be = device_open(o.device, o.dtype, !strcmp(o.quant, "int8"), o.threads, &err);
     if (!be) {
         fprintf(stderr, "lm-worker logits: %s\n", err.msg);
         return err.code ? err.code : EXIT_USAGE;

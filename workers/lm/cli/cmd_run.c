@@ -11,7 +11,6 @@
  * It does not know about shards, variants or ensembles; orchestrate handles those around it.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <math.h>
@@ -30,6 +29,7 @@
 #include "device.h"
 #include "exit_codes.h"
 #include "model.h"
+#include "opts.h"
 #include "progress_fd.h"
 #include "rows.h"
 #include "tokenizer.h"
@@ -56,7 +56,8 @@ void cmd_run_usage(FILE *f) {
         "  --output CSV        probabilities, written atomically (required)\n"
         "  --device D          auto | cpu | cuda (default: auto = cuda when available)\n"
         "  --dtype T           auto | fp32 | bf16 | fp16 (default: auto)\n"
-        "  --quant Q           none | int8 weight quantisation (default: none)\n"
+        "  --quant Q           none | int8 weight quantisation, CUDA only (default: none;\n"
+        "                      --int8 is a deprecated alias of --quant int8)\n"
         "  --threads N         CPU threads for tokenising and the CPU backend, 0 = all cores (default: 0)\n"
         "  --max-length N      ids per row, special tokens included (default: 2048)\n"
         "  --batch-size N      most rows in one batch (default: 16)\n"
@@ -77,91 +78,37 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Parse a decimal integer option in [lo, hi]. Returns 0, or -1 with a message on stderr. */
-static int parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "lm-worker run: %s %s: expected an integer in [%ld, %ld]\n", opt, s, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* 1 when s is one of choices (NULL-terminated), else 0. */
-static int one_of(const char *s, const char *const *choices) {
-    for (int i = 0; choices[i]; i++)
-        if (strcmp(s, choices[i]) == 0) return 1;
-    return 0;
-}
-
 /* Parse argv into o. Returns -1 to continue, or an exit status (0 after --help). */
 static int run_parse(int argc, char **argv, run_opts_t *o) {
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'},      {"adapter", required_argument, 0, 'a'},
-        {"tokenizer", required_argument, 0, 'k'},  {"input", required_argument, 0, 'i'},
-        {"output", required_argument, 0, 'o'},     {"device", required_argument, 0, 'd'},
-        {"dtype", required_argument, 0, 't'},      {"quant", required_argument, 0, 'q'},
-        {"threads", required_argument, 0, 'j'},    {"max-length", required_argument, 0, 'L'},
-        {"batch-size", required_argument, 0, 'b'}, {"batch-tokens", required_argument, 0, 'B'},
-        {"template", required_argument, 0, 'T'},   {"truncation", required_argument, 0, 'R'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     *o = (run_opts_t){.device = "auto", .dtype = "auto", .quant = "none", .template_name = "plain",
                       .truncation = "balanced", .threads = 0, .max_length = 2048, .batch_size = 16};
-    long v;
-    int c;
-    optind = 1;
-    opterr = 1;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'm': o->model = optarg; break;
-        case 'a': o->adapter = optarg; break;
-        case 'k': o->tokenizer = optarg; break;
-        case 'i': o->input = optarg; break;
-        case 'o': o->output = optarg; break;
-        case 'd': o->device = optarg; break;
-        case 't': o->dtype = optarg; break;
-        case 'q': o->quant = optarg; break;
-        case 'T': o->template_name = optarg; break;
-        case 'R': o->truncation = optarg; break;
-        case 'j': if (parse_int("--threads", optarg, 0, 4096, &v) < 0) goto usage; o->threads = (int)v; break;
-        case 'L': if (parse_int("--max-length", optarg, 1, 1 << 24, &v) < 0) goto usage; o->max_length = (int)v; break;
-        case 'b': if (parse_int("--batch-size", optarg, 1, 1 << 20, &v) < 0) goto usage; o->batch_size = (int)v; break;
-        case 'B': if (parse_int("--batch-tokens", optarg, 1, 1L << 40, &v) < 0) goto usage; o->batch_tokens = v; break;
-        case 'h': cmd_run_usage(stdout); return EXIT_OK;
-        default: goto usage; // getopt printed what was wrong
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "lm-worker run: unexpected argument '%s'\n", argv[optind]);
-        goto usage;
-    }
-    const char *missing = !o->model ? "--model" : !o->input ? "--input" : !o->output ? "--output" : NULL;
-    if (missing) {
-        fprintf(stderr, "lm-worker run: %s is required\n", missing);
-        goto usage;
-    }
-    static const char *const devices[] = {"auto", "cpu", "cuda", NULL};
-    static const char *const dtypes[] = {"auto", "fp32", "bf16", "fp16", NULL};
-    static const char *const quants[] = {"none", "int8", NULL};
-    const char *bad = !one_of(o->device, devices) ? "--device" : !one_of(o->dtype, dtypes) ? "--dtype"
-                    : !one_of(o->quant, quants) ? "--quant" : NULL;
-    if (bad) {
-        fprintf(stderr, "lm-worker run: bad value for %s\n", bad);
-        goto usage;
-    }
+    const opt_t opts[] = {
+        {"model", OPT_STR, .dst = &o->model, .required = 1},
+        {"adapter", OPT_STR, .dst = &o->adapter},
+        {"tokenizer", OPT_STR, .dst = &o->tokenizer},
+        {"input", OPT_STR, .dst = &o->input, .required = 1},
+        {"output", OPT_STR, .dst = &o->output, .required = 1},
+        {"device", OPT_CHOICE, .dst = &o->device, .choices = DEVICE_CHOICES},
+        {"dtype", OPT_CHOICE, .dst = &o->dtype, .choices = DEVICE_DTYPE_CHOICES},
+        {"quant", OPT_CHOICE, .dst = &o->quant, .choices = DEVICE_QUANT_CHOICES},
+        {"int8", OPT_SET, .dst = &o->quant, .choices = "int8"}, // deprecated alias of --quant int8
+        {"threads", OPT_INT, .dst = &o->threads, .lo = 0, .hi = 4096},
+        {"max-length", OPT_INT, .dst = &o->max_length, .lo = 1, .hi = 1 << 24},
+        {"batch-size", OPT_INT, .dst = &o->batch_size, .lo = 1, .hi = 1 << 20},
+        {"batch-tokens", OPT_LONG, .dst = &o->batch_tokens, .lo = 1, .hi = 1L << 40},
+        {"template", OPT_STR, .dst = &o->template_name},
+        {"truncation", OPT_STR, .dst = &o->truncation},
+    };
+    int rc = opts_parse("run", argc, argv, opts, OPTS_N(opts), cmd_run_usage);
+    if (rc != -1) return rc;
     if (o->batch_tokens == 0) o->batch_tokens = (long)o->batch_size * o->max_length;
     if (o->batch_tokens < o->max_length) {
         fprintf(stderr, "lm-worker run: --batch-tokens %ld is below --max-length %d: a long row could "
                 "not fit in any batch\n", o->batch_tokens, o->max_length);
-        goto usage;
+        cmd_run_usage(stderr);
+        return EXIT_USAGE;
     }
     return -1;
-usage:
-    cmd_run_usage(stderr);
-    return EXIT_USAGE;
 }
 
 /* Everything a run owns, so that one cleanup path frees it whatever failed. */

@@ -14,6 +14,7 @@
 #include "cmds.h"
 #include "exit_codes.h"
 #include "jsonl.h"
+#include "opts.h"
 #include "tokenizer.h"
 
 /* Print `lm-worker tokenize`'s options and their defaults to f. */
@@ -24,7 +25,7 @@ static void tokenize_usage(FILE *f) {
             "  --tokenizer FILE        Hugging Face tokenizer.json; required\n"
             "  --add-special-tokens    apply the post-processor, e.g. Gemma's <bos> (default: off,\n"
             "                          like encode(text, add_special_tokens=False))\n"
-            "  --help                  this text\n");
+            "  -h, --help              this text\n");
 }
 
 typedef struct {
@@ -32,30 +33,14 @@ typedef struct {
     int add_special;       // --add-special-tokens given
 } tokenize_opts_t;
 
-/* Parse argv (argv[0] is "tokenize"). Returns 0, 1 for --help, or -1 after printing why. */
+/* Parse argv (argv[0] is "tokenize"). Returns -1 to continue, or an exit status (0 after --help). */
 static int tokenize_parse(int argc, char **argv, tokenize_opts_t *o) {
     *o = (tokenize_opts_t){0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return 1;
-        if (strcmp(a, "--add-special-tokens") == 0) {
-            o->add_special = 1;
-        } else if (strcmp(a, "--tokenizer") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "lm-worker tokenize: option '%s' needs a value\n", a);
-                return -1;
-            }
-            o->tokenizer = argv[++i];
-        } else {
-            fprintf(stderr, "lm-worker tokenize: unknown option '%s'\n", a);
-            return -1;
-        }
-    }
-    if (!o->tokenizer) {
-        fprintf(stderr, "lm-worker tokenize: --tokenizer is required\n");
-        return -1;
-    }
-    return 0;
+    const opt_t opts[] = {
+        {"tokenizer", OPT_STR, .dst = &o->tokenizer, .required = 1},
+        {"add-special-tokens", OPT_FLAG, .dst = &o->add_special},
+    };
+    return opts_parse("tokenize", argc, argv, opts, OPTS_N(opts), tokenize_usage);
 }
 
 /* Write {"id": ..., "ids": [...]} and flush. */
@@ -70,10 +55,7 @@ static void write_ids(const json_t *id, const ids_t *ids) {
 int cmd_tokenize(int argc, char **argv) {
     tokenize_opts_t o;
     int pr = tokenize_parse(argc, argv, &o);
-    if (pr) {
-        tokenize_usage(pr > 0 ? stdout : stderr);
-        return pr > 0 ? EXIT_OK : EXIT_USAGE;
-    }
+    if (pr != -1) return pr;
     err_t err = {0};
     tokenizer_t *tok = tokenizer_load(o.tokenizer, &err);
     if (!tok) {

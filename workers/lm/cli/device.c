@@ -1,4 +1,4 @@
-/* device.c: --device / --dtype / --int8 / --threads -> an open backend (see device.h). */
+/* device.c: --device / --dtype / --quant / --threads -> an open backend (see device.h). */
 #include "device.h"
 
 #include <stdio.h>
@@ -48,7 +48,7 @@ backend_t *device_open(const char *device, const char *dtype, int quant_int8, in
     }
     if (strcmp(device, "cpu") == 0) {
         if (dt != DT_F32 || quant_int8) {
-            err_code(err, EXIT_USAGE, "--device cpu computes in fp32 only: use --dtype auto or fp32, without --int8");
+            err_code(err, EXIT_USAGE, "--device cpu computes in fp32 only: use --dtype auto or fp32, without --quant int8");
             return NULL;
         }
         return backend_cpu_create(threads, err);
@@ -66,6 +66,6 @@ backend_t *device_open(const char *device, const char *dtype, int quant_int8, in
     backend_t *b = cuda_open(dt, is_auto, quant_int8, &cuda_err);
     if (b) return b;
     fprintf(stderr, "note: no usable CUDA device (%s); running on the CPU in fp32%s\n", cuda_err.msg,
-            (!is_auto && dt != DT_F32) || quant_int8 ? ", ignoring --dtype/--int8" : "");
+            (!is_auto && dt != DT_F32) || quant_int8 ? ", ignoring --dtype/--quant" : "");
     return backend_cpu_create(threads, err);
 }

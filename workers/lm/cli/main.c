@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "build_info.h"
 #include "cmds.h"
 #include "exit_codes.h"
 
@@ -35,7 +36,7 @@ static const subcommand_t subcommands[] = {
 
 /* Print the subcommand list and `run`'s options to f. */
 static void usage(FILE *f) {
-    fprintf(f, "usage: lm-worker <subcommand> [options]\n       lm-worker --help | --version\n\n"
+    fprintf(f, "usage: lm-worker <subcommand> [options]\n       lm-worker -h|--help | -V|--version\n\n"
                "Subcommands (each takes --help for its options and their defaults):\n");
     for (size_t i = 0; i < N_SUBCOMMANDS; i++)
         fprintf(f, "  %-9s %s\n", subcommands[i].name, subcommands[i].summary);
@@ -60,8 +61,12 @@ int main(int argc, char **argv) {
         usage(stdout);
         return EXIT_OK;
     }
-    if (strcmp(cmd, "--version") == 0) {
-        printf("lm-worker %s\n", LM_WORKER_VERSION);
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        if (argc > 2) {
+            fprintf(stderr, "lm-worker: %s takes no arguments (got '%s')\n", cmd, argv[2]);
+            return EXIT_USAGE;
+        }
+        printf("lm-worker %s\n" BUILD_INFO_LINES, LM_WORKER_VERSION);
         return EXIT_OK;
     }
     for (size_t i = 0; i < N_SUBCOMMANDS; i++)

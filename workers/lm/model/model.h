@@ -84,4 +84,10 @@ int model_forward_trace(model_t *m, const int32_t *const *ids, const int *lens, 
  * attention rows, cuBLAS workspaces). For memory planning and `lm-worker info`. */
 size_t model_activation_bytes(const model_config_t *cfg, int T, int work_bytes);
 
+/* Print to stdout what the checkpoint in model_dir is (config values, tensors, dtypes) and what it
+ * costs (weight memory per dtype, activations for batch_tokens tokens of sequences up to
+ * max_length), plus the LoRA adapter in adapter_dir (NULL: none), without loading tensor data
+ * (model/info.c; `lm-worker info`). Returns 0, or -1 with err set (err->code EXIT_DATAERR). */
+int model_info_print(const char *model_dir, const char *adapter_dir, int max_length, int batch_tokens, err_t *err);
+
 #endif

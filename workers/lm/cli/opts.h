@@ -1,0 +1,43 @@
+/* opts.h: the one option parser of lm-worker's subcommands: a table of long options, parsed with
+ * getopt_long, so that every subcommand spells, checks and reports its options the same way.
+ *
+ * Each subcommand lists its options as opt_t rows (name, kind, destination, range or choices)
+ * and calls opts_parse once. -h/--help is always there. It does not print usage texts (the
+ * subcommand passes its own) and holds no option of its own beyond help: one spelling per option
+ * is kept by the subcommands using the same names (docs/lm-worker.md lists them).
+ */
+#ifndef LM_OPTS_H
+#define LM_OPTS_H
+
+#include <stdio.h>
+
+typedef enum {
+    OPT_FLAG = 1, // no value: *(int *)dst = 1
+    OPT_SET,      // no value: *(const char **)dst = set (a deprecated alias, e.g. --int8)
+    OPT_STR,      // *(const char **)dst = the value
+    OPT_CHOICE,   // like OPT_STR, the value must be one of choices ("a|b|c")
+    OPT_INT,      // *(int *)dst = the value, an integer in [lo, hi]
+    OPT_LONG,     // *(long *)dst = the value, an integer in [lo, hi]
+    OPT_NUM,      // *(double *)dst = the value, a number >= lo
+    OPT_FN,       // fn(value, dst) parses it; returns 0, or -1 after printing why
+} opt_kind_t;
+
+typedef struct {
+    const char *name;      // long name without "--", e.g. "max-length"
+    opt_kind_t kind;       // how the value is read
+    void *dst;             // where it goes (type per kind)
+    long lo, hi;           // OPT_INT/OPT_LONG range; OPT_NUM lower bound (lo)
+    const char *choices;   // OPT_CHOICE: "auto|cpu|cuda"; OPT_SET: the value set
+    int required;          // 1: missing option is a usage error
+    int (*fn)(const char *value, void *dst); // OPT_FN's parser
+} opt_t;
+
+/* Parse argv (argv[0] is the subcommand's name, cmd) against opts (n rows). Positional
+ * arguments are rejected. Returns -1 when everything parsed, EXIT_OK after -h/--help (usage
+ * printed to stdout), or EXIT_USAGE after printing "lm-worker <cmd>: <what was wrong>" and the
+ * usage to stderr. */
+int opts_parse(const char *cmd, int argc, char **argv, const opt_t *opts, int n, void (*usage)(FILE *f));
+
+#define OPTS_N(table) ((int)(sizeof(table) / sizeof((table)[0])))
+
+#endif
