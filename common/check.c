@@ -39,16 +39,6 @@ int err_prefix(err_t *err, const char *fmt, ...) {
     return -1;
 }
 
-void die(int code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("fatal: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(code);
-}
-
 /* Report a failed host allocation of n bytes at file:line on stderr and abort(). */
 static void oom_abort(size_t n, const char *file, int line) {
     fprintf(stderr, "fatal: out of host memory allocating %zu bytes at %s:%d\n", n, file, line);

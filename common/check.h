@@ -1,11 +1,11 @@
 /* check.h: error values, check macros and always-on asserts shared by every program.
  *
- * Two error styles live here, matching the two kinds of code in the project:
- *  - Library code (common/, orchestrator/, the worker's loaders) returns -1 and fills an err_t
- *    with one human sentence that names the file, line/row and field. The caller decides.
- *  - Worker top-level code may die: CHECK_OR_DIE prints the failed call, file:line and the error
- *    string, then exits with a documented exit code (see exit_codes.h).
- * ASSERT stays on in release builds: it guards invariants, not input.
+ * One error style: a function that can fail returns -1 (or NULL) and fills an err_t with one
+ * human sentence that names the file, line/row and field, and err->code with the exit code it
+ * maps to (exit_codes.h) where that is known. The caller decides; only a program's top level
+ * (main and the subcommands) prints the message and turns it into an exit status.
+ * ASSERT stays on in release builds: it guards invariants, not input. Host memory exhaustion
+ * aborts (xmalloc): it is not recoverable in any of our programs.
  */
 #ifndef COMMON_CHECK_H
 #define COMMON_CHECK_H
@@ -33,9 +33,6 @@ int err_code(err_t *err, int code, const char *fmt, ...) __attribute__((format(p
 /* Prepend "prefix: " to err->msg (when err is non-NULL). Returns -1. */
 int err_prefix(err_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Print "fatal: <msg>" to stderr and exit(code). Never returns. */
-void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-
 /* Abort with the expression and file:line when an invariant is broken. Always compiled in. */
 #define ASSERT(expr)                                                                    \
     do {                                                                                \
@@ -43,30 +40,6 @@ void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), no
             fprintf(stderr, "assertion failed: %s at %s:%d\n", #expr, __FILE__, __LINE__); \
             abort();                                                                    \
         }                                                                               \
-    } while (0)
-
-/* For library code: when `call` returns < 0 (libc style with errno, or libuv style with a
- * negative errno), fill err with the call, file:line and strerror, and return -1. */
-#define CHECK_ERRNO(err, call)                                                           \
-    do {                                                                                 \
-        long check_rc_ = (long)(call);                                                   \
-        if (check_rc_ < 0) {                                                             \
-            int check_e_ = check_rc_ == -1 ? errno : (int)-check_rc_;                    \
-            return err_fmt((err), "%s failed at %s:%d: %s", #call, __FILE__, __LINE__,   \
-                           strerror(check_e_));                                          \
-        }                                                                                \
-    } while (0)
-
-/* For worker top-level code: when `cond` is false, print the condition, file:line and the
- * formatted reason, then exit with `code`. */
-#define CHECK_OR_DIE(cond, code, ...)                                                    \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "error: %s failed at %s:%d: ", #cond, __FILE__, __LINE__);   \
-            fprintf(stderr, __VA_ARGS__);                                                \
-            fputc('\n', stderr);                                                         \
-            exit(code);                                                                  \
-        }                                                                                \
     } while (0)
 
 /* malloc/calloc/realloc that abort with file:line on exhaustion of host memory. Host memory

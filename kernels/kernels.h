@@ -1,11 +1,11 @@
 /* kernels.h: the extern "C" launchers of lm-worker's CUDA kernels, one op per kernels/<op>.cu.
  *
  * Each launcher enqueues its kernel(s) on `stream` and returns cudaGetLastError(), so the caller
- * (workers/lm/backend_cuda.c) checks every launch with its one check macro. Launchers never
+ * (workers/lm/backend/backend_cuda.c) checks every launch with its one check macro. Launchers never
  * synchronise and never allocate, except where a contract says so.
  *
  * Dtypes. `dt` is the compute dtype of ACT_WORK buffers and of unquantised weights; its values
- * equal dtype_t's DT_F32/DT_BF16/DT_F16 in workers/lm/backend.h (backend_cuda.c asserts this).
+ * equal dtype_t's DT_F32/DT_BF16/DT_F16 in workers/lm/backend/backend.h (backend_cuda.c asserts this).
  * Residual-stream buffers, norm weights, rope frequencies and int8 scales are always fp32. All
  * arithmetic inside a kernel is fp32; values are rounded to `dt` only where they are stored.
  *

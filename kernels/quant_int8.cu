@@ -6,7 +6,7 @@
  * the weight (1 byte read, 2 written, 2 read again by the GEMM) per matmul, which is small next
  * to the GEMM at the batch sizes we run (thousands of tokens per batch), and keeps the GEMM on
  * cuBLAS. The saving is memory at rest: weights take 1 byte per element plus one fp32 per row.
- * CPU reference: quant_dequant_rows in workers/lm/quant.c.
+ * CPU reference: quant_dequant_rows in workers/lm/backend/quant.c.
  */
 #include "kernel_util.cuh"
 

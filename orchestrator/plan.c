@@ -36,8 +36,8 @@ static const char *const ENSEMBLE_NAMES[] = {"mean", "logit_mean", "geometric", 
 static const char *const LEAK_NAMES[] = {"fail", "kill", "warn", NULL};
 static const char *const DTYPES[] = {"auto", "fp32", "bf16", "fp16", NULL};
 static const char *const QUANTS[] = {"none", "int8", NULL};
-/* These mirror lm-worker's trunc_policy_parse and template_builtin_names (workers/lm/
- * rows_to_text.h); test_plan checks that the lists agree, so they cannot drift apart. */
+/* These mirror lm-worker's trunc_policy_parse and template_builtin_names (workers/lm/rows/
+ * rows.h); test_plan checks that the lists agree, so they cannot drift apart. */
 const char *const plan_truncations[] = {"balanced", "keep_end", "tail", NULL};
 const char *const plan_template_builtins[] = {"plain", "gemma-chat", "turns", NULL};
 /* Placeholders the control plane substitutes in a command's argv at spawn time. */

@@ -1,4 +1,4 @@
-/* test_batcher.c: batch plans (workers/lm/batcher.h) and the row-encoding thread pool.
+/* test_batcher.c: batch plans (workers/lm/rows/rows.h, rows/batcher.c) and the row-encoding thread pool.
  *
  * Plans are checked against their contract on pseudo-random lengths: every row exactly once,
  * longest first, no batch over batch_size rows or batch_tokens ids (except a lone long row),
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "batcher.h"
+#include "rows.h"
 #include "tinytest.h"
 
 static uint64_t rng_ = 0x9e3779b97f4a7c15ull;

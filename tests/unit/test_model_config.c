@@ -7,7 +7,6 @@
  */
 #include <jansson.h>
 
-#include "backend_cpu.h"
 #include "model_impl.h"
 #include "tinytest.h"
 
@@ -163,7 +162,7 @@ TEST(defaults) {
 TEST(rope_frequencies) {
     model_config_t c;
     if (load_fixture(&c, "tiny-llama", "config.json")) return;
-    float f[CPU_ROPE_MAX_HEAD_DIM / 2];
+    float f[MODEL_MAX_HEAD_DIM / 2];
     rope_inv_freq(&c, f);
     int half = c.head_dim / 2;
     for (int i = 0; i < half; i++) {
@@ -184,4 +183,32 @@ TEST(rope_frequencies) {
     model_config_free(&c);
 }
 
-TEST_MAIN(both_forms_agree, llama_fields, gemma2_fields, rejections, defaults, rope_frequencies)
+/* A backend's head_dim limit is a capability checked at load, not a parse rule: the same config
+ * (tiny-llama, head_dim 32) loads on a backend that takes 32 and is refused by one that takes 16. */
+TEST(backend_head_dim_checked_at_load) {
+    char dir[512];
+    FMT(dir, "%s/models/tiny-llama", fixtures());
+    for (int limit = 16; limit <= 32; limit += 16) {
+        err_t err = {0};
+        backend_t *be = backend_cpu_create(1, &err);
+        EXPECT_MSG(be != NULL, "%s", err.msg);
+        if (!be) return;
+        backend_ops_t ops = *be->ops; // the CPU's table with a smaller capability
+        const backend_ops_t *own = be->ops;
+        ops.max_head_dim = limit;
+        be->ops = &ops;
+        model_load_opts_t o = {.model_dir = dir, .backend = be};
+        model_t *m = model_load(&o, &err);
+        if (limit < 32) {
+            EXPECT(m == NULL && err.code == 65);
+            EXPECT_STR_CONTAINS(err.msg, "head_dim 32: the cpu backend takes at most 16");
+        } else {
+            EXPECT_MSG(m != NULL, "%s", err.msg);
+        }
+        model_free(m);
+        be->ops = own;
+        be->ops->destroy(be);
+    }
+}
+
+TEST_MAIN(backend_head_dim_checked_at_load, both_forms_agree, llama_fields, gemma2_fields, rejections, defaults, rope_frequencies)

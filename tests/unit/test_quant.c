@@ -1,9 +1,10 @@
-/* test_quant.c: the int8 per-row quantiser of workers/lm/quant.c, on the CPU (runs everywhere).
+/* test_quant.c: the int8 per-row quantiser of workers/lm/backend/quant.c, on the CPU (runs everywhere).
  *
  * Checks the documented bound |w - q*scale| <= scale/2 row by row on random matrices whose rows
  * span twelve orders of magnitude, exact zeros for all-zero rows, extreme but finite values,
  * the refusal of NaN/Inf with the row named, and that an int8 matmul stays within the bound
- * that follows from the per-element one: |y_q - y| <= sum_c |x_c| * scale_r / 2.
+ * that follows from the per-element one: |y_q - y| <= sum_c |x_c| * scale_r / 2. Also that
+ * --round-weights int8 reports a non-finite weight as an error value, not by exiting.
  */
 #include <float.h>
 #include <math.h>
@@ -11,7 +12,7 @@
 #include <string.h>
 
 #include "quant.h"
-#include "weight_round.h"
+#include "backend.h"
 #include "tinytest.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -201,5 +202,30 @@ TEST(test_round_to_half_types) {
     }
 }
 
+/* weight_round_wrap int8: a matrix with a NaN fails its upload (the process lives on) and sync
+ * names the reason with EXIT_DATAERR (65); a finite matrix uploads as its dequantised self. */
+TEST(test_round_weights_nan_is_an_error) {
+    err_t err = {0};
+    backend_t *b = backend_cpu_create(1, &err);
+    EXPECT_MSG(b != NULL, "%s", err.msg);
+    if (!b) return;
+    EXPECT_MSG(weight_round_wrap(b, "int8", &err) == 0, "%s", err.msg);
+    enum { R = QUANT_MIN_ROWS, C = 4 };
+    static float w[R * C];
+    for (int i = 0; i < R * C; i++) w[i] = (float)(i % 7) - 3.0f;
+    bweight_t ok = {0}, bad = {0};
+    EXPECT(b->ops->weight_upload(b, &ok, w, R, C) == 0);
+    EXPECT(b->ops->sync(b, &err) == 0);
+    w[5 * C + 2] = NAN;
+    EXPECT(b->ops->weight_upload(b, &bad, w, R, C) == -1);
+    err = (err_t){0};
+    EXPECT(b->ops->sync(b, &err) == -1);
+    EXPECT(err.code == 65);
+    EXPECT_STR_CONTAINS(err.msg, "--round-weights int8");
+    EXPECT_STR_CONTAINS(err.msg, "row 5");
+    b->ops->weight_free(b, &ok);
+    b->ops->destroy(b);
+}
+
 TEST_MAIN(test_round_trip_bound, test_zero_rows, test_extreme_values, test_non_finite_rejected,
-          test_int8_matmul_bound, test_round_to_half_types)
+          test_int8_matmul_bound, test_round_to_half_types, test_round_weights_nan_is_an_error)

@@ -1,4 +1,4 @@
-/* test_rows_to_text.c: CSV row decoding, templates and truncation (workers/lm/rows_to_text.h).
+/* test_rows_to_text.c: CSV row decoding, templates and truncation (workers/lm/rows/rows.h).
  *
  * Decoding and templates are checked against exact expected strings. Encoding is checked with
  * the real Llama-3 and Gemma tokenizers from the fixtures: the encoder's output is rebuilt here

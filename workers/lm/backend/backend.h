@@ -62,6 +62,8 @@ typedef struct backend backend_t;
 
 typedef struct {
     const char *name;                                    // "cpu" or "cuda"
+    /* Capabilities, checked by model_load against the config before any upload. */
+    int max_head_dim;                                    // largest head_dim rope/attention take; 0: any
     /* Memory. alloc returns NULL (and records OOM) when the backend is out of memory. */
     void *(*act_alloc)(backend_t *b, size_t n_elems, act_kind_t kind);
     void *(*vec_upload)(backend_t *b, const float *host, size_t n);       // fp32 vector copy
@@ -115,5 +117,24 @@ backend_t *backend_cpu_create(int threads, err_t *err);
  * optional int8 weight quantisation. Returns NULL with err set when CUDA is not built in, no
  * device is present, or the dtype is unsupported on the device (bf16 below sm_80). */
 backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err);
+
+/* weight_round.c: a CPU backend whose weights carry the GPU's storage rounding, so that a
+ * reduced-precision GPU run can be split into the error its weights cause (unavoidable: any
+ * bf16/fp16/int8 implementation, transformers included, stores these same values) and the
+ * error its arithmetic adds. `lm-worker bench --round-weights` uses it; see docs/cuda-emu.md.
+ *
+ * Make the CPU backend b store every weight matrix as the CUDA backend would hold it, in fp32:
+ * mode "bf16" or "fp16" rounds each element to nearest even; "int8" quantises matrices of
+ * QUANT_MIN_ROWS rows or more per row (quant.h) and dequantises them. Norm weights and other
+ * vectors stay fp32, as on the GPU. Activations stay fp32. b's op table is replaced by a copy
+ * (one per process: call it once). Returns 0, or -1 with err set for an unknown mode or a
+ * backend that is not the CPU's. A matrix that cannot be quantised (a NaN or infinity in a row)
+ * fails its upload, and sync() then reports why with err->code EXIT_DATAERR. */
+int weight_round_wrap(backend_t *b, const char *mode, err_t *err);
+
+/* x rounded to the nearest bf16 / fp16 value (ties to even), as fp32. Infinities and NaN pass
+ * through; fp16 overflows to infinity like a cast does. */
+float round_bf16(float x);
+float round_f16(float x);
 
 #endif

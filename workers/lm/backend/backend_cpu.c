@@ -550,6 +550,7 @@ static void cpu_destroy(backend_t *b) {
 
 static const backend_ops_t cpu_ops = {
     .name = "cpu",
+    .max_head_dim = CPU_ROPE_MAX_HEAD_DIM,
     .act_alloc = cpu_act_alloc,
     .vec_upload = cpu_vec_upload,
     .weight_upload = cpu_weight_upload,

@@ -42,7 +42,8 @@ bweight_t cpu_weight_wrap(float *data, int rows, int cols);
  * shape and rounds differently. Without OpenBLAS the plain loops are always used. */
 void cpu_set_plain(backend_t *b, int on);
 
-/* Largest head_dim the rope op supports (its per-row cos/sin table lives on the stack). */
+/* Largest head_dim the rope op supports (its per-row cos/sin table lives on the stack); the op
+ * table's max_head_dim, which model_load checks. */
 #define CPU_ROPE_MAX_HEAD_DIM 1024
 
 #endif

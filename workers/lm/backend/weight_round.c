@@ -1,8 +1,9 @@
-/* weight_round.c: the weight-rounding CPU backend of weight_round.h: the CPU op table with
- * weight_upload replaced by one that rounds (or int8-quantises) a copy of the host matrix
- * first, then hands it to the CPU's own upload.
+/* weight_round.c: the weight-rounding CPU backend (weight_round_wrap in backend.h): the CPU op
+ * table with weight_upload replaced by one that rounds (or int8-quantises) a copy of the host
+ * matrix first, then hands it to the CPU's own upload, and sync replaced by one that also reports
+ * a matrix that could not be quantised. It holds no op of its own.
  */
-#include "weight_round.h"
+#include "backend.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@ enum { ROUND_BF16 = 1, ROUND_F16, ROUND_INT8 };
 static backend_ops_t g_ops;     // the CPU table with weight_upload replaced
 static const backend_ops_t *g_base; // the CPU backend's own table
 static int g_mode;              // ROUND_*
+static err_t g_err;             // the first upload that failed (msg empty: none)
 
 float round_bf16(float x) {
     if (!isfinite(x)) return x;
@@ -46,9 +48,14 @@ static int round_upload(backend_t *b, bweight_t *w, const float *host, int rows,
         int8_t *q = xmalloc(n);
         float *scales = xmalloc((size_t)rows * sizeof *scales);
         err_t err = {0};
-        if (quant_int8_rows(q, scales, host, rows, cols, &err)) die(EXIT_DATAERR, "--round-weights int8: %s", err.msg);
-        quant_dequant_rows(tmp, q, scales, rows, cols);
+        int bad = quant_int8_rows(q, scales, host, rows, cols, &err);
+        if (!bad) quant_dequant_rows(tmp, q, scales, rows, cols);
         free(q), free(scales);
+        if (bad) {
+            free(tmp);
+            if (!g_err.msg[0]) err_code(&g_err, EXIT_DATAERR, "--round-weights int8: %s", err.msg);
+            return -1;
+        }
     } else {
         for (size_t i = 0; i < n; i++)
             tmp[i] = g_mode == ROUND_BF16 ? round_bf16(host[i]) : g_mode == ROUND_F16 ? round_f16(host[i]) : host[i];
@@ -56,6 +63,14 @@ static int round_upload(backend_t *b, bweight_t *w, const float *host, int rows,
     int rc = g_base->weight_upload(b, w, tmp, rows, cols);
     free(tmp);
     return rc;
+}
+
+/* backend_ops_t.sync: the CPU's, then the first failed upload's reason, if any. */
+static int round_sync(backend_t *b, err_t *err) {
+    if (g_base->sync(b, err)) return -1;
+    if (!g_err.msg[0]) return 0;
+    if (err) *err = g_err;
+    return -1;
 }
 
 int weight_round_wrap(backend_t *b, const char *mode, err_t *err) {
@@ -69,6 +84,7 @@ int weight_round_wrap(backend_t *b, const char *mode, err_t *err) {
     g_base = b->ops;
     g_ops = *b->ops;
     g_ops.weight_upload = round_upload;
+    g_ops.sync = round_sync;
     g_mode = m;
     b->ops = &g_ops;
     return 0;

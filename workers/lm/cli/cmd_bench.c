@@ -24,9 +24,8 @@
 #include "device.h"
 #include "exit_codes.h"
 #include "json_util.h"
-#include "model.h"
+#include "model/model.h"
 #include "opts.h"
-#include "weight_round.h"
 
 #define BENCH_MAX_SHAPES 16
 

@@ -5,7 +5,7 @@
 
 #include "cmds.h"
 #include "exit_codes.h"
-#include "model.h"
+#include "model/model.h"
 #include "opts.h"
 
 /* Print `lm-worker info`'s options and their defaults to f. */

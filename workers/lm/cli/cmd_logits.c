@@ -15,7 +15,7 @@
 #include "device.h"
 #include "exit_codes.h"
 #include "jsonl.h"
-#include "model.h"
+#include "model/model.h"
 #include "opts.h"
 
 /* Print `lm-worker logits`'s options and their defaults to f. */

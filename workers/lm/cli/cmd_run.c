@@ -1,6 +1,6 @@
 /* cmd_run.c: `lm-worker run`, the worker contract end to end (docs/lm-worker.md).
  *
- *   input CSV -> rows (csv_io) -> text and ids (rows_to_text, on a thread pool that runs while
+ *   input CSV -> rows (csv_io) -> text and ids (rows/, on a thread pool that runs while
  *   the model loads) -> length-sorted packed batches (batcher) -> model_forward -> fp64 softmax
  *   -> output CSV in input order, written atomically.
  *
@@ -23,16 +23,15 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
-#include "batcher.h"
 #include "cmds.h"
 #include "csv_io.h"
 #include "device.h"
 #include "exit_codes.h"
-#include "model.h"
+#include "model/model.h"
 #include "opts.h"
 #include "progress_fd.h"
-#include "rows.h"
-#include "tokenizer.h"
+#include "rows/rows.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct {
     const char *model, *adapter, *tokenizer, *input, *output; // paths; adapter, tokenizer may be NULL

@@ -15,7 +15,7 @@
 #include "exit_codes.h"
 #include "jsonl.h"
 #include "opts.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* Print `lm-worker tokenize`'s options and their defaults to f. */
 static void tokenize_usage(FILE *f) {

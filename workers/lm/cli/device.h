@@ -7,7 +7,7 @@
 #ifndef LM_DEVICE_H
 #define LM_DEVICE_H
 
-#include "backend.h"
+#include "backend/backend.h"
 #include "check.h"
 
 #define DEVICE_CHOICES "auto|cpu|cuda"

@@ -14,7 +14,6 @@
 #include <math.h>
 
 #include "atomic_file.h"
-#include "backend_cpu.h"
 #include "json_util.h"
 #include "model_impl.h"
 
@@ -179,13 +178,13 @@ static int cfg_parse(model_config_t *cfg, const json_t *root, const char *path, 
         cfg_int(root, path, "num_attention_heads", 0, 0, 1, 4096, &cfg->n_heads, err) ||
         cfg_int(root, path, "num_key_value_heads", 1, cfg->n_heads, 1, 4096, &cfg->n_kv_heads, err) ||
         cfg_int(root, path, "vocab_size", 0, 0, 1, 1 << 24, &cfg->vocab_size, err) ||
-        cfg_int(root, path, "head_dim", 1, gemma ? 256 : cfg->dim / cfg->n_heads, 2, CPU_ROPE_MAX_HEAD_DIM,
+        cfg_int(root, path, "head_dim", 1, gemma ? 256 : cfg->dim / cfg->n_heads, 2, MODEL_MAX_HEAD_DIM,
                 &cfg->head_dim, err) ||
         cfg_int(root, path, "pad_token_id", 1, -1, 0, 1 << 30, &cfg->pad_token_id, err))
         return -1;
     /* head_dim may come from the hidden_size / heads default, so its range is checked here. */
-    if (cfg->head_dim < 2 || cfg->head_dim % 2 || cfg->head_dim > CPU_ROPE_MAX_HEAD_DIM)
-        return err_fmt(err, "%s: head_dim %d must be even and in [2, %d]", path, cfg->head_dim, CPU_ROPE_MAX_HEAD_DIM);
+    if (cfg->head_dim < 2 || cfg->head_dim % 2 || cfg->head_dim > MODEL_MAX_HEAD_DIM)
+        return err_fmt(err, "%s: head_dim %d must be even and in [2, %d]", path, cfg->head_dim, MODEL_MAX_HEAD_DIM);
     if (cfg->n_heads % cfg->n_kv_heads)
         return err_fmt(err, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
                        cfg->n_heads, cfg->n_kv_heads);

@@ -23,6 +23,12 @@ model_t *model_load(const model_load_opts_t *opts, err_t *err) {
         err->code = EXIT_DATAERR;
         goto fail;
     }
+    int max_hd = m->be->ops->max_head_dim;
+    if (max_hd && m->cfg.head_dim > max_hd) {
+        err_code(err, EXIT_DATAERR, "%s: head_dim %d: the %s backend takes at most %d", path, m->cfg.head_dim,
+                 m->be->ops->name, max_hd);
+        goto fail;
+    }
     if (st_open_dir(&st, opts->model_dir, err)) {
         err->code = EXIT_DATAERR;
         goto fail;

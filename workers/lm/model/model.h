@@ -10,11 +10,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "backend.h"
+#include "backend/backend.h"
 #include "check.h"
 
 #define MODEL_MAX_LABELS 64
 #define MODEL_MAX_LAYERS 256
+#define MODEL_MAX_HEAD_DIM 1024 // config sanity bound; a backend may take less (ops->max_head_dim)
 
 typedef struct {
     char model_type[32];         // "llama" or "gemma2" (for messages only)

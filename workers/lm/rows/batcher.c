@@ -8,7 +8,7 @@
  * result lands in its own slot, which keeps the output independent of scheduling. It does not
  * know what encoding means (the callback does) and never touches the model.
  */
-#include "batcher.h"
+#include "rows.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

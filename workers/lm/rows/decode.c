@@ -1,4 +1,4 @@
-/* rows_to_text.c: decode the text columns of competition CSV rows into turns.
+/* decode.c: decode the text columns of competition CSV rows into turns.
  *
  * Each of prompt/response_a/response_b holds a JSON list of strings, one per turn, as the LMSYS
  * files do (["What is 2+2?", "And 3+3?"]). jansson does the parsing. Three deviations from plain
@@ -11,7 +11,7 @@
  * A field that is valid JSON but not a list (42, "text", {...}) is rejected: it is more likely a
  * broken export than text, and guessing would silently change what the model reads.
  *
- * It does not apply templates or tokenise (rows_template.c, rows_encode.c).
+ * It does not apply templates or tokenise (template.c, encoder.c).
  */
 #include "rows.h"
 

@@ -1,4 +1,4 @@
-/* rows_encode.c: tokenise a templated row and truncate it to --max-length.
+/* encoder.c: tokenise a templated row and truncate it to --max-length.
  *
  * The sequence is built from separately tokenised pieces:
  *   special prefix (e.g. <bos>) | template prefix | [before_p | part p | after_p]... | suffix | special suffix
@@ -8,7 +8,7 @@
  * what makes the labels survive truncation intact and the lengths exact. docs/templates.md says
  * so to users, and gives the budget arithmetic of trunc_budgets() below.
  *
- * It does not decode CSV fields (rows_to_text.c) or define templates (rows_template.c).
+ * It does not decode CSV fields (decode.c) or define templates (template.c).
  */
 #include "rows.h"
 

@@ -1,8 +1,8 @@
-/* rows_template.c: the text templates that turn a decoded row into one input text.
+/* template.c: the text templates that turn a decoded row into one input text.
  *
  * A template is a handful of fixed strings: a prefix, a suffix, and for each of the three parts
  * the strings before and after its text. Keeping templates this small is deliberate: the fixed
- * strings are tokenised on their own (rows_encode.c), so truncation can cut the parts without
+ * strings are tokenised on their own (encoder.c), so truncation can cut the parts without
  * ever cutting a label such as "<response_a>: " or a Gemma <start_of_turn> in half. The built-ins
  * and the JSON file format are documented with their exact strings in docs/templates.md.
  *

@@ -49,7 +49,7 @@ int tokenizer_encode(const tokenizer_t *tok, const char *text, size_t len, int a
  * (set_truncation_and_padding with DO_NOT_TRUNCATE / DO_NOT_PAD). lm-worker run calls this right
  * after loading, because a fine-tuned checkpoint's tokenizer.json often carries the training
  * max_length, and transformers — which produced the model's training inputs — ignores it; our own
- * truncation policy (rows_encode.c) decides lengths. Not thread-safe: call before any encode. */
+ * truncation policy (rows/encoder.c) decides lengths. Not thread-safe: call before any encode. */
 void tokenizer_no_truncation_padding(tokenizer_t *tok);
 
 /* Id of an exact token string (vocab or added token), or -1. */
