@@ -97,11 +97,7 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
     const opt_t opts[] = {
         {"model", OPT_STR, .dst = &o->model, .required = 1},
         {"adapter", OPT_STR, .dst = &o->adapter},
-        {"device", OPT_CHOICE, .dst = &o->device, .choices = DEVICE_CHOICES},
-        {"dtype", OPT_CHOICE, .dst = &o->dtype, .choices = DEVICE_DTYPE_CHOICES},
-        {"quant", OPT_CHOICE, .dst = &o->quant, .choices = DEVICE_QUANT_CHOICES},
-        {"int8", OPT_SET, .dst = &o->quant, .choices = "int8"}, // deprecated alias of --quant int8
-        {"threads", OPT_INT, .dst = &o->threads, .lo = 0, .hi = 4096},
+        DEVICE_OPTS(o),
         {"shapes", OPT_FN, .dst = o, .fn = shapes_opt},
         {"iters", OPT_INT, .dst = &o->iters, .lo = 1, .hi = 1 << 24},
         {"warmup", OPT_INT, .dst = &o->warmup, .lo = 0, .hi = 1 << 24},

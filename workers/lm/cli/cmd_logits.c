@@ -44,11 +44,7 @@ static int logits_parse(int argc, char **argv, logits_opts_t *o) {
     const opt_t opts[] = {
         {"model", OPT_STR, .dst = &o->model, .required = 1},
         {"adapter", OPT_STR, .dst = &o->adapter},
-        {"device", OPT_CHOICE, .dst = &o->device, .choices = DEVICE_CHOICES},
-        {"dtype", OPT_CHOICE, .dst = &o->dtype, .choices = DEVICE_DTYPE_CHOICES},
-        {"quant", OPT_CHOICE, .dst = &o->quant, .choices = DEVICE_QUANT_CHOICES},
-        {"int8", OPT_SET, .dst = &o->quant, .choices = "int8"}, // deprecated alias of --quant int8
-        {"threads", OPT_INT, .dst = &o->threads, .lo = 0, .hi = 4096},
+        DEVICE_OPTS(o),
     };
     return opts_parse("logits", argc, argv, opts, OPTS_N(opts), logits_usage);
 }

@@ -87,11 +87,7 @@ static int run_parse(int argc, char **argv, run_opts_t *o) {
         {"tokenizer", OPT_STR, .dst = &o->tokenizer},
         {"input", OPT_STR, .dst = &o->input, .required = 1},
         {"output", OPT_STR, .dst = &o->output, .required = 1},
-        {"device", OPT_CHOICE, .dst = &o->device, .choices = DEVICE_CHOICES},
-        {"dtype", OPT_CHOICE, .dst = &o->dtype, .choices = DEVICE_DTYPE_CHOICES},
-        {"quant", OPT_CHOICE, .dst = &o->quant, .choices = DEVICE_QUANT_CHOICES},
-        {"int8", OPT_SET, .dst = &o->quant, .choices = "int8"}, // deprecated alias of --quant int8
-        {"threads", OPT_INT, .dst = &o->threads, .lo = 0, .hi = 4096},
+        DEVICE_OPTS(o),
         {"max-length", OPT_INT, .dst = &o->max_length, .lo = 1, .hi = 1 << 24},
         {"batch-size", OPT_INT, .dst = &o->batch_size, .lo = 1, .hi = 1 << 20},
         {"batch-tokens", OPT_LONG, .dst = &o->batch_tokens, .lo = 1, .hi = 1L << 40},

@@ -3,8 +3,9 @@
  *
  * Each subcommand lists its options as opt_t rows (name, kind, destination, range or choices)
  * and calls opts_parse once. -h/--help is always there. It does not print usage texts (the
- * subcommand passes its own) and holds no option of its own beyond help: one spelling per option
- * is kept by the subcommands using the same names (docs/lm-worker.md lists them).
+ * subcommand passes its own) and holds no option of its own beyond help; the rows shared by
+ * several subcommands come from one place (DEVICE_OPTS in device.h), so each option has one
+ * spelling (docs/lm-worker.md lists them).
  */
 #ifndef LM_OPTS_H
 #define LM_OPTS_H
