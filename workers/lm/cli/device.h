@@ -9,22 +9,10 @@
 
 #include "backend/backend.h"
 #include "check.h"
-#include "opts.h"
 
 #define DEVICE_CHOICES "auto|cpu|cuda"
 #define DEVICE_DTYPE_CHOICES "auto|fp32|bf16|fp16"
 #define DEVICE_QUANT_CHOICES "none|int8"
-
-/* The opt_t rows (opts.h) of the options device_open reads, for every subcommand that opens a
- * device, so that they are spelled and checked one way: --device, --dtype, --quant (and --int8,
- * its deprecated alias), --threads. o points at a struct with const char *device, *dtype, *quant
- * and int threads. */
-#define DEVICE_OPTS(o)                                                                        \
-    {"device", OPT_CHOICE, .dst = &(o)->device, .choices = DEVICE_CHOICES},                   \
-    {"dtype", OPT_CHOICE, .dst = &(o)->dtype, .choices = DEVICE_DTYPE_CHOICES},               \
-    {"quant", OPT_CHOICE, .dst = &(o)->quant, .choices = DEVICE_QUANT_CHOICES},               \
-    {"int8", OPT_SET, .dst = &(o)->quant, .choices = "int8"},                                 \
-    {"threads", OPT_INT, .dst = &(o)->threads, .lo = 0, .hi = 4096}
 
 /* Open a backend. device: "auto", "cpu" or "cuda"; dtype: "auto" (CUDA: bf16 where the GPU has
  * it, else fp16; CPU: fp32), "fp32", "bf16" or "fp16"; quant_int8: 1 for --quant int8 (int8 weights, CUDA only);

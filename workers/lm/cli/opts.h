@@ -4,7 +4,7 @@
  * Each subcommand lists its options as opt_t rows (name, kind, destination, range or choices)
  * and calls opts_parse once. -h/--help is always there. It does not print usage texts (the
  * subcommand passes its own) and holds no option of its own beyond help; the rows shared by
- * several subcommands come from one place (DEVICE_OPTS in device.h), so each option has one
+ * several subcommands come from one place (DEVICE_OPTS below), so each option has one
  * spelling (docs/lm-worker.md lists them).
  */
 #ifndef LM_OPTS_H
@@ -38,6 +38,17 @@ typedef struct {
  * printed to stdout), or EXIT_USAGE after printing "lm-worker <cmd>: <what was wrong>" and the
  * usage to stderr. */
 int opts_parse(const char *cmd, int argc, char **argv, const opt_t *opts, int n, void (*usage)(FILE *f));
+
+/* The opt_t rows of the options device_open reads (device.h defines their choices), for every
+ * subcommand that opens a device, so that they are spelled and checked one way: --device,
+ * --dtype, --quant (and --int8, its deprecated alias), --threads. o points at a struct with
+ * const char *device, *dtype, *quant and int threads. */
+#define DEVICE_OPTS(o)                                                                        \
+    {"device", OPT_CHOICE, .dst = &(o)->device, .choices = DEVICE_CHOICES},                   \
+    {"dtype", OPT_CHOICE, .dst = &(o)->dtype, .choices = DEVICE_DTYPE_CHOICES},               \
+    {"quant", OPT_CHOICE, .dst = &(o)->quant, .choices = DEVICE_QUANT_CHOICES},               \
+    {"int8", OPT_SET, .dst = &(o)->quant, .choices = "int8"},                                 \
+    {"threads", OPT_INT, .dst = &(o)->threads, .lo = 0, .hi = 4096}
 
 #define OPTS_N(table) ((int)(sizeof(table) / sizeof((table)[0])))
 
