@@ -48,7 +48,8 @@ backend_t *device_open(const char *device, const char *dtype, int quant_int8, in
     }
     if (strcmp(device, "cpu") == 0) {
         if (dt != DT_F32 || quant_int8) {
-            err_code(err, EXIT_USAGE, "--device cpu computes in fp32 only: use --dtype auto or fp32, without --quant int8");
+            err_code(err, EXIT_USAGE,
+                     "--device cpu computes in fp32 only: use --dtype auto or fp32, without --quant int8");
             return NULL;
         }
         return backend_cpu_create(threads, err);

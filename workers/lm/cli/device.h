@@ -15,8 +15,8 @@
 #define DEVICE_QUANT_CHOICES "none|int8"
 
 /* Open a backend. device: "auto", "cpu" or "cuda"; dtype: "auto" (CUDA: bf16 where the GPU has
- * it, else fp16; CPU: fp32), "fp32", "bf16" or "fp16"; quant_int8: 1 for --quant int8 (int8 weights, CUDA only);
- * threads: CPU threads (0 = all cores). Returns NULL with err set: err->code EXIT_USAGE for a
+ * it, else fp16; CPU: fp32), "fp32", "bf16" or "fp16"; quant_int8: 1 for --quant int8 (int8
+ * weights, CUDA only); threads: CPU threads (0 = all cores). Returns NULL with err set: err->code EXIT_USAGE for a
  * bad flag or a combination the chosen device cannot do (cuda without a GPU included). */
 backend_t *device_open(const char *device, const char *dtype, int quant_int8, int threads, err_t *err);
 
