@@ -43,11 +43,7 @@ static void bench_usage(FILE *f) {
             "usage: lm-worker bench --model DIR [options]            (developer tool; see tools/gpu-check.sh)\n"
             "  --model DIR        checkpoint directory; required\n"
             "  --adapter DIR      PEFT LoRA adapter to merge (default: none)\n"
-            "  --device D         " DEVICE_CHOICES " (default: auto)\n"
-            "  --dtype T          " DEVICE_DTYPE_CHOICES " (default: auto)\n"
-            "  --quant Q          " DEVICE_QUANT_CHOICES ": int8 weights, CUDA only (default: none;\n"
-            "                     --int8 is a deprecated alias of --quant int8)\n"
-            "  --threads N        CPU threads, 0 = all cores (default: 0)\n"
+            DEVICE_OPTS_HELP
             "  --shapes BxL,...   timing: batch shapes, each B sequences of L tokens (default: 8x1024)\n"
             "  --iters N          timing: timed forwards (default: 5)\n"
             "  --warmup N         timing: untimed forwards first (default: 1)\n"

@@ -25,11 +25,7 @@ static void logits_usage(FILE *f) {
             "  reads {\"input_ids\": [...]} lines, writes {\"logits\": [...]} lines\n"
             "  --model DIR        Hugging Face checkpoint directory (config.json + *.safetensors); required\n"
             "  --adapter DIR      PEFT LoRA adapter to merge (default: none)\n"
-            "  --device D         " DEVICE_CHOICES " (default: auto)\n"
-            "  --dtype T          " DEVICE_DTYPE_CHOICES " (default: auto)\n"
-            "  --quant Q          " DEVICE_QUANT_CHOICES ": int8 weights, CUDA only (default: none;\n"
-            "                     --int8 is a deprecated alias of --quant int8)\n"
-            "  --threads N        CPU threads, 0 = all cores (default: 0)\n"
+            DEVICE_OPTS_HELP
             "  -h, --help         this text\n");
 }
 

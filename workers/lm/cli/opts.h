@@ -49,6 +49,13 @@ int opts_parse(const char *cmd, int argc, char **argv, const opt_t *opts, int n,
     {"quant", OPT_CHOICE, .dst = &(o)->quant, .choices = DEVICE_QUANT_CHOICES},               \
     {"int8", OPT_SET, .dst = &(o)->quant, .choices = "int8"},                                 \
     {"threads", OPT_INT, .dst = &(o)->threads, .lo = 0, .hi = 4096}
+/* DEVICE_OPTS' lines for a usage text (options in column 3, help in column 22). */
+#define DEVICE_OPTS_HELP                                                                        \
+    "  --device D         " DEVICE_CHOICES " (default: auto)\n"                                  \
+    "  --dtype T          " DEVICE_DTYPE_CHOICES " (default: auto)\n"                            \
+    "  --quant Q          " DEVICE_QUANT_CHOICES ": int8 weights, CUDA only (default: none;\n"   \
+    "                     --int8 is a deprecated alias of --quant int8)\n"                       \
+    "  --threads N        CPU threads, 0 = all cores (default: 0)\n"
 
 #define OPTS_N(table) ((int)(sizeof(table) / sizeof((table)[0])))
 
