@@ -17,6 +17,11 @@
 /* ---------------------------------------------------------------- plan (plan.c) */
 
 typedef enum { TTA_IDENTITY = 0, TTA_SWAP_AB = 1 } tta_t;
+/* The TTA variants' names as written in plans, job names, ORCHESTRATE_VARIANT and report.json,
+ * indexed by tta_t and NULL-terminated (plan.c). */
+extern const char *const tta_names[];
+/* tta_names[t]: the variant's name (a static string). */
+const char *tta_name(tta_t t);
 typedef enum { ENSEMBLE_MEAN = 0, ENSEMBLE_LOGIT_MEAN, ENSEMBLE_GEOMETRIC } ensemble_method_t;
 typedef enum { MEM_LEAK_FAIL = 0, MEM_LEAK_KILL, MEM_LEAK_WARN } mem_leak_policy_t;
 
@@ -190,6 +195,10 @@ run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err);
 /* Close the context's handles, run the loop until every handle has closed and free ctx; NULL is
  * a no-op. Call it after run_stage has returned. */
 void run_ctx_destroy(run_ctx_t *ctx);
+
+/* Sort idx[0..n) (indices into jobs) into the order run_stage starts jobs: larger cost first,
+ * then index order. --dry-run's schedule uses it too, so that it shows what a run would do. */
+void run_order_jobs(const job_t *jobs, int *idx, int n);
 
 /* Run every job whose status is JOB_PENDING on the slots, longest first, until all are
  * JOB_DONE or one fails for good. Each attempt: spawn (own process group, PDEATHSIG shim),

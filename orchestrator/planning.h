@@ -23,7 +23,4 @@ char *resume_path(const plan_t *plan, const char *key);
 /* Join path parts with '/'; returns a malloc'd string. */
 char *path_join3(const char *a, const char *b, const char *c);
 
-/* The TTA variant's name as written in plans and job names. */
-const char *tta_name(tta_t t);
-
 #endif

@@ -13,6 +13,11 @@
 /* The file descriptor, in the worker, of the progress pipe (ORCHESTRATE_PROGRESS_FD). */
 #define SPAWN_PROGRESS_FD 3
 
+/* The placeholders a command may use, NULL-terminated: "input", "output", "device",
+ * "batch_size", "max_length", "model" (written {input} ... in a command). plan.c rejects any
+ * other {word}; spawn_build_argv substitutes these. */
+extern const char *const spawn_placeholders[];
+
 /* Build the argv of one attempt of job on slot with batch_size: a command model's template with
  * {input} {output} {device} {batch_size} {max_length} {model} substituted in every element (and
  * "--input PATH" / "--output PATH" appended when the template never names them), or the

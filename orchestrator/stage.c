@@ -24,8 +24,6 @@
 #include "plan_fields.h"
 #include "planning.h"
 
-const char *tta_name(tta_t t) { return t == TTA_SWAP_AB ? "swap_ab" : "identity"; }
-
 char *path_join3(const char *a, const char *b, const char *c) {
     size_t n = strlen(a) + strlen(b) + (c ? strlen(c) : 0) + 3;
     char *s = xmalloc(n);

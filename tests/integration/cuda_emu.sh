@@ -19,6 +19,7 @@
 #     fp16, sharding the rows over both, and writes a submission within fp16's bound of the CPU
 #     run's.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_env.sh"
 B="$ORCH_BINARY_DIR"
 EMU="$B/lm-worker-emu"
 CPU="$B/lm-worker"

@@ -7,6 +7,7 @@
 # No python or jq: a golden line's `"ids": [...]` cannot occur inside its text (quotes in JSON
 # strings are escaped), so sed extracts the arrays reliably.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_env.sh"
 BIN="$ORCH_BINARY_DIR/lm-worker"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

@@ -11,6 +11,7 @@
 #     leave no output; a missing model dir exits 65; bad options exit 64; --device cuda without
 #     CUDA exits non-zero with a message that says so.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_env.sh"
 BIN="$ORCH_BINARY_DIR/lm-worker"
 FIX="$ORCH_FIXTURES"
 DATA="$FIX/data/lmsys-sample.csv"

@@ -1,20 +1,22 @@
 /* test_merge.c: merge_model (shards in any order, swap_ab flipped back, variants averaged,
  * models/<name>.csv in input order) and merge_ensemble (mean, geometric and logit_mean against
  * values computed independently in Python, weights normalised, clamping), their errors, and
- * the speed of validating and merging a 25k-row, 2-model, 2-variant run.
+ * the speed of validating and merging a 25k-row, 2-model, 2-variant run (bench_merge_25k, run
+ * apart: ctest -L bench).
  */
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock_util.h"
 #include "orch.h"
 #include "tinytest.h"
 
 static char tmpdir[256];
 
-static void make_tmpdir(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_merge.XXXXXX");
-    if (!mkdtemp(tmpdir)) abort();
+/* Before the first test: the temp dir. */
+static int setup(void) {
+    tt_mkdtemp(tmpdir, sizeof tmpdir, "test_merge");
+    return 0;
 }
 
 static void write_file(const char *path, const char *text) {
@@ -204,13 +206,7 @@ TEST(test_merge_errors) {
     plan_free(&plan);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-TEST(test_merge_25k_speed) {
+TEST(bench_merge_25k) {
     // 25k rows, 2 models x 2 variants x 2 shards: validate all 8 outputs, merge, ensemble.
     const size_t R = 25000;
     char text[1024], name[300];
@@ -248,14 +244,14 @@ TEST(test_merge_25k_speed) {
             jobs[m][j].status = JOB_DONE;
         }
     }
-    double t0 = now_s();
+    double t0 = clock_mono_s();
     for (int m = 0; m < 2; m++)
         for (int j = 0; j < n_jobs[m]; j++) EXPECT_MSG(validate_output(&plan, &jobs[m][j], &err) == 0, "%s", err.msg);
-    double t1 = now_s();
+    double t1 = clock_mono_s();
     double *probs[2] = {malloc(R * 3 * sizeof(double)), malloc(R * 3 * sizeof(double))};
     for (int m = 0; m < 2; m++) EXPECT_MSG(merge_model(&plan, &in, m, jobs[m], n_jobs[m], probs[m], &err) == 0, "%s", err.msg);
     EXPECT(merge_ensemble(&plan, &in, probs, plan.output, &err) == 0);
-    double t2 = now_s();
+    double t2 = clock_mono_s();
     fprintf(stderr, "  25k rows: validate 8 outputs %.1f ms, merge 2 models + ensemble %.1f ms\n", (t1 - t0) * 1e3,
             (t2 - t1) * 1e3);
     EXPECT(t2 - t0 < 1.0);
@@ -268,13 +264,9 @@ TEST(test_merge_25k_speed) {
     plan_free(&plan);
 }
 
-int main(void) {
-    make_tmpdir();
-    tt_fn_ fns[] = {test_merge_model_flip_and_average, test_ensemble_methods, test_merge_errors, test_merge_25k_speed};
-    int rc = tt_run_("merge_model_flip_and_average, ensemble_methods, merge_errors, merge_25k_speed", fns,
-                     (int)(sizeof fns / sizeof fns[0]));
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) return 1;
-    return rc;
-}
+/* After the last test: remove the temp dir. */
+static int teardown(void) { return tt_rm_tree(tmpdir); }
+
+TEST_MAIN_WITH(setup, teardown,
+               test_merge_model_flip_and_average, test_ensemble_methods, test_merge_errors,
+               bench_merge_25k)

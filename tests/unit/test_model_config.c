@@ -13,14 +13,9 @@
 
 #define FMT(buf, ...) EXPECT(snprintf((buf), sizeof(buf), __VA_ARGS__) < (int)sizeof(buf))
 
-static const char *fixtures(void) {
-    const char *f = getenv("ORCH_FIXTURES");
-    return f ? f : "fixtures";
-}
-
 static int load_fixture(model_config_t *c, const char *model, const char *file) {
     char path[512];
-    FMT(path, "%s/models/%s/%s", fixtures(), model, file);
+    FMT(path, "%s/models/%s/%s", tt_dir("ORCH_FIXTURES"), model, file);
     err_t err = {0};
     int rc = model_config_load(c, path, &err);
     EXPECT_MSG(rc == 0, "%s", err.msg);

@@ -14,11 +14,6 @@
 
 static char tmpdir[256];
 
-static const char *fixtures(void) {
-    const char *f = getenv("ORCH_FIXTURES");
-    return f ? f : "fixtures";
-}
-
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     if (!f) abort();
@@ -120,7 +115,7 @@ TEST(test_digest_path_stamp) {
 
 TEST(test_shard_balance_lmsys) {
     char path[600];
-    snprintf(path, sizeof path, "%s/data/lmsys-sample.csv", fixtures());
+    snprintf(path, sizeof path, "%s/data/lmsys-sample.csv", tt_dir("ORCH_FIXTURES"));
     csv_table_t t;
     err_t err = {0};
     EXPECT_MSG(csv_table_read(&t, path, &err) == 0, "%s", err.msg);
@@ -340,18 +335,15 @@ TEST(test_resume) {
     plan_free(&plan);
 }
 
-int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_shard.XXXXXX");
-    if (!mkdtemp(tmpdir)) abort();
-    char *real = realpath(tmpdir, NULL);
-    snprintf(tmpdir, sizeof tmpdir, "%s", real);
-    free(real);
-    tt_fn_ fns[] = {test_digest_vectors, test_digest_path_stamp, test_shard_balance_lmsys, test_shard_rows_without_text, test_stage_jobs_build,
-                    test_stage_input_errors, test_resume};
-    int rc = tt_run_("digest_vectors, digest_path_stamp, shard_balance_lmsys, shard_rows_without_text, stage_jobs_build, stage_input_errors, "
-                     "resume", fns, (int)(sizeof fns / sizeof fns[0]));
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) return 1;
-    return rc;
+/* Before the first test: the temp dir (its real path). */
+static int setup(void) {
+    tt_mkdtemp(tmpdir, sizeof tmpdir, "test_shard");
+    return 0;
 }
+
+/* After the last test: remove the temp dir. */
+static int teardown(void) { return tt_rm_tree(tmpdir); }
+
+TEST_MAIN_WITH(setup, teardown,
+               test_digest_vectors, test_digest_path_stamp, test_shard_balance_lmsys,
+               test_shard_rows_without_text, test_stage_jobs_build, test_stage_input_errors, test_resume)
