@@ -1,6 +1,6 @@
 /* spawn.c: argv and environment of one worker attempt (see spawn.h and docs/workers.md).
  *
- * Nothing here starts a process or touches the event loop; run.c does. Keeping the command
+ * Nothing here starts a process or touches the event loop; attempt.c does. Keeping the command
  * line and environment construction pure lets test_run check them directly, and keeps the
  * worker contract's variable list in one place.
  */

@@ -2,8 +2,9 @@
  *
  * This is the pure part of spawning: it builds the argv (placeholders substituted, or the
  * lm-worker command line) and the environment (inherited + the model's env + ORCHESTRATE_*),
- * so that it can be unit-tested without starting processes. run.c hands the result to
- * uv_spawn, behind the PDEATHSIG shim (shim.h). The worker contract is docs/workers.md.
+ * so that it can be unit-tested without starting processes. attempt.c (attempt_start) hands
+ * the result to uv_spawn, behind the PDEATHSIG shim (shim.h). The worker contract is
+ * docs/workers.md.
  */
 #ifndef ORCH_SPAWN_H
 #define ORCH_SPAWN_H

@@ -8,8 +8,9 @@
  * own rounding, not the inputs'. Backends covered: fp32, bf16 (sm_80+), fp16, int8 weights, and
  * bf16/fp16 with the generic attention kernel forced (LM_ATTN_GENERIC=1).
  *
- * Skips (exit 77) when built without CUDA or when no device is present: it needs a GPU to mean
- * anything. tools/gpu-check.sh runs it on one.
+ * Skips (exit 77) when built without CUDA or when no CUDA device is present. On a GPU machine
+ * tools/gpu-check.sh runs it; without one, ctest runs the same file on the cuda-emu emulator
+ * (test_kernels_emu_*, tests/cuda_emu), which needs only the CUDA headers.
  */
 #include <stdio.h>
 
