@@ -126,6 +126,12 @@ static void fx_init(fx_t *fx, int n_jobs, int n_slots, const char *extra, const 
     free(ids);
 }
 
+/* Replace element i of model 0's command with a copy of arg. */
+static void fx_set_arg(fx_t *fx, int i, const char *arg) {
+    free(fx->plan.models[0].command[i]);
+    fx->plan.models[0].command[i] = xstrdup(arg);
+}
+
 static void rm_rf(const char *path) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
@@ -223,8 +229,7 @@ TEST(test_argv_substitution) {
     fx_t fx;
     fx_init(&fx, 1, 1, "--bs={batch_size} {device} --in {input} x{max_length}y JSON", "\"batch_size\": 12");
     // plan.c rejects unknown placeholders; spawn.c must still leave other braces alone.
-    free(fx.plan.models[0].command[6]);
-    fx.plan.models[0].command[6] = xstrdup("{unknown}");
+    fx_set_arg(&fx, 6, "{unknown}");
     err_t err = {0};
     char **argv = spawn_build_argv(&fx.plan, &fx.jobs[0], &fx.slots[0], 6, 1, &err);
     ASSERT(argv);
@@ -249,8 +254,7 @@ TEST(test_argv_model_placeholder_needs_model) {
     fx_t fx;
     // plan.c already refuses this; spawn.c must not trust that and pass NULL on.
     fx_init(&fx, 1, 1, "MODEL", "");
-    free(fx.plan.models[0].command[1]);
-    fx.plan.models[0].command[1] = xstrdup("--model={model}");
+    fx_set_arg(&fx, 1, "--model={model}");
     err_t err = {0};
     char **argv = spawn_build_argv(&fx.plan, &fx.jobs[0], &fx.slots[0], 8, 1, &err);
     EXPECT(argv == NULL);
@@ -447,8 +451,7 @@ TEST(test_run_timeout_kills_group) {
     fx_init(&fx, 1, 1, "--ignore-term --grandchild-hang GC", "\"timeout_s\": 0.5, \"retries\": 1");
     char gc[600];
     snprintf(gc, sizeof gc, "%s/grandchild.pid", g_tmp);
-    free(fx.plan.models[0].command[3]);
-    fx.plan.models[0].command[3] = xstrdup(gc);
+    fx_set_arg(&fx, 3, gc);
     err_t err = {0};
     double secs = 0;
     int rc = fx_run(&fx, &err, &secs);
@@ -474,8 +477,7 @@ TEST(test_run_timeout_kills_group) {
 TEST(test_run_exec_failure) {
     fx_t fx;
     fx_init(&fx, 1, 1, "", "\"retries\": 3");
-    free(fx.plan.models[0].command[0]);
-    fx.plan.models[0].command[0] = xstrdup("no-such-worker-command");
+    fx_set_arg(&fx, 0, "no-such-worker-command");
     err_t err = {0};
     int rc = fx_run(&fx, &err, NULL);
     EXPECT(rc == -1);
