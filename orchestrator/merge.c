@@ -16,7 +16,6 @@
 
 #include "atomic_file.h"
 #include "idmap.h"
-#include "plan_fields.h"
 #include "planning.h"
 #include "probs.h"
 

@@ -6,6 +6,13 @@
  *   for each model (a stage): stage_jobs_build (shards x TTA variants, resume lookups) ->
  *   run_stage (spawn, supervise, validate each output, retry) -> nvml_check_stage ->
  *   merge_model -> then merge_ensemble -> submission (atomic) -> report_write.
+ *
+ * Headers: one per module, libuv style. This file is the shared door (data types and the
+ * interfaces between the two sides); a module with more to offer has its own header (run.h,
+ * spawn.h, slots.h, report.h, progress.h, nvml.h, memcheck.h, shim.h, digest.h, idmap.h) and
+ * planning.h serves the planning side's files. Two headers are private to one module and included
+ * only by its own files and its tests: plan_fields.h (plan.c, plan_fields.c, plan_runtime.c)
+ * and run_internal.h (run.c, attempt.c).
  */
 #ifndef ORCH_H
 #define ORCH_H

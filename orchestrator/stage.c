@@ -21,7 +21,6 @@
 #include "atomic_file.h"
 #include "digest.h"
 #include "idmap.h"
-#include "plan_fields.h"
 #include "planning.h"
 
 char *path_join3(const char *a, const char *b, const char *c) {
