@@ -147,4 +147,3 @@ else
 fi
 
 itest_finish
-echo "cuda_emu: all checks passed"
