@@ -193,7 +193,7 @@ static void kill_group(attempt_t *a, int sig) {
 
 /* Count one worker process gone; closes the current busy span when it was the last one alive. */
 static void account_exit(run_ctx_t *ctx) {
-    if (--ctx->n_live == 0) ctx->busy_s += run_now_mono() - ctx->busy_since;
+    if (--ctx->n_live == 0) ctx->busy_s += clock_mono_s() - ctx->busy_since;
 }
 
 static void on_timer(uv_timer_t *t);
@@ -205,7 +205,7 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal) {
     a->exited = 1;
     a->exit_status = status;
     a->term_signal = term_signal;
-    a->t_exit = run_now_mono();
+    a->t_exit = clock_mono_s();
     account_exit(a->ctx);
     // The worker is gone; whatever it left in its group (helpers, a hung grandchild) must not
     // outlive it holding the GPU or our pipes. ESRCH (nothing left) is the usual answer.
@@ -297,7 +297,7 @@ attempt_t *attempt_start(run_ctx_t *ctx, int jobi, int sloti, err_t *err) {
     a->job = jobi;
     a->slot = sloti;
     a->index = job->attempts;
-    a->t_start = run_now_mono();
+    a->t_start = clock_mono_s();
     a->log_fd = open_log(job->log_path);
     if (a->log_fd < 0)
         progress_note(&ctx->console, "orchestrate: warning: cannot open log %s: %s", job->log_path, strerror(errno));
@@ -349,7 +349,7 @@ attempt_t *attempt_start(run_ctx_t *ctx, int jobi, int sloti, err_t *err) {
     spawn_strv_free(argv);
     spawn_strv_free(env);
 
-    if (job->attempts == 0) job->t_start = run_now_wall();
+    if (job->attempts == 0) job->t_start = clock_wall_s();
     job->batch_sizes[a->index] = job->batch_size;
     job->attempts++;
     job->slot = sloti;

@@ -1,6 +1,5 @@
-/* digest.c: XXH64 (Yann Collet's algorithm, re-implemented from its specification) run with two
- * seeds at once, for the 128-bit digests of digest.h. Reads are little-endian byte by byte, so
- * the digest is the same on every host. */
+/* digest.c: XXH3-128 digests (libxxhash) of bytes, framed fields and path stamps (digest.h).
+ * It holds no hash code of its own. */
 #include "digest.h"
 
 #include <dirent.h>
@@ -11,113 +10,14 @@
 
 #include "check.h"
 
-#define P1 0x9E3779B185EBCA87ULL
-#define P2 0xC2B2AE3D27D4EB4FULL
-#define P3 0x165667B19E3779F9ULL
-#define P4 0x85EBCA77C2B2AE63ULL
-#define P5 0x27D4EB2F165667C5ULL
-
-/* x rotated left by r bits (0 < r < 64). */
-static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-/* The little-endian 64-bit value at p (any alignment). */
-static inline uint64_t read64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
-/* The little-endian 32-bit value at p (any alignment). */
-static inline uint32_t read32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* XXH64's round: mix one 8-byte input into an accumulator. */
-static inline uint64_t xxh_round(uint64_t acc, uint64_t input) {
-    acc += input * P2;
-    acc = rotl64(acc, 31);
-    return acc * P1;
-}
-
-/* XXH64's merge of one lane accumulator v into the hash h. */
-static inline uint64_t xxh_merge(uint64_t h, uint64_t v) {
-    h ^= xxh_round(0, v);
-    return h * P1 + P4;
-}
-
-/* Set the four XXH64 lane accumulators for seed. */
-static void lanes_init(uint64_t v[4], uint64_t seed) {
-    v[0] = seed + P1 + P2;
-    v[1] = seed + P2;
-    v[2] = seed;
-    v[3] = seed - P1;
-}
-
-/* Consume one 32-byte stripe at p into the four lanes. */
-static inline void stripe(uint64_t v[4], const uint8_t *p) {
-    v[0] = xxh_round(v[0], read64(p));
-    v[1] = xxh_round(v[1], read64(p + 8));
-    v[2] = xxh_round(v[2], read64(p + 16));
-    v[3] = xxh_round(v[3], read64(p + 24));
-}
-
-/* The XXH64 finalisation: fold lanes (or the seed for short inputs), the length, the tail. */
-static uint64_t xxh_finish(const uint64_t v[4], uint64_t seed, uint64_t total, const uint8_t *tail,
-                           size_t n) {
-    uint64_t h;
-    if (total >= 32) {
-        h = rotl64(v[0], 1) + rotl64(v[1], 7) + rotl64(v[2], 12) + rotl64(v[3], 18);
-        for (int i = 0; i < 4; i++) h = xxh_merge(h, v[i]);
-    } else {
-        h = seed + P5;
-    }
-    h += total;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        h ^= xxh_round(0, read64(tail + i));
-        h = rotl64(h, 27) * P1 + P4;
-    }
-    if (i + 4 <= n) {
-        h ^= (uint64_t)read32(tail + i) * P1;
-        h = rotl64(h, 23) * P2 + P3;
-        i += 4;
-    }
-    for (; i < n; i++) {
-        h ^= tail[i] * P5;
-        h = rotl64(h, 11) * P1;
-    }
-    h ^= h >> 33;
-    h *= P2;
-    h ^= h >> 29;
-    h *= P3;
-    h ^= h >> 32;
-    return h;
-}
-
 void digest_init(digest_t *d) {
-    memset(d, 0, sizeof *d);
-    lanes_init(d->v[0], 0);
-    lanes_init(d->v[1], 1);
+    XXH_errorcode rc = XXH3_128bits_reset(&d->st);
+    ASSERT(rc == XXH_OK);  // fails only on a NULL state
 }
 
 void digest_update(digest_t *d, const void *data, size_t len) {
-    const uint8_t *p = data;
-    d->total += len;
-    if (d->n_buf) {
-        size_t take = 32 - d->n_buf < len ? 32 - d->n_buf : len;
-        memcpy(d->buf + d->n_buf, p, take);
-        d->n_buf += take, p += take, len -= take;
-        if (d->n_buf < 32) return;
-        stripe(d->v[0], d->buf);
-        stripe(d->v[1], d->buf);
-        d->n_buf = 0;
-    }
-    for (; len >= 32; p += 32, len -= 32) {
-        stripe(d->v[0], p);
-        stripe(d->v[1], p);
-    }
-    if (len) memcpy(d->buf, p, len);
-    d->n_buf = len;
+    XXH_errorcode rc = XXH3_128bits_update(&d->st, data, len);
+    ASSERT(rc == XXH_OK);
 }
 
 void digest_field(digest_t *d, const char *tag, const char *s) {
@@ -129,19 +29,9 @@ void digest_field(digest_t *d, const char *tag, const char *s) {
 }
 
 void digest_hex(const digest_t *d, char out[DIGEST_HEX_LEN + 1]) {
-    uint64_t h0 = xxh_finish(d->v[0], 0, d->total, d->buf, d->n_buf);
-    uint64_t h1 = xxh_finish(d->v[1], 1, d->total, d->buf, d->n_buf);
-    snprintf(out, DIGEST_HEX_LEN + 1, "%016llx%016llx", (unsigned long long)h0,
-             (unsigned long long)h1);
-}
-
-uint64_t digest_xxh64(const void *data, size_t len, uint64_t seed) {
-    uint64_t v[4];
-    lanes_init(v, seed);
-    const uint8_t *p = data;
-    size_t n = len;
-    for (; n >= 32; p += 32, n -= 32) stripe(v, p);
-    return xxh_finish(v, seed, len, p, n);
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&d->st));
+    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", c.digest[i]);
 }
 
 /* Feed one stat result: size and nanosecond mtime. */

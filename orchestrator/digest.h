@@ -1,10 +1,13 @@
 /* digest.h: a 128-bit content digest for resume keys and content-derived shard names.
  *
- * The digest is two XXH64 hashes (seeds 0 and 1) of the same bytes, computed in one pass and
- * printed as 32 hex digits. XXH64 is a published, well-tested non-cryptographic hash with
- * reference test vectors; two seeds give 128 bits, so accidental collisions between shards or
- * settings are out of the question. It deliberately does not resist an adversary: resume keys
- * only need to tell our own files apart, and a fast hash keeps hashing a 100 MB input cheap.
+ * The digest is XXH3-128 (libxxhash, the xxHash project's reference implementation) of the bytes
+ * fed, streamed, printed as 32 hex digits in xxHash's canonical order (what `xxhsum -H2` prints).
+ * 128 bits make accidental collisions between shards or settings out of the question. It
+ * deliberately does not resist an adversary: resume keys only need to tell our own files apart,
+ * and a fast hash keeps hashing a 100 MB input cheap.
+ *
+ * Keys made before XXH3-128 (two XXH64 seeds) are never reproduced, so their resume records are
+ * simply not found: those jobs run again.
  */
 #ifndef ORCH_DIGEST_H
 #define ORCH_DIGEST_H
@@ -12,11 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t's layout, so that a digest_t needs no allocation
+#include <xxhash.h>
+
 typedef struct {
-    uint64_t v[2][4];   // (seed, lane) XXH64 accumulators
-    uint64_t total;     // bytes fed so far
-    uint8_t buf[32];    // partial stripe not yet folded into v
-    size_t n_buf;       // bytes held in buf (< 32)
+    XXH3_state_t st;    // the XXH3-128 streaming state (64-byte aligned; fine on the stack)
 } digest_t;
 
 #define DIGEST_HEX_LEN 32
@@ -41,8 +44,5 @@ void digest_path_stamp(digest_t *d, const char *tag, const char *path);
 
 /* Finish: write 32 lowercase hex digits and a NUL to out. d may not be fed afterwards. */
 void digest_hex(const digest_t *d, char out[DIGEST_HEX_LEN + 1]);
-
-/* XXH64 of one buffer (exposed for the test vectors). */
-uint64_t digest_xxh64(const void *data, size_t len, uint64_t seed);
 
 #endif

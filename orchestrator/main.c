@@ -182,34 +182,34 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
     progress_t *con = run_ctx_console(r->ctx);
     job_t *jobs = NULL;
     int n_jobs = 0;
-    double t = run_now_mono();
+    double t = clock_mono_s();
     if (stage_jobs_build(plan, &r->input, m, r->n_slots, &jobs, &n_jobs, err) != 0) {
         err->code = 1;
         return -1;
     }
-    r->times.build_jobs_s += run_now_mono() - t;
+    r->times.build_jobs_s += clock_mono_s() - t;
     int reused = 0;
     for (int j = 0; j < n_jobs; j++) reused += jobs[j].status == JOB_REUSED;
     progress_note(con, "== stage %d/%d: model %s: %d job(s) on %d slot(s), %d reused ==", m + 1,
                   plan->n_models, plan->models[m].name, n_jobs, r->n_slots, reused);
 
-    double t_stage = run_now_mono();
+    double t_stage = clock_mono_s();
     int rc = run_stage(r->ctx, jobs, n_jobs, r->slots, r->n_slots, err);
     memcheck_gpu_t *mem = r->have_mem ? xcalloc((size_t)r->mem.n_gpus + 1, sizeof *mem) : NULL;
     if (rc == 0 && r->have_mem) {
-        double tm = run_now_mono();
+        double tm = clock_mono_s();
         rc = memcheck_stage(&r->mem, plan, r->ctx, plan->models[m].name, mem, err);
-        r->times.memory_s += run_now_mono() - tm;
+        r->times.memory_s += clock_mono_s() - tm;
     }
-    report_add_stage(r->report, plan, m, jobs, n_jobs, run_now_mono() - t_stage, mem,
+    report_add_stage(r->report, plan, m, jobs, n_jobs, clock_mono_s() - t_stage, mem,
                      r->have_mem ? r->mem.n_gpus : 0);
     free(mem);
     if (rc == 0) {
-        double tm = run_now_mono();
+        double tm = clock_mono_s();
         r->probs[m] = xcalloc(r->input.n_rows * (size_t)plan->n_labels, sizeof **r->probs);
         rc = merge_model(plan, &r->input, m, jobs, n_jobs, r->probs[m], err);
         if (rc != 0) err->code = 1;
-        r->times.merge_s += run_now_mono() - tm;
+        r->times.merge_s += clock_mono_s() - tm;
     }
     stage_jobs_free(jobs, n_jobs);
     return rc;
@@ -228,19 +228,19 @@ static int run_all(run_t *r, const cli_t *cli, err_t *err) {
         for (int g = 0; g < r->mem.n_gpus; g++)
             printf("orchestrate: GPU %d: %.0f MiB in use before the run\n", r->mem.gpus[g], r->mem.baseline[g]);
     }
-    r->report = report_create(plan, r->slots, r->n_slots, run_now_wall() - (run_now_mono() - r->t0));
+    r->report = report_create(plan, r->slots, r->n_slots, clock_wall_s() - (clock_mono_s() - r->t0));
     r->probs = xcalloc((size_t)plan->n_models, sizeof *r->probs);
     for (int m = 0; m < plan->n_models; m++)
         if (run_one_stage(r, m, err) != 0) return -1;
 
     int sig = run_ctx_poll_signal(r->ctx);
     if (sig) return err_code(err, 128 + sig, "interrupted by %s; no submission written", run_signal_name(sig));
-    double tm = run_now_mono();
+    double tm = clock_mono_s();
     if (merge_ensemble(plan, &r->input, (double *const *)r->probs, plan->output, err) != 0) {
         err->code = 1;
         return -1;
     }
-    r->times.merge_s += run_now_mono() - tm;
+    r->times.merge_s += clock_mono_s() - tm;
     sig = run_ctx_poll_signal(r->ctx);
     if (sig) {
         unlink(plan->output);
@@ -254,7 +254,7 @@ static int run_all(run_t *r, const cli_t *cli, err_t *err) {
  * summary table. */
 static void finish_report(run_t *r, const err_t *err, int failed) {
     if (!r->report) return;
-    r->times.wall_s = run_now_mono() - r->t0;
+    r->times.wall_s = clock_mono_s() - r->t0;
     r->times.worker_s = run_ctx_worker_seconds(r->ctx);
     r->times.validate_s = run_ctx_validate_seconds(r->ctx);
     r->times.spawned = run_ctx_spawned(r->ctx);
@@ -281,7 +281,7 @@ int main(int argc, char **argv) {
 
     run_t r;
     memset(&r, 0, sizeof r);
-    r.t0 = run_now_mono();
+    r.t0 = clock_mono_s();
     err_t err = {0};
     int failed = 0;
     char note[256];
@@ -298,10 +298,10 @@ int main(int argc, char **argv) {
         if (workdir_discard(&r.plan, &err) != 0) failed = 1;
         else printf("orchestrate: --fresh: discarded earlier outputs, logs and resume records in %s\n", r.plan.work_dir);
     }
-    double t = run_now_mono();
+    double t = clock_mono_s();
     if (!failed && csv_table_read(&r.input, r.plan.input, &err) != 0) failed = 1;
     if (!failed && input_validate(&r.plan, &r.input, &err) != 0) failed = 1;
-    r.times.read_input_s = run_now_mono() - t;
+    r.times.read_input_s = clock_mono_s() - t;
     if (!failed && !r.plan.use_cpu) {
         r.nvml = nvml_open(note, sizeof note);
         if (!r.nvml) printf("orchestrate: note: %s\n", note);
@@ -320,7 +320,7 @@ int main(int argc, char **argv) {
     }
 
     if (!failed && !cli.dry_run)
-        printf("orchestrate: wrote %s (%zu rows) in %.1f s\n", r.plan.output, r.input.n_rows, run_now_mono() - r.t0);
+        printf("orchestrate: wrote %s (%zu rows) in %.1f s\n", r.plan.output, r.input.n_rows, clock_mono_s() - r.t0);
     if (r.probs)
         for (int m = 0; m < r.plan.n_models; m++) free(r.probs[m]);
     free(r.probs);

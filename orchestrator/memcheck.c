@@ -38,7 +38,7 @@ void memcheck_free(memcheck_t *mc) {
  * leaked. Returns 0, -1 on a read error (err set), or the signal that interrupted the wait. */
 static int wait_for_memory(memcheck_t *mc, const plan_t *plan, run_ctx_t *ctx, memcheck_gpu_t *out,
                            err_t *err) {
-    double t0 = run_now_mono();
+    double t0 = clock_mono_s();
     double *used = xcalloc((size_t)mc->n_gpus, sizeof *used);
     int rc = 0;
     for (;;) {
@@ -52,10 +52,10 @@ static int wait_for_memory(memcheck_t *mc, const plan_t *plan, run_ctx_t *ctx, m
             out[i].baseline_mib = mc->baseline[i];
             out[i].after_mib = used[i];
             out[i].leaked = used[i] > mc->baseline[i] + plan->mem_tolerance_mib;
-            out[i].waited_s = run_now_mono() - t0;
+            out[i].waited_s = clock_mono_s() - t0;
             all_back &= !out[i].leaked;
         }
-        if (all_back || run_now_mono() - t0 >= plan->mem_wait_s) break;
+        if (all_back || clock_mono_s() - t0 >= plan->mem_wait_s) break;
         int sig = run_ctx_sleep(ctx, POLL_S);
         if (sig) {
             rc = sig;

@@ -16,13 +16,13 @@
 
 #include "atomic_file.h"
 #include "idmap.h"
-#include "plan_fields.h"
 #include "planning.h"
+#include "probs.h"
 
 #define P_CLAMP 1e-7   // geometric and logit_mean: probabilities are clamped to [1e-7, 1 - 1e-7]
 
-/* Write "id,<labels>" then one row per input row, values with 9 significant digits (enough to
- * round-trip a float, and far below the 1e-3 row-sum tolerance). Atomic. */
+/* Write the probabilities (input order) to path with probs_csv_write, creating path's directory
+ * first. Returns 0, or -1 with err set. */
 static int write_probs(const plan_t *plan, const csv_table_t *input, const double *probs, const char *path,
                        err_t *err) {
     char *dir = xstrdup(path), *slash = strrchr(dir, '/');
@@ -33,23 +33,7 @@ static int write_probs(const plan_t *plan, const csv_table_t *input, const doubl
     }
     free(dir);
     if (rc != 0) return -1;
-    atomic_file_t af;
-    if (atomic_file_open(&af, path, err) != 0) return -1;
-    size_t L = (size_t)plan->n_labels;
-    int bad = fputs("id", af.f) == EOF;
-    for (size_t l = 0; l < L && !bad; l++)
-        bad |= fputc(',', af.f) == EOF || csv_write_field(af.f, plan->labels[l], strlen(plan->labels[l])) != 0;
-    bad |= fputc('\n', af.f) == EOF;
-    for (size_t r = 0; r < input->n_rows && !bad; r++) {
-        bad |= csv_write_field(af.f, csv_cell(input, r, 0), csv_cell_len(input, r, 0)) != 0;
-        for (size_t l = 0; l < L && !bad; l++) bad |= fprintf(af.f, ",%.9g", probs[r * L + l]) < 0;
-        bad |= fputc('\n', af.f) == EOF;
-    }
-    if (bad) {
-        atomic_file_abort(&af);
-        return err_fmt(err, "%s: write failed: %s", path, strerror(errno));
-    }
-    return atomic_file_commit(&af, err);
+    return probs_csv_write(path, (const char *const *)plan->labels, (size_t)plan->n_labels, input, 0, probs, err);
 }
 
 /* Scale row[0..n) to sum 1. Returns 0, or -1 when the sum is not a positive finite number. */

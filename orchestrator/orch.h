@@ -6,6 +6,13 @@
  *   for each model (a stage): stage_jobs_build (shards x TTA variants, resume lookups) ->
  *   run_stage (spawn, supervise, validate each output, retry) -> nvml_check_stage ->
  *   merge_model -> then merge_ensemble -> submission (atomic) -> report_write.
+ *
+ * Headers: one per module, libuv style. This file is the shared door (data types and the
+ * interfaces between the two sides); a module with more to offer has its own header (run.h,
+ * spawn.h, slots.h, report.h, progress.h, nvml.h, memcheck.h, shim.h, digest.h, idmap.h) and
+ * planning.h serves the planning side's files. Two headers are private to one module and included
+ * only by its own files and its tests: plan_fields.h (plan.c, plan_fields.c, plan_runtime.c)
+ * and run_internal.h (run.c, attempt.c).
  */
 #ifndef ORCH_H
 #define ORCH_H
@@ -17,6 +24,11 @@
 /* ---------------------------------------------------------------- plan (plan.c) */
 
 typedef enum { TTA_IDENTITY = 0, TTA_SWAP_AB = 1 } tta_t;
+/* The TTA variants' names as written in plans, job names, ORCHESTRATE_VARIANT and report.json,
+ * indexed by tta_t and NULL-terminated (plan.c). */
+extern const char *const tta_names[];
+/* tta_names[t]: the variant's name (a static string). */
+const char *tta_name(tta_t t);
 typedef enum { ENSEMBLE_MEAN = 0, ENSEMBLE_LOGIT_MEAN, ENSEMBLE_GEOMETRIC } ensemble_method_t;
 typedef enum { MEM_LEAK_FAIL = 0, MEM_LEAK_KILL, MEM_LEAK_WARN } mem_leak_policy_t;
 
@@ -190,6 +202,10 @@ run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err);
 /* Close the context's handles, run the loop until every handle has closed and free ctx; NULL is
  * a no-op. Call it after run_stage has returned. */
 void run_ctx_destroy(run_ctx_t *ctx);
+
+/* Sort idx[0..n) (indices into jobs) into the order run_stage starts jobs: larger cost first,
+ * then index order. --dry-run's schedule uses it too, so that it shows what a run would do. */
+void run_order_jobs(const job_t *jobs, int *idx, int n);
 
 /* Run every job whose status is JOB_PENDING on the slots, longest first, until all are
  * JOB_DONE or one fails for good. Each attempt: spawn (own process group, PDEATHSIG shim),

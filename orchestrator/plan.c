@@ -16,6 +16,7 @@
 #include "json_util.h"
 #include "orch.h"
 #include "plan_fields.h"
+#include "spawn.h"
 
 static const char *const TOP_KEYS[] = {"input", "output", "work_dir", "labels", "gpus",
                                        "cpu_workers", "models", "ensemble", "kill_grace_s",
@@ -31,18 +32,19 @@ static const char *const MEMORY_KEYS[] = {"tolerance_mib", "wait_s", "on_leak", 
 static const char *const ENSEMBLE_KEYS[] = {"method", NULL};
 
 static const char *const WORKERS[] = {"lm-worker", NULL};
-static const char *const TTA_NAMES[] = {"identity", "swap_ab", NULL};
 static const char *const ENSEMBLE_NAMES[] = {"mean", "logit_mean", "geometric", NULL};
 static const char *const LEAK_NAMES[] = {"fail", "kill", "warn", NULL};
 static const char *const DTYPES[] = {"auto", "fp32", "bf16", "fp16", NULL};
 static const char *const QUANTS[] = {"none", "int8", NULL};
+const char *const tta_names[] = {"identity", "swap_ab", NULL};
+const char *tta_name(tta_t t) {
+    ASSERT(t == TTA_IDENTITY || t == TTA_SWAP_AB);
+    return tta_names[t];
+}
 /* These mirror lm-worker's trunc_policy_parse and template_builtin_names (workers/lm/rows/
  * rows.h); test_plan checks that the lists agree, so they cannot drift apart. */
 const char *const plan_truncations[] = {"balanced", "keep_end", "tail", NULL};
 const char *const plan_template_builtins[] = {"plain", "gemma-chat", "turns", NULL};
-/* Placeholders the control plane substitutes in a command's argv at spawn time. */
-static const char *const PLACEHOLDERS[] = {"input", "output", "device", "batch_size",
-                                           "max_length", "model", NULL};
 
 static const char *const DEFAULT_LABELS[] = {"winner_model_a", "winner_model_b", "winner_tie"};
 
@@ -107,15 +109,19 @@ static int check_placeholders(pctx_t *c, const plan_model_t *m) {
             memcpy(word, o + 1, len);
             word[len] = '\0';
             int known = 0;
-            for (int k = 0; PLACEHOLDERS[k]; k++) known |= strcmp(word, PLACEHOLDERS[k]) == 0;
+            char list[128] = "";
+            for (int k = 0; spawn_placeholders[k]; k++) {
+                known |= strcmp(word, spawn_placeholders[k]) == 0;
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s{%s}", k ? " " : "",
+                         spawn_placeholders[k]);
+            }
             pctx_key(c, "command");
             pctx_index(c, i);
             int rc = 0;
             if (!known) {
-                const char *hint = pf_suggest(word, PLACEHOLDERS);
-                rc = pctx_fail(c, 0, "unknown placeholder '{%s}'%s%s%s (known: {input} {output} {device} "
-                               "{batch_size} {max_length} {model})", word, hint ? " (did you mean {" : "",
-                               hint ? hint : "", hint ? "}?)" : "");
+                const char *hint = pf_suggest(word, spawn_placeholders);
+                rc = pctx_fail(c, 0, "unknown placeholder '{%s}'%s%s%s (known: %s)", word,
+                               hint ? " (did you mean {" : "", hint ? hint : "", hint ? "}?)" : "", list);
             } else if (strcmp(word, "model") == 0 && !m->model) {
                 rc = pctx_fail(c, 0, "uses {model} but the model has no 'model' key");
             }
@@ -140,9 +146,9 @@ static int parse_tta(pctx_t *c, json_t *jm, plan_model_t *m) {
     for (size_t i = 0; rc == 0 && i < json_array_size(v); i++) {
         int t = 0;
         pctx_index(c, (int)i);
-        rc = pf_enum_value(c, json_array_get(v, i), "variant", TTA_NAMES, &t);
+        rc = pf_enum_value(c, json_array_get(v, i), "variant", tta_names, &t);
         for (int j = 0; rc == 0 && j < m->n_tta; j++)
-            if ((int)m->tta[j] == t) rc = pctx_fail(c, 0, "duplicate variant '%s'", TTA_NAMES[t]);
+            if ((int)m->tta[j] == t) rc = pctx_fail(c, 0, "duplicate variant '%s'", tta_names[t]);
         if (rc == 0) m->tta[m->n_tta++] = (tta_t)t;
         pctx_pop(c);
     }

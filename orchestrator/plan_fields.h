@@ -1,5 +1,6 @@
-/* plan_fields.h: typed, position-aware access to the members of the plan's JSON (internal to
- * plan.c and the tests).
+/* plan_fields.h: typed, position-aware access to the members of the plan's JSON. Private to the
+ * plan module (plan.c, plan_fields.c, plan_runtime.c) and its tests; other modules go through
+ * orch.h and planning.h (see orch.h for the header scheme).
  *
  * jansson keeps no source positions in its values, yet every plan error must name the JSON path
  * and the line:column of the offending key or value. The context below tracks the JSON path
@@ -17,6 +18,7 @@
 #include <stddef.h>
 
 #include "check.h"
+#include "planning.h"
 
 #define PLAN_MAX_DEPTH 8
 
@@ -54,8 +56,6 @@ void pctx_pop(pctx_t *c);
  * (at_key) or the value. Returns -1. */
 int pctx_fail(pctx_t *c, int at_key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Copy s for a message: at most ~60 bytes, control bytes as '?', "..." when cut. Returns buf. */
-const char *pf_show(const char *s, char buf[80]);
 
 /* Reject members of obj not in `allowed` (NULL-terminated), at the key, with a "did you mean"
  * hint for a close name and, when the key is one of `elsewhere`, the hint `elsewhere_hint`.

@@ -20,10 +20,11 @@ int output_table_check(const char *const *labels, int n_labels, char *const *ids
 /* work_dir/done/<key>.csv: where resume_record keeps job's validated output. malloc'd. */
 char *resume_path(const plan_t *plan, const char *key);
 
+/* Copy s for a message: at most ~60 bytes, control bytes as '?', "..." when cut. Returns buf.
+ * (plan_fields.c; every planning-side message that quotes a user string uses it.) */
+const char *pf_show(const char *s, char buf[80]);
+
 /* Join path parts with '/'; returns a malloc'd string. */
 char *path_join3(const char *a, const char *b, const char *c);
-
-/* The TTA variant's name as written in plans and job names. */
-const char *tta_name(tta_t t);
 
 #endif

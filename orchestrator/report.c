@@ -23,11 +23,6 @@ struct report {
     double t_start;           // wall clock
 };
 
-/* The plan's name of a TTA variant (a static string). */
-static const char *variant_name(tta_t t) {
-    return t == TTA_SWAP_AB ? "swap_ab" : "identity";
-}
-
 /* The report's word for a job's status ("done", "reused", "stopped", ...; a static string). */
 static const char *status_name(const job_t *j) {
     switch (j->status) {
@@ -84,7 +79,7 @@ static json_t *job_json(const plan_t *plan, const job_t *j) {
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(j->name));
     json_object_set_new(o, "model", json_string(plan->models[j->model].name));
-    json_object_set_new(o, "variant", json_string(variant_name(j->variant)));
+    json_object_set_new(o, "variant", json_string(tta_name(j->variant)));
     json_object_set_new(o, "shard", json_integer(j->shard));  // 0-based, as in the job name and ORCHESTRATE_SHARD
     json_object_set_new(o, "n_shards", json_integer(j->n_shards));
     json_object_set_new(o, "status", json_string(status_name(j)));

@@ -32,22 +32,12 @@
 #define TICK_TTY_MS 250
 #define TICK_PLAIN_MS 1000
 
-double run_now_mono(void) {
-    return (double)uv_hrtime() / 1e9;
-}
-
 const char *run_signal_name(int sig) {
     static char buf[32];
     const char *abbrev = sigabbrev_np(sig);
     if (abbrev) snprintf(buf, sizeof buf, "SIG%s", abbrev);
     else snprintf(buf, sizeof buf, "signal %d", sig);
     return buf;
-}
-
-double run_now_wall(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Copy src into dst (n bytes), truncating. */
@@ -177,7 +167,7 @@ progress_t *run_ctx_console(run_ctx_t *ctx) {
 }
 
 double run_ctx_worker_seconds(const run_ctx_t *ctx) {
-    return ctx->busy_s + (ctx->n_live > 0 ? run_now_mono() - ctx->busy_since : 0);
+    return ctx->busy_s + (ctx->n_live > 0 ? clock_mono_s() - ctx->busy_since : 0);
 }
 
 double run_ctx_validate_seconds(const run_ctx_t *ctx) {
@@ -204,6 +194,10 @@ static int cmp_cost_desc(const void *pa, const void *pb, void *arg) {
     int a = *(const int *)pa, b = *(const int *)pb;
     if (jobs[a].cost != jobs[b].cost) return jobs[a].cost > jobs[b].cost ? -1 : 1;
     return a < b ? -1 : a > b;  // stable: plan order among equals
+}
+
+void run_order_jobs(const job_t *jobs, int *idx, int n) {
+    qsort_r(idx, (size_t)n, sizeof *idx, cmp_cost_desc, (void *)jobs);
 }
 
 /* Recompute rows and jobs done (reused jobs left out) and pass them to the progress display. */
@@ -250,7 +244,7 @@ static void requeue_front(run_ctx_t *ctx, int j) {
 static void on_tick(uv_timer_t *t) {
     run_ctx_t *ctx = t->data;
     update_progress(ctx);
-    progress_tick(&ctx->console, run_now_mono());
+    progress_tick(&ctx->console, clock_mono_s());
 }
 
 void run_attempt_progress(run_ctx_t *ctx, attempt_t *a, double done, double total) {
@@ -275,7 +269,7 @@ static void describe_exit(const attempt_t *a, char *buf, size_t n) {
 /* Validate a finished attempt's output; on success record it for resume and mark the job done.
  * Returns 0, or -1 with why in job->last_error (the output is deleted). */
 static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job) {
-    double t0 = run_now_mono();
+    double t0 = clock_mono_s();
     err_t err = {0};
     int rc = validate_output(ctx->plan, job, &err);
     if (rc == 0) {
@@ -292,7 +286,7 @@ static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job) {
         attempt_log(a, "%s", job->last_error);
         unlink(job->output_path);
     }
-    ctx->validate_s += run_now_mono() - t0;
+    ctx->validate_s += clock_mono_s() - t0;
     return rc;
 }
 
@@ -304,11 +298,11 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
     int code = a->spawn_error ? -1 : a->term_signal ? -a->term_signal : (int)a->exit_status;
     job->exit_codes[k] = code;
     job->timed_out[k] = a->timed_out;
-    job->t_end = run_now_wall();
+    job->t_end = clock_wall_s();
     char how[96];
     describe_exit(a, how, sizeof how);
     attempt_log(a, "attempt %d ended: %s after %.1f s", k + 1, how,
-                (a->spawned ? a->t_exit : run_now_mono()) - a->t_start);
+                (a->spawned ? a->t_exit : clock_mono_s()) - a->t_start);
 
     if (code == 0 && !a->timed_out) {
         if (accept_output(ctx, a, job) == 0) return;
@@ -406,11 +400,11 @@ int run_stage(run_ctx_t *ctx, job_t *jobs, int n_jobs, const slot_t *slots, int 
         const plan_model_t *m = &ctx->plan->models[jobs[j].model];
         if (jobs[j].batch_size <= 0) jobs[j].batch_size = m->batch_size > 0 ? m->batch_size : 1;
     }
-    qsort_r(ctx->queue, (size_t)ctx->q_tail, sizeof *ctx->queue, cmp_cost_desc, jobs);
+    run_order_jobs(jobs, ctx->queue, ctx->q_tail);
 
     if (ctx->q_tail > 0) {
         const char *stage = ctx->plan->models[jobs[ctx->queue[0]].model].name;
-        double now = run_now_mono();
+        double now = clock_mono_s();
         progress_begin(&ctx->console, stage, rows, ctx->q_tail, now);
         uint64_t tick_ms = ctx->console.tty ? TICK_TTY_MS : TICK_PLAIN_MS;
         UV_CHECK(uv_timer_start(&ctx->tick, on_tick, tick_ms, tick_ms));
@@ -419,7 +413,7 @@ int run_stage(run_ctx_t *ctx, job_t *jobs, int n_jobs, const slot_t *slots, int 
         uv_run(&ctx->loop, UV_RUN_DEFAULT);
         UV_CHECK(uv_timer_stop(&ctx->tick));
         update_progress(ctx);
-        progress_end(&ctx->console, run_now_mono());
+        progress_end(&ctx->console, clock_mono_s());
     }
     ASSERT(ctx->n_running == 0);
 

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include "clock_util.h"
 #include "orch.h"
 #include "progress.h"
 
@@ -34,9 +35,5 @@ int run_ctx_owns_pid(const run_ctx_t *ctx, pid_t pid);
 
 /* "SIGTERM", "SIGKILL", ... ("signal N" when unnamed). The buffer is static: use it at once. */
 const char *run_signal_name(int sig);
-
-/* Monotonic seconds (for durations) and wall-clock seconds since the epoch (for reports). */
-double run_now_mono(void);
-double run_now_wall(void);
 
 #endif

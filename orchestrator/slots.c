@@ -72,14 +72,6 @@ int slots_use_gpu(const slot_t *slots, int n_slots) {
 
 /* ------------------------------------------------------------------ dry run */
 
-/* qsort_r order of job indices (arg: the jobs): larger cost first, then index order. */
-static int cmp_job_cost(const void *pa, const void *pb, void *arg) {
-    const job_t *jobs = arg;
-    int a = *(const int *)pa, b = *(const int *)pb;
-    if (jobs[a].cost != jobs[b].cost) return jobs[a].cost > jobs[b].cost ? -1 : 1;
-    return a < b ? -1 : a > b;
-}
-
 void slots_print_stage_plan(FILE *f, const plan_t *plan, int model, const job_t *jobs, int n_jobs,
                             const slot_t *slots, int n_slots, int fresh) {
     const plan_model_t *m = &plan->models[model];
@@ -91,7 +83,7 @@ void slots_print_stage_plan(FILE *f, const plan_t *plan, int model, const job_t 
         char shard[32];
         snprintf(shard, sizeof shard, "%d/%d", jobs[j].shard, jobs[j].n_shards);
         fprintf(f, "  %-36s %-9s %7s %7zu %12zu  %s\n", jobs[j].name,
-                jobs[j].variant == TTA_SWAP_AB ? "swap_ab" : "identity", shard, jobs[j].n_rows,
+                tta_name(jobs[j].variant), shard, jobs[j].n_rows,
                 jobs[j].cost, reuse ? "reuse (validated output recorded)" : "run");
         if (!reuse) order[n_run++] = j;
     }
@@ -102,7 +94,7 @@ void slots_print_stage_plan(FILE *f, const plan_t *plan, int model, const job_t 
     }
     // The run's rule: jobs longest first, each to the slot that frees up first. Estimating a
     // job's time by its cost, that is the slot with the least cost assigned so far.
-    qsort_r(order, (size_t)n_run, sizeof *order, cmp_job_cost, (void *)jobs);
+    run_order_jobs(jobs, order, n_run);
     size_t *load = xcalloc((size_t)n_slots, sizeof *load);
     int *slot_of = xcalloc((size_t)n_jobs + 1, sizeof *slot_of);
     for (int i = 0; i < n_run; i++) {

@@ -1,6 +1,6 @@
 /* spawn.c: argv and environment of one worker attempt (see spawn.h and docs/workers.md).
  *
- * Nothing here starts a process or touches the event loop; run.c does. Keeping the command
+ * Nothing here starts a process or touches the event loop; attempt.c does. Keeping the command
  * line and environment construction pure lets test_run check them directly, and keeps the
  * worker contract's variable list in one place.
  */
@@ -49,28 +49,29 @@ void spawn_strv_free(char **v) {
 
 /* ------------------------------------------------------------- placeholders */
 
-typedef struct {
-    const char *name;    // placeholder name without braces
-    const char *value;   // NULL: not available for this model (an error when used)
-} subst_t;
+const char *const spawn_placeholders[] = {"input", "output", "device", "batch_size", "max_length", "model", NULL};
+#define N_PLACEHOLDERS 6
+_Static_assert(sizeof spawn_placeholders / sizeof spawn_placeholders[0] == N_PLACEHOLDERS + 1,
+               "N_PLACEHOLDERS must count spawn_placeholders");
 
-/* Substitute every known {name} in tmpl. Unknown {words} are kept as they are, so that a
+/* Substitute every known {name} in tmpl (vals[i]: the value of spawn_placeholders[i]; NULL: not
+ * available for this model, an error when used). Unknown {words} are kept as they are, so that a
  * command may carry literal braces (a JSON argument, say). Sets *used_input / *used_output
  * when {input} / {output} appear. Returns a malloc'ed string, or NULL with err set when a
  * placeholder has no value. */
-static char *substitute(const char *tmpl, const subst_t *vars, int n_vars, int *used_input,
-                        int *used_output, err_t *err) {
+static char *substitute(const char *tmpl, const char *const *vals, int *used_input, int *used_output,
+                        err_t *err) {
     size_t cap = strlen(tmpl) + 64, n = 0;
     char *out = xmalloc(cap);
     for (const char *p = tmpl; *p;) {
         const char *val = NULL, *name = NULL;
         size_t skip = 0;
         if (*p == '{') {
-            for (int i = 0; i < n_vars; i++) {
-                size_t len = strlen(vars[i].name);
-                if (strncmp(p + 1, vars[i].name, len) == 0 && p[1 + len] == '}') {
-                    name = vars[i].name;
-                    val = vars[i].value;
+            for (int i = 0; i < N_PLACEHOLDERS; i++) {
+                size_t len = strlen(spawn_placeholders[i]);
+                if (strncmp(p + 1, spawn_placeholders[i], len) == 0 && p[1 + len] == '}') {
+                    name = spawn_placeholders[i];
+                    val = vals[i];
                     skip = len + 2;
                     break;
                 }
@@ -106,15 +107,11 @@ static char **build_command_argv(const plan_model_t *m, const job_t *job, const 
     char bs[32], ml[32];
     snprintf(bs, sizeof bs, "%d", batch_size);
     snprintf(ml, sizeof ml, "%d", m->max_length);
-    const subst_t vars[] = {
-        {"input", job->input_path},   {"output", job->output_path}, {"device", slot->device},
-        {"batch_size", bs},           {"max_length", ml},           {"model", m->model},
-    };
+    const char *const vals[N_PLACEHOLDERS] = {job->input_path, job->output_path, slot->device, bs, ml, m->model};
     int used_in = 0, used_out = 0;
     strv_t s = {0};
     for (int i = 0; i < m->n_command; i++) {
-        char *arg = substitute(m->command[i], vars, (int)(sizeof vars / sizeof vars[0]), &used_in,
-                               &used_out, err);
+        char *arg = substitute(m->command[i], vals, &used_in, &used_out, err);
         if (!arg) {
             err_prefix(err, "models '%s': command[%d] '%s'", m->name, i, m->command[i]);
             spawn_strv_free(s.v);
@@ -195,7 +192,7 @@ char **spawn_build_env(const plan_t *plan, const job_t *job, const slot_t *slot,
     strv_pushf(&all, "ORCHESTRATE_MODEL=%s", m->name);
     // 0-based, like the job name's "s<k>of<n>": shard k of n.
     strv_pushf(&all, "ORCHESTRATE_SHARD=%d/%d", job->shard, job->n_shards);
-    strv_pushf(&all, "ORCHESTRATE_VARIANT=%s", job->variant == TTA_SWAP_AB ? "swap_ab" : "identity");
+    strv_pushf(&all, "ORCHESTRATE_VARIANT=%s", tta_name(job->variant));
     strv_pushf(&all, "ORCHESTRATE_PROGRESS_FD=%d", SPAWN_PROGRESS_FD);
     strv_pushf(&all, "CUDA_VISIBLE_DEVICES=%s", slot->cuda_visible);
     // NVML numbers GPUs in PCI bus order and CUDA, by default, fastest first; pinning the

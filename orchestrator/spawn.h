@@ -2,8 +2,9 @@
  *
  * This is the pure part of spawning: it builds the argv (placeholders substituted, or the
  * lm-worker command line) and the environment (inherited + the model's env + ORCHESTRATE_*),
- * so that it can be unit-tested without starting processes. run.c hands the result to
- * uv_spawn, behind the PDEATHSIG shim (shim.h). The worker contract is docs/workers.md.
+ * so that it can be unit-tested without starting processes. attempt.c (attempt_start) hands
+ * the result to uv_spawn, behind the PDEATHSIG shim (shim.h). The worker contract is
+ * docs/workers.md.
  */
 #ifndef ORCH_SPAWN_H
 #define ORCH_SPAWN_H
@@ -12,6 +13,11 @@
 
 /* The file descriptor, in the worker, of the progress pipe (ORCHESTRATE_PROGRESS_FD). */
 #define SPAWN_PROGRESS_FD 3
+
+/* The placeholders a command may use, NULL-terminated: "input", "output", "device",
+ * "batch_size", "max_length", "model" (written {input} ... in a command). plan.c rejects any
+ * other {word}; spawn_build_argv substitutes these. */
+extern const char *const spawn_placeholders[];
 
 /* Build the argv of one attempt of job on slot with batch_size: a command model's template with
  * {input} {output} {device} {batch_size} {max_length} {model} substituted in every element (and

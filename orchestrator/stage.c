@@ -21,10 +21,7 @@
 #include "atomic_file.h"
 #include "digest.h"
 #include "idmap.h"
-#include "plan_fields.h"
 #include "planning.h"
-
-const char *tta_name(tta_t t) { return t == TTA_SWAP_AB ? "swap_ab" : "identity"; }
 
 char *path_join3(const char *a, const char *b, const char *c) {
     size_t n = strlen(a) + strlen(b) + (c ? strlen(c) : 0) + 3;

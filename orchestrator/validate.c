@@ -10,7 +10,6 @@
 #include <math.h>
 
 #include "idmap.h"
-#include "plan_fields.h"
 #include "planning.h"
 
 #define SUM_TOLERANCE 1e-3

@@ -1,5 +1,6 @@
-/* emu_device.cpp: cuda-emu's block runner: every CUDA thread of a block is a fiber (ucontext),
- * and a small scheduler runs them until each one finishes, switching only where CUDA threads
+/* emu_device.cpp: cuda-emu's block runner: every CUDA thread of a block is a fiber (its own
+ * stack, switched by a hand-written register switch on x86-64, by ucontext elsewhere or with
+ * -DEMU_UCONTEXT; see emu_ctx_switch below), and a small scheduler runs them until each one finishes, switching only where CUDA threads
  * must meet: __syncthreads (the block), and warp collectives (__shfl*_sync, __syncwarp,
  * mma.sync). A collective completes when every lane of its mask has arrived at it; the scheduler
  * then computes every lane's result at once, so a collective costs one switch per lane.

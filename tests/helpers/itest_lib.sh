@@ -6,9 +6,10 @@
 # starts has $T in its command line (the shard paths live there), so `pgrep -f "$T"` finds any
 # that outlived orchestrate.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/itest_env.sh"
 
-B=${ORCH_BINARY_DIR:?ORCH_BINARY_DIR not set}
-FX=${ORCH_FIXTURES:?ORCH_FIXTURES not set}
+B=$ORCH_BINARY_DIR
+FX=$ORCH_FIXTURES
 ORCH=$B/orchestrate
 FAKE=$B/fake_worker
 SAMPLE=$FX/data/lmsys-sample.csv

@@ -1,6 +1,6 @@
 # bad_input: exit 65 (bad input) is not retried: the run fails at once with the worker's own
 # message, even with retries left, and other workers are stopped.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity", "swap_ab"]' '"retries": 5' --bad-input)"

@@ -19,6 +19,7 @@
 #     fp16, sharding the rows over both, and writes a submission within fp16's bound of the CPU
 #     run's.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_checks.sh"
 B="$ORCH_BINARY_DIR"
 EMU="$B/lm-worker-emu"
 CPU="$B/lm-worker"
@@ -26,10 +27,6 @@ FIX="$ORCH_FIXTURES"
 M="$FIX/models"
 [ -x "$EMU" ] || { echo "skipped: $EMU not built (no CUDA toolkit at configure time)"; exit 77; }
 [ -x "$CPU" ] || { echo "FAIL: $CPU not built"; exit 1; }
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # golden NAME ARGS...: lm-worker-emu bench --golden must pass.
 golden() {
@@ -149,5 +146,4 @@ else
     fail "orchestrate on emulated GPUs 0,1"; tail -30 "$TMP/orch.log"
 fi
 
-[ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
-echo "cuda_emu: all checks passed"
+itest_finish

@@ -1,6 +1,6 @@
 # dry_run: --dry-run lists slots, jobs (variant, shard, rows, cost, reuse) and the schedule and
 # starts no worker; after a real run it shows the jobs as reused.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity", "swap_ab"]')" "$(model_json m2 2 2 '["identity"]')"

@@ -1,7 +1,7 @@
 # ensemble: the three ensemble methods (mean, geometric, logit_mean) with weights 1 and 3,
 # each checked against awk's computation. Reruns reuse the worker outputs (the ensemble and
 # the weights are not part of a job's key), so only the first run starts workers.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 for method in mean geometric logit_mean; do

@@ -1,6 +1,6 @@
 # fresh: --fresh discards outputs, logs and resume records, so every job runs again; files in
 # work_dir that orchestrate did not make are kept.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')"

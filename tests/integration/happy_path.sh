@@ -1,7 +1,7 @@
 # happy_path: 2 command models x 2 TTA variants on 2 CPU slots over the LMSYS sample. The
 # submission must equal the weighted mean computed independently (fake_worker on the whole
 # input + awk), every job must run once, and report.json must say so.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 write_plan "$T/plan.json" "" \

@@ -1,7 +1,7 @@
 # large_3000: 3000 rows (the LMSYS sample repeated with new ids, made with awk), 2 models x 2
 # variants on 2 CPU slots. The submission must match the independent computation, and the
 # report must state the orchestration overhead.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 # A CSV record ends at a newline outside quotes: count quotes to find where records end.

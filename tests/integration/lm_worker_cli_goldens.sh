@@ -7,11 +7,8 @@
 # No python or jq: a golden line's `"ids": [...]` cannot occur inside its text (quotes in JSON
 # strings are escaped), so sed extracts the arrays reliably.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_checks.sh"
 BIN="$ORCH_BINARY_DIR/lm-worker"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 [ -x "$BIN" ] || { echo "FAIL: $BIN not built"; exit 1; }
 
 # ids_of KEY FILE: the KEY array of each line, spaces removed, one line per input line.
@@ -64,5 +61,5 @@ else
   fail "lm-worker logits exited non-zero: $(tail -1 "$TMP/err")"
 fi
 
-[ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
+itest_finish
 echo "all lm-worker CLI golden checks passed"

@@ -11,13 +11,10 @@
 #     leave no output; a missing model dir exits 65; bad options exit 64; --device cuda without
 #     CUDA exits non-zero with a message that says so.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_checks.sh"
 BIN="$ORCH_BINARY_DIR/lm-worker"
 FIX="$ORCH_FIXTURES"
 DATA="$FIX/data/lmsys-sample.csv"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 [ -x "$BIN" ] || { echo "FAIL: $BIN not built"; exit 1; }
 for m in tiny-llama tiny-gemma2; do
@@ -134,5 +131,4 @@ else
   [ ! -e "$TMP/cuda.csv" ] || fail "--device cuda failed but left an output"
 fi
 
-[ $fails -eq 0 ] && echo "lm_worker_run: all checks passed"
-exit $((fails > 0))
+itest_finish

@@ -1,6 +1,6 @@
 # missing_plan: without a plan, orchestrate says so, prints a minimal example plan and where
 # the docs are, and fails with the reason as its last line. Also: bad options, --help, --version.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 cd "$T"

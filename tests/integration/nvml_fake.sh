@@ -3,7 +3,7 @@
 # come back fails the run (on_leak fail), naming the GPU, the numbers and the holders; "warn"
 # goes on; memory that comes back within wait_s passes. Also: "auto" slots from the device
 # count, and a GPU index that does not exist.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 sleep 60 &

@@ -1,6 +1,6 @@
 # oom_halving: exit 75 halves the batch size (16 -> 8 -> 4 -> 2) without using up retries
 # (retries is 0 here); the report and the log show the sequence.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 WORKERS=1 write_plan "$T/plan.json" "" \

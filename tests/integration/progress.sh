@@ -1,7 +1,7 @@
 # progress: rows done come from the workers' progress lines (ORCHESTRATE_PROGRESS_FD). Without
 # a terminal, plain status lines are printed periodically (interval shortened for the test);
 # on a terminal (a pty from `script`), one line is redrawn in place with "\r" + erase-line.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity", "swap_ab"]' '"batch_size": 8' --batch-size '{batch_size}' --slow 100)"

@@ -1,6 +1,6 @@
 # resume: a second run reuses every validated output (no worker starts); changing one model's
 # command reruns only that model; the submission is the same computation each time.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity", "swap_ab"]')" "$(model_json m2 2 1 '["identity"]')"

@@ -1,6 +1,6 @@
 # retries: a worker that crashes once (exit 1) is retried and the run succeeds; the report
 # records both attempts' exit codes, and the retry is announced on the console.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 # One marker for the whole model: exactly one of its jobs crashes, on its first attempt.

@@ -1,6 +1,6 @@
 # sigkill_orphan: SIGKILL cannot be caught, so orchestrate cannot stop its workers; the PDEATHSIG
 # shim makes the kernel kill each worker when orchestrate dies. No worker may survive it.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity", "swap_ab"]' '' --hang --ignore-term)"

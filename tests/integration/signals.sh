@@ -1,7 +1,7 @@
 # signals: SIGTERM and SIGINT to orchestrate while workers hang: every worker group gets
 # SIGTERM (SIGKILL after kill_grace_s for the one that ignores it), orchestrate exits 143 /
 # 130 within seconds, writes no submission, and leaves no process behind.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 # Wait until n workers have started (their trace lines), at most 10 s.

@@ -2,7 +2,7 @@
 # response_a and response_b exchanged, and orchestrate exchanges the first two label columns
 # back. The fake model is not symmetric, so the identity result differs (checked, so that the
 # comparison could fail).
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 write_plan "$T/plan.json" "" "$(model_json m1 4 1 '["swap_ab"]')"

@@ -1,6 +1,6 @@
 # timeout_group: a worker that ignores SIGTERM and has a hanging grandchild is stopped at
 # timeout_s by SIGTERM then SIGKILL to its whole process group: the grandchild dies too.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 WORKERS=1 write_plan "$T/plan.json" "" \

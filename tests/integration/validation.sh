@@ -1,7 +1,7 @@
 # validation: outputs with a wrong id, a NaN, or only half the rows (written straight to the
 # output path, exit 0) are rejected; the failure names the file and line; nothing is left at
 # the output path and no submission is written.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 check() {

@@ -2,7 +2,7 @@
 # the shell one always, the Python one when python3 is available. The shell worker's prior
 # must come out for every id (proving its CSV record splitting); the Python worker's output
 # must validate for both TTA variants.
-. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
 set -e
 
 DOC="$ORCH_SOURCE_DIR/docs/workers.md"

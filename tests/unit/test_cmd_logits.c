@@ -18,11 +18,6 @@
 static char tmp[] = "/tmp/test_cmd_logits_XXXXXX";
 static char in_path[256], out_path[256], err_path[256];
 
-static const char *fixtures(void) {
-    const char *f = getenv("ORCH_FIXTURES");
-    return f ? f : "fixtures";
-}
-
 static void cleanup(void) {
     unlink(in_path);
     unlink(out_path);
@@ -72,7 +67,7 @@ static char *slurp(const char *path) {
 
 TEST(logits_match_goldens) {
     char model[512], golden[512];
-    FMT(model, "%s/models/tiny-llama", fixtures());
+    FMT(model, "%s/models/tiny-llama", tt_dir("ORCH_FIXTURES"));
     FMT(golden, "%s/golden.json", model);
     json_t *g = json_load_file(golden, 0, NULL), *seqs = json_object_get(g, "sequences");
     EXPECT(json_array_size(seqs) == 9);
@@ -107,7 +102,7 @@ TEST(logits_match_goldens) {
 
 TEST(logits_errors_and_exit_codes) {
     char model[512], *e;
-    FMT(model, "%s/models/tiny-llama", fixtures());
+    FMT(model, "%s/models/tiny-llama", tt_dir("ORCH_FIXTURES"));
     char *no_model[] = {"logits", NULL};
     EXPECT(run(cmd_logits, "", no_model) == 64);
     e = slurp(err_path);
@@ -134,7 +129,7 @@ TEST(logits_errors_and_exit_codes) {
     EXPECT(run(cmd_logits, "not json\n", ok) == 65);
     EXPECT(run(cmd_logits, "{\"input_ids\":[99999]}\n", ok) == 65);
     char missing[512];
-    FMT(missing, "%s/models/no-such-model", fixtures());
+    FMT(missing, "%s/models/no-such-model", tt_dir("ORCH_FIXTURES"));
     char *no_dir[] = {"logits", "--model", missing, "--device", "cpu", NULL};
     EXPECT(run(cmd_logits, "", no_dir) == 65);
     e = slurp(err_path);
@@ -144,8 +139,8 @@ TEST(logits_errors_and_exit_codes) {
 
 TEST(info_reports_config_and_memory) {
     char model[512], adapter[512];
-    FMT(model, "%s/models/tiny-llama", fixtures());
-    FMT(adapter, "%s/models/tiny-llama-lora", fixtures());
+    FMT(model, "%s/models/tiny-llama", tt_dir("ORCH_FIXTURES"));
+    FMT(adapter, "%s/models/tiny-llama-lora", tt_dir("ORCH_FIXTURES"));
     char *argv[] = {"info", "--model", model, "--adapter", adapter, "--batch-tokens", "4096", NULL};
     EXPECT(run(cmd_info, "", argv) == 0);
     char *o = slurp(out_path);
@@ -158,7 +153,7 @@ TEST(info_reports_config_and_memory) {
     EXPECT_STR_CONTAINS(o, "r 4, lora_alpha 8, scale 2");
     free(o);
     char gemma[512];
-    FMT(gemma, "%s/models/tiny-gemma2", fixtures());
+    FMT(gemma, "%s/models/tiny-gemma2", tt_dir("ORCH_FIXTURES"));
     char *g[] = {"info", "--model", gemma, NULL};
     EXPECT(run(cmd_info, "", g) == 0);
     o = slurp(out_path);

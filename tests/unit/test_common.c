@@ -1,18 +1,21 @@
 /* test_common.c: common/ — CSV reading (line numbers, quoting, errors), minimal-quoting writes,
- * atomic files (nothing at the final path until commit), and err_t helpers. */
+ * atomic files (nothing at the final path until commit), err_t helpers, and probs (softmax,
+ * the id,<labels> CSV). */
 #include <unistd.h>
 #include <sys/stat.h>
 
 #include "atomic_file.h"
 #include "csv_io.h"
 #include "json_util.h"
+#include "probs.h"
 #include "tinytest.h"
 
 static char tmpdir[256];
 
-static void make_tmpdir(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_common.XXXXXX");
-    if (!mkdtemp(tmpdir)) abort();
+/* Before the first test: the temp dir. */
+static int setup(void) {
+    tt_mkdtemp(tmpdir, sizeof tmpdir, "test_common");
+    return 0;
 }
 
 TEST(test_csv_parse_quotes_and_lines) {
@@ -132,14 +135,43 @@ TEST(test_err_helpers) {
     EXPECT(err_fmt(NULL, "ignored") == -1);
 }
 
-int main(void) {
-    make_tmpdir();
-    tt_fn_ fns[] = {test_csv_parse_quotes_and_lines, test_csv_multiline_first_field_line, test_csv_errors_name_line, test_csv_bom_and_crlf,
-                    test_csv_write_roundtrip, test_atomic_file, test_json_errors, test_err_helpers};
-    int rc = tt_run_("csv_parse_quotes_and_lines, csv_multiline_first_field_line, csv_errors_name_line, csv_bom_and_crlf, csv_write_roundtrip, "
-                     "atomic_file, json_errors, err_helpers", fns, (int)(sizeof fns / sizeof fns[0]));
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) return 1;
-    return rc;
+TEST(test_probs_softmax) {
+    // logits log 1, log 2, log 3 (+ any shift): probabilities 1/6, 2/6, 3/6.
+    float lg[3] = {100.0f + logf(1), 100.0f + logf(2), 100.0f + logf(3)};
+    double p[3];
+    EXPECT(probs_softmax(lg, 3, p) == 0);
+    EXPECT_NEAR(p[0], 1.0 / 6, 1e-6, 0);
+    EXPECT_NEAR(p[1], 2.0 / 6, 1e-6, 0);
+    EXPECT_NEAR(p[2], 3.0 / 6, 1e-6, 0);
+    float bad[2] = {0.0f, INFINITY};
+    EXPECT(probs_softmax(bad, 2, p) == -1);
 }
+
+TEST(test_probs_csv_write) {
+    const char *text = "other,id\nx,1\ny,\"a,b\"\n";
+    csv_table_t in;
+    err_t err = {0};
+    EXPECT(csv_table_parse(&in, text, strlen(text), "in.csv", &err) == 0);
+    const char *labels[] = {"win \"a\"", "tie"};
+    double p[4] = {0.25, 0.75, 1.0 / 3, 2.0 / 3};
+    char path[512];
+    snprintf(path, sizeof path, "%s/probs.csv", tmpdir);
+    EXPECT_MSG(probs_csv_write(path, labels, 2, &in, 1, p, &err) == 0, "%s", err.msg);
+    size_t len;
+    char *got = fs_read_all(path, &len, &err);
+    // Labels and ids quoted only where needed, values with 9 significant digits.
+    EXPECT(got && strcmp(got, "id,\"win \"\"a\"\"\",tie\n1,0.25,0.75\n\"a,b\",0.333333333,0.666666667\n") == 0);
+    free(got);
+    snprintf(path, sizeof path, "%s/nodir/probs.csv", tmpdir);
+    EXPECT(probs_csv_write(path, labels, 2, &in, 1, p, &err) == -1);
+    EXPECT_STR_CONTAINS(err.msg, "nodir");
+    csv_table_free(&in);
+}
+
+/* After the last test: remove the temp dir. */
+static int teardown(void) { return tt_rm_tree(tmpdir); }
+
+TEST_MAIN_WITH(setup, teardown,
+               test_csv_parse_quotes_and_lines, test_csv_multiline_first_field_line, test_csv_errors_name_line,
+               test_csv_bom_and_crlf, test_csv_write_roundtrip, test_atomic_file, test_json_errors,
+               test_err_helpers, test_probs_softmax, test_probs_csv_write)

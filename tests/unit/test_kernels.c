@@ -8,8 +8,9 @@
  * own rounding, not the inputs'. Backends covered: fp32, bf16 (sm_80+), fp16, int8 weights, and
  * bf16/fp16 with the generic attention kernel forced (LM_ATTN_GENERIC=1).
  *
- * Skips (exit 77) when built without CUDA or when no device is present: it needs a GPU to mean
- * anything. tools/gpu-check.sh runs it on one.
+ * Skips (exit 77) when built without CUDA or when no CUDA device is present. On a GPU machine
+ * tools/gpu-check.sh runs it; without one, ctest runs the same file on the cuda-emu emulator
+ * (test_kernels_emu_*, tests/cuda_emu), which needs only the CUDA headers.
  */
 #include <stdio.h>
 
@@ -617,9 +618,8 @@ TEST(test_int8_nonfinite_rejected) {
     free(w);
 }
 
-/* Usage: test_kernels [TEST_NAME...]; with names, only those tests run (tools/gpu-check.sh runs
- * test_attention alone under compute-sanitizer). */
-int main(int argc, char **argv) {
+/* Before the first test: the CPU reference and every GPU backend; skip (77) without a device. */
+static int setup(void) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
@@ -650,45 +650,24 @@ int main(int argc, char **argv) {
             fprintf(stderr, "test_kernels: cannot create the %s backend: %s\n", g_gpus[i].name, err.msg);
             return 1;
         }
-    static const struct {
-        const char *name;
-        tt_fn_ fn;
-    } all[] = {{"test_embed", test_embed},
-               {"test_rmsnorm", test_rmsnorm},
-               {"test_matmul", test_matmul},
-               {"test_rope", test_rope},
-               {"test_attention", test_attention},
-               {"test_attention_uses_tensor_cores", test_attention_uses_tensor_cores},
-               {"test_gated_act", test_gated_act},
-               {"test_residual_add", test_residual_add},
-               {"test_pool_score", test_pool_score},
-               {"test_batch_upload", test_batch_upload},
-               {"test_int8_upload_matches_quant", test_int8_upload_matches_quant},
-               {"test_oom_reported", test_oom_reported},
-               {"test_int8_nonfinite_rejected", test_int8_nonfinite_rejected}};
-    enum { N_ALL = (int)(sizeof all / sizeof all[0]) };
-    tt_fn_ fns[N_ALL];
-    char names[1024] = "";
-    int nf = 0;
-    for (int i = 0; i < N_ALL; i++) {
-        int want = argc < 2;
-        for (int a = 1; a < argc; a++) want |= !strcmp(argv[a], all[i].name);
-        if (!want) continue;
-        fns[nf++] = all[i].fn;
-        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", nf > 1 ? ", " : "", all[i].name);
-    }
-    if (nf == 0 || nf < argc - 1) {
-        fprintf(stderr, "test_kernels: unknown test name among the arguments\n");
-        return 1;
-    }
-    int rc = tt_run_(names, fns, nf);
+    return 0;
+}
+
+/* After the last test: report each backend's peak memory and free them. */
+static int teardown(void) {
     for (int i = 0; i < N_GPUS; i++)
         if (g_gpus[i].b) {
             printf("test_kernels: %s backend peak %.1f MiB\n", g_gpus[i].name, g_gpus[i].b->peak_bytes / 1048576.0);
             g_gpus[i].b->ops->destroy(g_gpus[i].b);
         }
     g_cpu->ops->destroy(g_cpu);
-    return rc;
+    return 0;
 }
+
+/* tools/gpu-check.sh runs test_attention alone under compute-sanitizer: test_kernels test_attention. */
+TEST_MAIN_WITH(setup, teardown,
+               test_embed, test_rmsnorm, test_matmul, test_rope, test_attention, test_attention_uses_tensor_cores,
+               test_gated_act, test_residual_add, test_pool_score, test_batch_upload, test_int8_upload_matches_quant,
+               test_oom_reported, test_int8_nonfinite_rejected)
 
 #endif

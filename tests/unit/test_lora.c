@@ -6,7 +6,6 @@
  * edited adapter_config.json or a rewritten adapter_model.safetensors. The end-to-end check of a
  * merged adapter against transformers+peft is in test_model_golden.
  */
-#include <dirent.h>
 #include <jansson.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,27 +19,7 @@
 static char tmp[256];
 static int n_dirs;
 
-static const char *fixtures(void) {
-    const char *f = getenv("ORCH_FIXTURES");
-    return f ? f : "fixtures";
-}
-
-static void rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[1024];
-    while (d && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        FMT(p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_tree(p);
-        else unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(dir);
-}
-
-static void tmp_cleanup(void) { rm_tree(tmp); }
+static void tmp_cleanup(void) { tt_rm_tree(tmp); }
 
 /* A fresh adapter dir: adapter_config.json edited by `edit` (a JSON object merged over the
  * fixture's), adapter_model.safetensors linked, or rewritten by `st_edit` when non-NULL. */
@@ -54,7 +33,7 @@ static void make_adapter(char *out, size_t outlen, const char *edit, st_edit_fn_
     EXPECT(snprintf(out, outlen, "%s/a%d", tmp, n_dirs++) < (int)outlen);
     mkdir(out, 0777);
     char src[512], path[1024];
-    FMT(src, "%s/models/tiny-llama-lora/adapter_config.json", fixtures());
+    FMT(src, "%s/models/tiny-llama-lora/adapter_config.json", tt_dir("ORCH_FIXTURES"));
     json_t *cfg = json_load_file(src, 0, NULL);
     json_t *e = edit ? json_loads(edit, 0, NULL) : NULL;
     EXPECT(cfg && (!edit || e));
@@ -63,7 +42,7 @@ static void make_adapter(char *out, size_t outlen, const char *edit, st_edit_fn_
     FMT(path, "%s/adapter_config.json", out);
     json_dump_file(cfg, path, 0);
     json_decref(cfg);
-    FMT(src, "%s/models/tiny-llama-lora/adapter_model.safetensors", fixtures());
+    FMT(src, "%s/models/tiny-llama-lora/adapter_model.safetensors", tt_dir("ORCH_FIXTURES"));
     FMT(path, "%s/adapter_model.safetensors", out);
     if (!st_edit) {
         EXPECT(symlink(src, path) == 0);
@@ -101,7 +80,7 @@ static void make_adapter(char *out, size_t outlen, const char *edit, st_edit_fn_
 /* Load tiny-llama (or `base`) with adapter dir; returns the model or NULL with err. */
 static model_t *load(const char *base, const char *adapter, backend_t *be, err_t *err) {
     char dir[512];
-    FMT(dir, "%s/models/%s", fixtures(), base);
+    FMT(dir, "%s/models/%s", tt_dir("ORCH_FIXTURES"), base);
     memset(err, 0, sizeof *err);
     model_load_opts_t o = {.model_dir = dir, .adapter_dir = adapter, .backend = be};
     return model_load(&o, err);
@@ -121,7 +100,7 @@ static void expect_load_error(const char *base, const char *adapter, const char 
 
 TEST(merge_formula_and_modules_to_save) {
     char dir[512], path[1024];
-    FMT(dir, "%s/models/tiny-llama-lora", fixtures());
+    FMT(dir, "%s/models/tiny-llama-lora", tt_dir("ORCH_FIXTURES"));
     err_t err = {0};
     lora_t *l = lora_open(dir, &err);
     EXPECT_MSG(l != NULL, "%s", err.msg);
@@ -176,7 +155,7 @@ static void add_stray(json_t *h, size_t *dlen) {
 TEST(older_modules_to_save_key_gives_same_logits) {
     char dir[512], orig[512];
     make_adapter(dir, sizeof dir, NULL, rename_score);
-    FMT(orig, "%s/models/tiny-llama-lora", fixtures());
+    FMT(orig, "%s/models/tiny-llama-lora", tt_dir("ORCH_FIXTURES"));
     err_t err;
     backend_t *be = backend_cpu_create(1, &err);
     model_t *a = load("tiny-llama", orig, be, &err), *b = load("tiny-llama", dir, be, &err);
@@ -215,10 +194,10 @@ TEST(mismatches_are_clear_errors) {
     expect_load_error("tiny-llama", dir, "unexpected tensor 'base_model.model.model.layers.0.self_attn.q_norm.weight'",
                       NULL);
     /* the llama adapter on the gemma base: shapes disagree */
-    FMT(orig, "%s/models/tiny-llama-lora", fixtures());
+    FMT(orig, "%s/models/tiny-llama-lora", tt_dir("ORCH_FIXTURES"));
     expect_load_error("tiny-gemma2", orig, "q_proj.lora_B.weight': shape [128, 4], expected [192, 4]", NULL);
     /* no adapter files at all */
-    FMT(orig, "%s/no-such-adapter", fixtures());
+    FMT(orig, "%s/no-such-adapter", tt_dir("ORCH_FIXTURES"));
     expect_load_error("tiny-llama", orig, "adapter_config.json", NULL);
 }
 

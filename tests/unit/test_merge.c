@@ -1,20 +1,22 @@
 /* test_merge.c: merge_model (shards in any order, swap_ab flipped back, variants averaged,
  * models/<name>.csv in input order) and merge_ensemble (mean, geometric and logit_mean against
  * values computed independently in Python, weights normalised, clamping), their errors, and
- * the speed of validating and merging a 25k-row, 2-model, 2-variant run.
+ * the speed of validating and merging a 25k-row, 2-model, 2-variant run (bench_merge_25k, run
+ * apart: ctest -L bench).
  */
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock_util.h"
 #include "orch.h"
 #include "tinytest.h"
 
 static char tmpdir[256];
 
-static void make_tmpdir(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_merge.XXXXXX");
-    if (!mkdtemp(tmpdir)) abort();
+/* Before the first test: the temp dir. */
+static int setup(void) {
+    tt_mkdtemp(tmpdir, sizeof tmpdir, "test_merge");
+    return 0;
 }
 
 static void write_file(const char *path, const char *text) {
@@ -76,23 +78,43 @@ static void free_jobs(job_t *jobs, int n) {
     for (int i = 0; i < n; i++) free(jobs[i].output_path);
 }
 
-TEST(test_merge_model_flip_and_average) {
-    plan_t plan;
-    if (load_plan(&plan, 1, 3) != 0) {
+/* What each merge test starts from: the two-model plan, INPUT parsed and make_jobs' jobs. */
+typedef struct {
+    plan_t plan;     // load_plan's two models
+    csv_table_t in;  // INPUT
+    job_t jobs[4];   // make_jobs' jobs, outputs written
+} mfx_t;
+
+/* Set up f with model weights w1, w2. Returns 0, or -1 (a failed EXPECT) when the plan does not
+ * load. */
+static int mfx_init(mfx_t *f, double w1, double w2) {
+    if (load_plan(&f->plan, w1, w2) != 0) {
         EXPECT(0);
-        return;
+        return -1;
     }
-    csv_table_t in;
     err_t err = {0};
-    EXPECT(csv_table_parse(&in, INPUT, strlen(INPUT), "in.csv", &err) == 0);
-    job_t jobs[4];
-    make_jobs(jobs);
+    EXPECT(csv_table_parse(&f->in, INPUT, strlen(INPUT), "in.csv", &err) == 0);
+    make_jobs(f->jobs);
+    return 0;
+}
+
+/* Free what mfx_init made. */
+static void mfx_free(mfx_t *f) {
+    free_jobs(f->jobs, 4);
+    csv_table_free(&f->in);
+    plan_free(&f->plan);
+}
+
+TEST(test_merge_model_flip_and_average) {
+    mfx_t f;
+    if (mfx_init(&f, 1, 3) != 0) return;
+    err_t err = {0};
     double p1[9], p2[9];
-    EXPECT_MSG(merge_model(&plan, &in, 0, jobs, 4, p1, &err) == 0, "%s", err.msg);
+    EXPECT_MSG(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p1, &err) == 0, "%s", err.msg);
     // r1: identity (0.6,0.3,0.1); swap_ab (0.2,0.7,0.1) flipped to (0.7,0.2,0.1); mean.
     const double want1[9] = {0.65, 0.25, 0.1, 0.15, 0.65, 0.2, 0.325, 0.275, 0.4};
     for (int i = 0; i < 9; i++) EXPECT_NEAR(p1[i], want1[i], 1e-12, 0);
-    EXPECT(merge_model(&plan, &in, 1, jobs, 4, p2, &err) == 0);   // m1's jobs are skipped
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p2, &err) == 0);   // m1's jobs are skipped
     EXPECT_NEAR(p2[0], 0.2, 1e-12, 0);
     EXPECT_NEAR(p2[7], 0.999999999, 1e-12, 0);
     // work_dir/models/m1.csv: header, input order, values that parse back.
@@ -107,9 +129,7 @@ TEST(test_merge_model_flip_and_average) {
     }
     csv_table_free(&out);
     free(path);
-    free_jobs(jobs, 4);
-    csv_table_free(&in);
-    plan_free(&plan);
+    mfx_free(&f);
 }
 
 /* Expected ensembles of m1 and m2 (weights 0.25, 0.75) from an independent Python script. */
@@ -122,23 +142,17 @@ static const char *const WANT[3][9] = {
 };
 
 static void check_ensemble(ensemble_method_t method, double w1, double w2) {
-    plan_t plan;
-    if (load_plan(&plan, w1, w2) != 0) {
-        EXPECT(0);
-        return;
-    }
-    plan.ensemble = method;
-    csv_table_t in, out;
+    mfx_t f;
+    if (mfx_init(&f, w1, w2) != 0) return;
+    f.plan.ensemble = method;
+    csv_table_t out;
     err_t err = {0};
-    EXPECT(csv_table_parse(&in, INPUT, strlen(INPUT), "in.csv", &err) == 0);
-    job_t jobs[4];
-    make_jobs(jobs);
     double p1[9], p2[9];
-    EXPECT(merge_model(&plan, &in, 0, jobs, 4, p1, &err) == 0);
-    EXPECT(merge_model(&plan, &in, 1, jobs, 4, p2, &err) == 0);
+    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p1, &err) == 0);
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p2, &err) == 0);
     double *probs[2] = {p1, p2};
     char *sub = tmp_path("deep/er/submission.csv");   // parent directories are created
-    EXPECT_MSG(merge_ensemble(&plan, &in, probs, sub, &err) == 0, "%s", err.msg);
+    EXPECT_MSG(merge_ensemble(&f.plan, &f.in, probs, sub, &err) == 0, "%s", err.msg);
     EXPECT(csv_table_read(&out, sub, &err) == 0);
     EXPECT(out.n_rows == 3 && out.n_cols == 4);
     for (size_t r = 0; r < out.n_rows && out.n_cols == 4; r++) {
@@ -153,9 +167,7 @@ static void check_ensemble(ensemble_method_t method, double w1, double w2) {
     }
     csv_table_free(&out);
     free(sub);
-    free_jobs(jobs, 4);
-    csv_table_free(&in);
-    plan_free(&plan);
+    mfx_free(&f);
 }
 
 TEST(test_ensemble_methods) {
@@ -168,49 +180,34 @@ TEST(test_ensemble_methods) {
 }
 
 TEST(test_merge_errors) {
-    plan_t plan;
-    if (load_plan(&plan, 1, 1) != 0) {
-        EXPECT(0);
-        return;
-    }
-    csv_table_t in;
+    mfx_t f;
+    if (mfx_init(&f, 1, 1) != 0) return;
     err_t err = {0};
-    EXPECT(csv_table_parse(&in, INPUT, strlen(INPUT), "in.csv", &err) == 0);
-    job_t jobs[4];
-    make_jobs(jobs);
     double p[9];
     // Without the second identity shard, r2 has no identity output.
-    EXPECT(merge_model(&plan, &in, 0, jobs, 2, p, &err) == -1);
+    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 2, p, &err) == -1);
     EXPECT_STR_CONTAINS(err.msg, "model 'm1': id 'r2'");
     EXPECT_STR_CONTAINS(err.msg, "line 3) has no identity output");
     // A job that did not finish cannot be merged.
-    jobs[2].status = JOB_FAILED;
-    EXPECT(merge_model(&plan, &in, 0, jobs, 4, p, &err) == -1);
+    f.jobs[2].status = JOB_FAILED;
+    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p, &err) == -1);
     EXPECT_STR_CONTAINS(err.msg, "m1.identity.s1of2 did not finish");
-    jobs[2].status = JOB_REUSED;
-    EXPECT(merge_model(&plan, &in, 0, jobs, 4, p, &err) == 0);
+    f.jobs[2].status = JOB_REUSED;
+    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p, &err) == 0);
     // Two outputs for the same (row, variant).
     job_t dup[5];
-    memcpy(dup, jobs, sizeof jobs);
-    dup[4] = jobs[2];
-    EXPECT(merge_model(&plan, &in, 0, dup, 5, p, &err) == -1);
+    memcpy(dup, f.jobs, sizeof f.jobs);
+    dup[4] = f.jobs[2];
+    EXPECT(merge_model(&f.plan, &f.in, 0, dup, 5, p, &err) == -1);
     EXPECT_STR_CONTAINS(err.msg, "has two identity outputs");
     // An output that changed after validation is checked again.
-    write_file(jobs[2].output_path, "id,winner_model_a,winner_model_b,winner_tie\nr2,0.5,0.6,0.1\n");
-    EXPECT(merge_model(&plan, &in, 0, jobs, 4, p, &err) == -1);
+    write_file(f.jobs[2].output_path, "id,winner_model_a,winner_model_b,winner_tie\nr2,0.5,0.6,0.1\n");
+    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p, &err) == -1);
     EXPECT_STR_CONTAINS(err.msg, "c.csv: line 2: id 'r2': probabilities sum to 1.2");
-    free_jobs(jobs, 4);
-    csv_table_free(&in);
-    plan_free(&plan);
+    mfx_free(&f);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-TEST(test_merge_25k_speed) {
+TEST(bench_merge_25k) {
     // 25k rows, 2 models x 2 variants x 2 shards: validate all 8 outputs, merge, ensemble.
     const size_t R = 25000;
     char text[1024], name[300];
@@ -248,14 +245,14 @@ TEST(test_merge_25k_speed) {
             jobs[m][j].status = JOB_DONE;
         }
     }
-    double t0 = now_s();
+    double t0 = clock_mono_s();
     for (int m = 0; m < 2; m++)
         for (int j = 0; j < n_jobs[m]; j++) EXPECT_MSG(validate_output(&plan, &jobs[m][j], &err) == 0, "%s", err.msg);
-    double t1 = now_s();
+    double t1 = clock_mono_s();
     double *probs[2] = {malloc(R * 3 * sizeof(double)), malloc(R * 3 * sizeof(double))};
     for (int m = 0; m < 2; m++) EXPECT_MSG(merge_model(&plan, &in, m, jobs[m], n_jobs[m], probs[m], &err) == 0, "%s", err.msg);
     EXPECT(merge_ensemble(&plan, &in, probs, plan.output, &err) == 0);
-    double t2 = now_s();
+    double t2 = clock_mono_s();
     fprintf(stderr, "  25k rows: validate 8 outputs %.1f ms, merge 2 models + ensemble %.1f ms\n", (t1 - t0) * 1e3,
             (t2 - t1) * 1e3);
     EXPECT(t2 - t0 < 1.0);
@@ -268,13 +265,9 @@ TEST(test_merge_25k_speed) {
     plan_free(&plan);
 }
 
-int main(void) {
-    make_tmpdir();
-    tt_fn_ fns[] = {test_merge_model_flip_and_average, test_ensemble_methods, test_merge_errors, test_merge_25k_speed};
-    int rc = tt_run_("merge_model_flip_and_average, ensemble_methods, merge_errors, merge_25k_speed", fns,
-                     (int)(sizeof fns / sizeof fns[0]));
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) return 1;
-    return rc;
-}
+/* After the last test: remove the temp dir. */
+static int teardown(void) { return tt_rm_tree(tmpdir); }
+
+TEST_MAIN_WITH(setup, teardown,
+               test_merge_model_flip_and_average, test_ensemble_methods, test_merge_errors,
+               bench_merge_25k)

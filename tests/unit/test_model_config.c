@@ -12,14 +12,9 @@
 
 #define FMT(buf, ...) EXPECT(snprintf((buf), sizeof(buf), __VA_ARGS__) < (int)sizeof(buf))
 
-static const char *fixtures(void) {
-    const char *f = getenv("ORCH_FIXTURES");
-    return f ? f : "fixtures";
-}
-
 static int load_fixture(model_config_t *c, const char *model, const char *file) {
     char path[512];
-    FMT(path, "%s/models/%s/%s", fixtures(), model, file);
+    FMT(path, "%s/models/%s/%s", tt_dir("ORCH_FIXTURES"), model, file);
     err_t err = {0};
     int rc = model_config_load(c, path, &err);
     EXPECT_MSG(rc == 0, "%s", err.msg);
@@ -187,7 +182,7 @@ TEST(rope_frequencies) {
  * (tiny-llama, head_dim 32) loads on a backend that takes 32 and is refused by one that takes 16. */
 TEST(backend_head_dim_checked_at_load) {
     char dir[512];
-    FMT(dir, "%s/models/tiny-llama", fixtures());
+    FMT(dir, "%s/models/tiny-llama", tt_dir("ORCH_FIXTURES"));
     for (int limit = 16; limit <= 32; limit += 16) {
         err_t err = {0};
         backend_t *be = backend_cpu_create(1, &err);

@@ -20,11 +20,6 @@
 /* snprintf that treats truncation as a test failure. */
 #define FMT(buf, ...) EXPECT(snprintf((buf), sizeof(buf), __VA_ARGS__) < (int)sizeof(buf))
 
-static const char *fixtures(void) {
-    const char *f = getenv("ORCH_FIXTURES");
-    return f ? f : "fixtures";
-}
-
 /* A temp dir holding symlinks to src's files, with config.transformers5.json as config.json. */
 static char *t5_dir(const char *src) {
     char *dir = strdup("/tmp/test_model_golden_XXXXXX");
@@ -178,8 +173,8 @@ static void check_model(const char *model_dir, const char *adapter_dir, const ch
 /* Run a fixture model with its hub config and with its transformers-5 config. */
 static void check_both_forms(const char *name, const char *adapter) {
     char dir[1024], golden[1024], ad[1024];
-    FMT(dir, "%s/models/%s", fixtures(), name);
-    FMT(ad, "%s/models/%s", fixtures(), adapter ? adapter : "");
+    FMT(dir, "%s/models/%s", tt_dir("ORCH_FIXTURES"), name);
+    FMT(ad, "%s/models/%s", tt_dir("ORCH_FIXTURES"), adapter ? adapter : "");
     FMT(golden, "%s/golden.json", adapter ? ad : dir);
     check_model(dir, adapter ? ad : NULL, golden);
     char *t5 = t5_dir(dir);
@@ -197,7 +192,7 @@ TEST(llama_lora) { check_both_forms("tiny-llama", "tiny-llama-lora"); }
  * change nothing (attention is causal), and an all-pad sequence pools position 0. */
 TEST(pooling_rule) {
     char dir[1024];
-    FMT(dir, "%s/models/tiny-llama", fixtures());
+    FMT(dir, "%s/models/tiny-llama", tt_dir("ORCH_FIXTURES"));
     err_t err = {0};
     backend_t *be = backend_cpu_create(2, &err);
     cpu_set_plain(be, 1);

@@ -18,18 +18,11 @@
 static char tmpdir[256];
 static char plan_path[512];   // tmpdir/plan.json (need not exist for plan_load_buf)
 
-static void make_tmpdir(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_plan.XXXXXX");
-    if (!mkdtemp(tmpdir)) abort();
-    char *real = realpath(tmpdir, NULL);   // /tmp may be a symlink; plans resolve real paths
-    snprintf(tmpdir, sizeof tmpdir, "%s", real);
-    free(real);
+/* Before the first test: the temp dir (its real path: plans resolve real paths). */
+static int setup(void) {
+    tt_mkdtemp(tmpdir, sizeof tmpdir, "test_plan");
     snprintf(plan_path, sizeof plan_path, "%s/plan.json", tmpdir);
-}
-
-static const char *fixtures(void) {
-    const char *f = getenv("ORCH_FIXTURES");
-    return f ? f : "fixtures";
+    return 0;
 }
 
 static void write_file(const char *path, const char *text, int mode) {
@@ -273,7 +266,7 @@ TEST(test_defaults) {
 
 TEST(test_full_plan_values) {
     char text[4096], dir[512], lm[1024];
-    snprintf(dir, sizeof dir, "%s/models", fixtures());
+    snprintf(dir, sizeof dir, "%s/models", tt_dir("ORCH_FIXTURES"));
     char *real = realpath(dir, NULL);
     EXPECT(real != NULL);
     if (!real) return;
@@ -541,21 +534,12 @@ TEST(test_suggest) {
     EXPECT(pf_suggest("", names) == NULL);
 }
 
-int main(void) {
-    make_tmpdir();
-    tt_fn_ fns[] = {test_brief_example_position, test_top_level_errors, test_invalid_json_position,
-                    test_labels_gpus_ensemble_memory, test_model_errors, test_positions_in_tricky_text,
-                    test_jansson_columns_agree, test_defaults, test_full_plan_values, test_lm_worker_paths_checked,
-                    test_lists_match_lm_worker, test_relative_paths_from_other_cwd, test_settings_key,
-                    test_gpus_override, test_lm_worker_lookup, test_suggest};
-    int rc = tt_run_("test_brief_example_position, test_top_level_errors, test_invalid_json_position, "
-                     "test_labels_gpus_ensemble_memory, test_model_errors, test_positions_in_tricky_text, "
-                     "test_jansson_columns_agree, test_defaults, test_full_plan_values, test_lm_worker_paths_checked, "
-                     "test_lists_match_lm_worker, test_relative_paths_from_other_cwd, test_settings_key, "
-                     "test_gpus_override, test_lm_worker_lookup, test_suggest",
-                     fns, (int)(sizeof fns / sizeof *fns));
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-    return rc;
-}
+/* After the last test: remove the temp dir. */
+static int teardown(void) { return tt_rm_tree(tmpdir); }
+
+TEST_MAIN_WITH(setup, teardown,
+               test_brief_example_position, test_top_level_errors, test_invalid_json_position,
+               test_labels_gpus_ensemble_memory, test_model_errors, test_positions_in_tricky_text,
+               test_jansson_columns_agree, test_defaults, test_full_plan_values, test_lm_worker_paths_checked,
+               test_lists_match_lm_worker, test_relative_paths_from_other_cwd, test_settings_key,
+               test_gpus_override, test_lm_worker_lookup, test_suggest)

@@ -292,9 +292,8 @@ static void reference_blocks(const tokenizer_t *tok, const template_t *t, const 
 }
 
 static tokenizer_t *load_fixture_tokenizer(const char *name) {
-    const char *dir = getenv("ORCH_GEN_FIXTURES");
     char path[1024];
-    snprintf(path, sizeof path, "%s/tokenizers/%s.tokenizer.json", dir ? dir : "../build/tests/fixtures", name);
+    snprintf(path, sizeof path, "%s/tokenizers/%s.tokenizer.json", tt_dir("ORCH_GEN_FIXTURES"), name);
     err_t err = {0};
     tokenizer_t *tok = tokenizer_load(path, &err);
     EXPECT_MSG(tok != NULL, "%s", err.msg);
@@ -323,9 +322,8 @@ static row_cols_t sample_cols_;
 
 static void load_sample(void) {
     if (sample_.n_rows) return;
-    const char *dir = getenv("ORCH_FIXTURES");
     char path[1024];
-    snprintf(path, sizeof path, "%s/data/lmsys-sample.csv", dir ? dir : "fixtures");
+    snprintf(path, sizeof path, "%s/data/lmsys-sample.csv", tt_dir("ORCH_FIXTURES"));
     err_t err = {0};
     ASSERT(csv_table_read(&sample_, path, &err) == 0);
     ASSERT(rows_find_cols(&sample_, path, &sample_cols_, &err) == 0);

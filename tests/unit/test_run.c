@@ -10,10 +10,10 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "clock_util.h"
 #include "exit_codes.h"
 #include "memcheck.h"
 #include "nvml.h"
@@ -126,6 +126,12 @@ static void fx_init(fx_t *fx, int n_jobs, int n_slots, const char *extra, const 
     free(ids);
 }
 
+/* Replace element i of model 0's command with a copy of arg. */
+static void fx_set_arg(fx_t *fx, int i, const char *arg) {
+    free(fx->plan.models[0].command[i]);
+    fx->plan.models[0].command[i] = xstrdup(arg);
+}
+
 static void rm_rf(const char *path) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
@@ -197,11 +203,9 @@ static int gone_within_2s(int (*alive)(pid_t), pid_t id) {
 static int fx_run(fx_t *fx, err_t *err, double *seconds) {
     run_ctx_t *ctx = run_ctx_create(&fx->plan, 1, err);
     ASSERT(ctx);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = clock_mono_s();
     int rc = run_stage(ctx, fx->jobs, fx->n_jobs, fx->slots, fx->n_slots, err);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (seconds) *seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (seconds) *seconds = clock_mono_s() - t0;
     for (int i = 0; i < ctx->n_pgids; i++)
         EXPECT_MSG(gone_within_2s(group_alive, ctx->pgids[i]), "process group %ld still has a live process",
                    (long)ctx->pgids[i]);
@@ -225,8 +229,7 @@ TEST(test_argv_substitution) {
     fx_t fx;
     fx_init(&fx, 1, 1, "--bs={batch_size} {device} --in {input} x{max_length}y JSON", "\"batch_size\": 12");
     // plan.c rejects unknown placeholders; spawn.c must still leave other braces alone.
-    free(fx.plan.models[0].command[6]);
-    fx.plan.models[0].command[6] = xstrdup("{unknown}");
+    fx_set_arg(&fx, 6, "{unknown}");
     err_t err = {0};
     char **argv = spawn_build_argv(&fx.plan, &fx.jobs[0], &fx.slots[0], 6, 1, &err);
     ASSERT(argv);
@@ -251,8 +254,7 @@ TEST(test_argv_model_placeholder_needs_model) {
     fx_t fx;
     // plan.c already refuses this; spawn.c must not trust that and pass NULL on.
     fx_init(&fx, 1, 1, "MODEL", "");
-    free(fx.plan.models[0].command[1]);
-    fx.plan.models[0].command[1] = xstrdup("--model={model}");
+    fx_set_arg(&fx, 1, "--model={model}");
     err_t err = {0};
     char **argv = spawn_build_argv(&fx.plan, &fx.jobs[0], &fx.slots[0], 8, 1, &err);
     EXPECT(argv == NULL);
@@ -449,8 +451,7 @@ TEST(test_run_timeout_kills_group) {
     fx_init(&fx, 1, 1, "--ignore-term --grandchild-hang GC", "\"timeout_s\": 0.5, \"retries\": 1");
     char gc[600];
     snprintf(gc, sizeof gc, "%s/grandchild.pid", g_tmp);
-    free(fx.plan.models[0].command[3]);
-    fx.plan.models[0].command[3] = xstrdup(gc);
+    fx_set_arg(&fx, 3, gc);
     err_t err = {0};
     double secs = 0;
     int rc = fx_run(&fx, &err, &secs);
@@ -476,8 +477,7 @@ TEST(test_run_timeout_kills_group) {
 TEST(test_run_exec_failure) {
     fx_t fx;
     fx_init(&fx, 1, 1, "", "\"retries\": 3");
-    free(fx.plan.models[0].command[0]);
-    fx.plan.models[0].command[0] = xstrdup("no-such-worker-command");
+    fx_set_arg(&fx, 0, "no-such-worker-command");
     err_t err = {0};
     int rc = fx_run(&fx, &err, NULL);
     EXPECT(rc == -1);
@@ -629,23 +629,25 @@ TEST(test_memcheck_kills_ours) {
     fx_free(&fx);
 }
 
-int main(int argc, char **argv) {
-    if (argc >= 2 && strcmp(argv[1], SHIM_FLAG) == 0) return shim_main(argc - 2, argv + 2);
-    const char *bin = getenv("ORCH_BINARY_DIR");
-    snprintf(g_fake, sizeof g_fake, "%s/fake_worker", bin ? bin : ".");
+/* Before the first test: find the fake worker; skip (77) when it is not built. */
+static int setup(void) {
+    snprintf(g_fake, sizeof g_fake, "%s/fake_worker", tt_dir("ORCH_BINARY_DIR"));
     if (access(g_fake, X_OK) != 0) {
         fprintf(stderr, "skipped: %s not built\n", g_fake);
         return 77;
     }
-    tt_fn_ fns[] = {test_argv_substitution, test_argv_model_placeholder_needs_model, test_argv_lm_worker,
-                    test_env, test_run_happy, test_run_retry_after_crash, test_run_oom_halving,
-                    test_run_oom_text_and_floor, test_run_bad_input_fails_fast, test_run_timeout_kills_group,
-                    test_run_exec_failure, test_run_validation_failures, test_run_partial_temp_removed,
-                    test_run_sigterm, test_run_progress_and_reused, test_memcheck_kills_ours};
-    return tt_run_("test_argv_substitution, test_argv_model_placeholder_needs_model, test_argv_lm_worker, "
-                   "test_env, test_run_happy, test_run_retry_after_crash, test_run_oom_halving, "
-                   "test_run_oom_text_and_floor, test_run_bad_input_fails_fast, test_run_timeout_kills_group, "
-                   "test_run_exec_failure, test_run_validation_failures, test_run_partial_temp_removed, "
-                   "test_run_sigterm, test_run_progress_and_reused, test_memcheck_kills_ours",
-                   fns, (int)(sizeof fns / sizeof fns[0]));
+    return 0;
+}
+
+TEST_RUNNER(run_tests, setup, NULL,
+            test_argv_substitution, test_argv_model_placeholder_needs_model, test_argv_lm_worker, test_env,
+            test_run_happy, test_run_retry_after_crash, test_run_oom_halving, test_run_oom_text_and_floor,
+            test_run_bad_input_fails_fast, test_run_timeout_kills_group, test_run_exec_failure,
+            test_run_validation_failures, test_run_partial_temp_removed, test_run_sigterm,
+            test_run_progress_and_reused, test_memcheck_kills_ours)
+
+/* The binary doubles as orchestrate's spawn shim (run_ctx re-runs its own executable). */
+int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], SHIM_FLAG) == 0) return shim_main(argc - 2, argv + 2);
+    return run_tests(argc, argv);
 }

@@ -18,8 +18,7 @@
 #define FMT(buf, ...) EXPECT(snprintf((buf), sizeof(buf), __VA_ARGS__) < (int)sizeof(buf))
 
 static char tmp[256];
-static void rm_tree(const char *dir);
-static void tmp_cleanup(void) { rm_tree(tmp); }
+static void tmp_cleanup(void) { tt_rm_tree(tmp); }
 
 /* The test's temp dir, created on first use and removed at exit. */
 static void tmp_init(void) {
@@ -27,11 +26,6 @@ static void tmp_init(void) {
     snprintf(tmp, sizeof tmp, "/tmp/test_safetensors_XXXXXX");
     ASSERT(mkdtemp(tmp) != NULL);
     atexit(tmp_cleanup);
-}
-
-static const char *fixtures(void) {
-    const char *f = getenv("ORCH_FIXTURES");
-    return f ? f : "fixtures";
 }
 
 static void write_file(const char *path, const void *data, size_t len) {
@@ -166,7 +160,7 @@ TEST(corrupt_headers) {
 TEST(truncated_fixture) {
     tmp_init();
     char src[512], path[512];
-    FMT(src, "%s/models/tiny-gemma2/model.safetensors", fixtures());
+    FMT(src, "%s/models/tiny-gemma2/model.safetensors", tt_dir("ORCH_FIXTURES"));
     size_t len;
     unsigned char *b = read_file(src, &len);
     EXPECT(b != NULL);
@@ -186,7 +180,7 @@ TEST(truncated_fixture) {
 /* Copy a fixture model dir into tmp/name as symlinks, leaving out `skip`. */
 static void link_dir(const char *model, const char *name, const char *skip, char *out, size_t outlen) {
     char src[512], from[1024], to[1024];
-    FMT(src, "%s/models/%s", fixtures(), model);
+    FMT(src, "%s/models/%s", tt_dir("ORCH_FIXTURES"), model);
     EXPECT(snprintf(out, outlen, "%s/%s", tmp, name) < (int)outlen);
     mkdir(out, 0777);
     DIR *d = opendir(src);
@@ -222,7 +216,7 @@ TEST(sharded_checkpoints) {
     /* an index that puts a tensor in the wrong shard */
     link_dir("tiny-llama", "wrong_shard", "model.safetensors.index.json", dir, sizeof dir);
     char src[512];
-    FMT(src, "%s/models/tiny-llama/model.safetensors.index.json", fixtures());
+    FMT(src, "%s/models/tiny-llama/model.safetensors.index.json", tt_dir("ORCH_FIXTURES"));
     json_t *idx = json_load_file(src, 0, NULL);
     json_object_set_new(json_object_get(idx, "weight_map"), "model.norm.weight",
                         json_string("model-00001-of-00007.safetensors"));
@@ -243,7 +237,7 @@ TEST(sharded_checkpoints) {
 typedef void (*edit_fn_t)(json_t *hdr, size_t *data_len);
 static void rewrite_gemma(const char *dir, edit_fn_t fn) {
     char src[512], path[1024];
-    FMT(src, "%s/models/tiny-gemma2/model.safetensors", fixtures());
+    FMT(src, "%s/models/tiny-gemma2/model.safetensors", tt_dir("ORCH_FIXTURES"));
     size_t len;
     unsigned char *b = read_file(src, &len);
     EXPECT(b != NULL);
@@ -300,7 +294,7 @@ TEST(missing_unexpected_and_misshaped_tensors) {
     /* config.json that disagrees with the tensors */
     link_dir("tiny-gemma2", "misshaped", "config.json", dir, sizeof dir);
     char src[512];
-    FMT(src, "%s/models/tiny-gemma2/config.json", fixtures());
+    FMT(src, "%s/models/tiny-gemma2/config.json", tt_dir("ORCH_FIXTURES"));
     json_t *cfg = json_load_file(src, 0, NULL);
     json_object_set_new(cfg, "intermediate_size", json_integer(300));
     FMT(path, "%s/config.json", dir);
@@ -309,22 +303,6 @@ TEST(missing_unexpected_and_misshaped_tensors) {
     EXPECT(try_load(dir, NULL, &err) == -1);
     EXPECT_STR_CONTAINS(err.msg, "model.safetensors: tensor 'model.layers.0.mlp.gate_proj.weight': shape [384, 128], "
                                  "expected [300, 128]");
-}
-
-/* rm -r of the temp tree (two levels are all we create). */
-static void rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[1024];
-    while (d && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        FMT(p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_tree(p);
-        else unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(dir);
 }
 
 TEST_MAIN(good_file_and_conversions, corrupt_headers, truncated_fixture, sharded_checkpoints,

@@ -1,23 +1,19 @@
-/* test_shard.c: the digest (XXH64 reference vectors, streaming), shard_assign (every row in
- * exactly one shard, balance on the LMSYS sample, more shards than rows, rows without text),
- * stage_jobs_build (job names and paths, swap_ab shard files, content-named shards shared
- * between models, input errors) and resume (reuse, invalidation, stale outputs).
+/* test_shard.c: the digest (XXH3-128 against xxhsum -H2, streaming, old-format resume keys),
+ * shard_assign (every row in exactly one shard, balance on the LMSYS sample, more shards than
+ * rows, rows without text), stage_jobs_build (job names and paths, swap_ab shard files,
+ * content-named shards shared between models, input errors) and resume (reuse, invalidation, stale outputs).
  */
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "digest.h"
 #include "orch.h"
 #include "planning.h"
 #include "tinytest.h"
 
 static char tmpdir[256];
-
-static const char *fixtures(void) {
-    const char *f = getenv("ORCH_FIXTURES");
-    return f ? f : "fixtures";
-}
 
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
@@ -28,28 +24,41 @@ static void write_file(const char *path, const char *text) {
 
 static int exists(const char *path) { return access(path, F_OK) == 0; }
 
-TEST(test_digest_vectors) {
-    // Reference values of XXH64 (seed 0) from the xxHash project.
-    EXPECT(digest_xxh64("", 0, 0) == 0xEF46DB3751D8E999ULL);
-    EXPECT(digest_xxh64("a", 1, 0) == 0xD24EC4F1A98C6E5BULL);
-    EXPECT(digest_xxh64("abc", 3, 0) == 0x44BC2CF5AD770999ULL);
-    const char *s = "Nobody inspects the spammish repetition";
-    EXPECT(digest_xxh64(s, strlen(s), 0) == 0xFBCEA83C8A378BF1ULL);
-    // Streaming in odd chunks gives the one-shot digest; its first half is XXH64 seed 0.
-    char buf[1000];
-    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (char)(i * 131 + 7);
-    char one[DIGEST_HEX_LEN + 1], parts[DIGEST_HEX_LEN + 1], want0[17];
+/* The digest of len bytes at data, fed in one piece. */
+static void digest_of(const void *data, size_t len, char out[DIGEST_HEX_LEN + 1]) {
     digest_t d;
     digest_init(&d);
-    digest_update(&d, buf, sizeof buf);
-    digest_hex(&d, one);
+    digest_update(&d, data, len);
+    digest_hex(&d, out);
+}
+
+TEST(test_digest_vectors) {
+    // XXH3-128 by an independent implementation: `printf %s TEXT | xxhsum -H2` (Debian's xxhash
+    // 0.8.1, the reference CLI). "" is also the xxHash project's documented empty-input value.
+    static const struct {
+        const char *text, *hex;
+    } vec[] = {{"", "99aa06d3014798d86001c324468d497f"},
+               {"a", "a96faf705af16834e6c632b61e964e1f"},
+               {"abc", "06b05ab6733a618578af5f94892f3950"},
+               {"Nobody inspects the spammish repetition", "a32c6f55b80b5f449f1a957522431b91"}};
+    char got[DIGEST_HEX_LEN + 1];
+    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) {
+        digest_of(vec[i].text, strlen(vec[i].text), got);
+        EXPECT_MSG(strcmp(got, vec[i].hex) == 0, "'%s': %s, xxhsum -H2 says %s", vec[i].text, got, vec[i].hex);
+    }
+    // Streaming in odd chunks gives the one-shot digest, which xxhsum -H2 agrees with:
+    // python3 -c "import sys; sys.stdout.buffer.write(bytes((i*131+7)&255 for i in range(1000)))" | xxhsum -H2
+    char buf[1000];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (char)(i * 131 + 7);
+    char one[DIGEST_HEX_LEN + 1], parts[DIGEST_HEX_LEN + 1];
+    digest_of(buf, sizeof buf, one);
+    digest_t d;
     digest_init(&d);
     for (size_t off = 0, step = 1; off < sizeof buf; off += step, step = step * 3 % 37 + 1)
         digest_update(&d, buf + off, off + step > sizeof buf ? sizeof buf - off : step);
     digest_hex(&d, parts);
-    EXPECT(strcmp(one, parts) == 0 && strlen(one) == 32);
-    snprintf(want0, sizeof want0, "%016llx", (unsigned long long)digest_xxh64(buf, sizeof buf, 0));
-    EXPECT(strncmp(one, want0, 16) == 0);
+    EXPECT(strcmp(one, parts) == 0);
+    EXPECT(strcmp(one, "622239c5c47a6910571d5cbfef44331b") == 0);
     // Fields are framed: "ab"+"c" differs from "a"+"bc", and NULL from "".
     char h1[33], h2[33], h3[33], h4[33];
     digest_init(&d), digest_field(&d, "x", "ab"), digest_field(&d, "x", "c"), digest_hex(&d, h1);
@@ -120,7 +129,7 @@ TEST(test_digest_path_stamp) {
 
 TEST(test_shard_balance_lmsys) {
     char path[600];
-    snprintf(path, sizeof path, "%s/data/lmsys-sample.csv", fixtures());
+    snprintf(path, sizeof path, "%s/data/lmsys-sample.csv", tt_dir("ORCH_FIXTURES"));
     csv_table_t t;
     err_t err = {0};
     EXPECT_MSG(csv_table_read(&t, path, &err) == 0, "%s", err.msg);
@@ -292,6 +301,19 @@ TEST(test_resume) {
     int n;
     EXPECT(stage_jobs_build(&plan, &in, 0, 1, &jobs, &n, &err) == 0);
     if (n != 1) return;
+    // A valid record under the key the old digest (two XXH64 seeds, before XXH3-128) gave this
+    // very job is never taken for a match: the job runs again.
+    EXPECT(strcmp(jobs[0].key, "9e5a79baa22a0b7fd84b4415f156bcc2") != 0);
+    EXPECT(jobs[0].status == JOB_PENDING);
+    char *old_done = resume_path(&plan, "9e5a79baa22a0b7fd84b4415f156bcc2"), *slash = strrchr(old_done, '/');
+    *slash = '\0';
+    EXPECT(fs_mkdir_p(old_done, &err) == 0);
+    *slash = '/';
+    write_file(old_done, "id,winner_model_a,winner_model_b,winner_tie\n1,1,0,0\n2,0,1,0\n3,0,0,1\n");
+    stage_jobs_free(jobs, n);
+    EXPECT(stage_jobs_build(&plan, &in, 0, 1, &jobs, &n, &err) == 0);
+    EXPECT(n == 1 && jobs[0].status == JOB_PENDING);
+    free(old_done);
     // Play the worker, then record.
     write_file(jobs[0].output_path, "id,winner_model_a,winner_model_b,winner_tie\n1,1,0,0\n2,0,1,0\n3,0,0,1\n");
     EXPECT(validate_output(&plan, &jobs[0], &err) == 0);
@@ -340,18 +362,15 @@ TEST(test_resume) {
     plan_free(&plan);
 }
 
-int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_shard.XXXXXX");
-    if (!mkdtemp(tmpdir)) abort();
-    char *real = realpath(tmpdir, NULL);
-    snprintf(tmpdir, sizeof tmpdir, "%s", real);
-    free(real);
-    tt_fn_ fns[] = {test_digest_vectors, test_digest_path_stamp, test_shard_balance_lmsys, test_shard_rows_without_text, test_stage_jobs_build,
-                    test_stage_input_errors, test_resume};
-    int rc = tt_run_("digest_vectors, digest_path_stamp, shard_balance_lmsys, shard_rows_without_text, stage_jobs_build, stage_input_errors, "
-                     "resume", fns, (int)(sizeof fns / sizeof fns[0]));
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) return 1;
-    return rc;
+/* Before the first test: the temp dir (its real path). */
+static int setup(void) {
+    tt_mkdtemp(tmpdir, sizeof tmpdir, "test_shard");
+    return 0;
 }
+
+/* After the last test: remove the temp dir. */
+static int teardown(void) { return tt_rm_tree(tmpdir); }
+
+TEST_MAIN_WITH(setup, teardown,
+               test_digest_vectors, test_digest_path_stamp, test_shard_balance_lmsys,
+               test_shard_rows_without_text, test_stage_jobs_build, test_stage_input_errors, test_resume)

@@ -24,8 +24,7 @@ static char g_path[4096];
 
 /* Path of a fixture: $ORCH_FIXTURES/rel (committed) or $ORCH_GEN_FIXTURES/rel (unpacked). */
 static const char *fixture(int generated, const char *rel) {
-    const char *env = getenv(generated ? "ORCH_GEN_FIXTURES" : "ORCH_FIXTURES");
-    snprintf(g_path, sizeof g_path, "%s/%s", env ? env : (generated ? "../build/tests/fixtures" : "fixtures"), rel);
+    snprintf(g_path, sizeof g_path, "%s/%s", tt_dir(generated ? "ORCH_GEN_FIXTURES" : "ORCH_FIXTURES"), rel);
     return g_path;
 }
 

@@ -1,11 +1,12 @@
 /* test_validate.c: validate_output — a good file (quoted ids, CRLF, blanks, tolerance) passes,
  * and each kind of bad output fails with a message naming the file, the line and the column:
  * header, unknown / repeated / missing ids, non-numbers, non-finite and out-of-range values,
- * row sums, unreadable and malformed files. Also the speed on 25k rows.
+ * row sums, unreadable and malformed files. Also the speed on 25k rows (bench_validate_25k,
+ * run apart: ctest -L bench).
  */
-#include <time.h>
 #include <unistd.h>
 
+#include "clock_util.h"
 #include "orch.h"
 #include "tinytest.h"
 
@@ -112,7 +113,7 @@ TEST(test_custom_labels) {
     plan_free(&p2);
 }
 
-TEST(test_validate_25k_speed) {
+TEST(bench_validate_25k) {
     const size_t R = 25000;
     char **ids = malloc(R * sizeof *ids);
     FILE *f = fopen(out_path, "w");
@@ -125,20 +126,18 @@ TEST(test_validate_25k_speed) {
     fclose(f);
     job_t j = job_for(ids, R);
     err_t err = {0};
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = clock_mono_s();
     EXPECT_MSG(validate_output(&plan, &j, &err) == 0, "%s", err.msg);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+    double ms = (clock_mono_s() - t0) * 1e3;
     fprintf(stderr, "  validate 25k rows: %.1f ms\n", ms);
     EXPECT(ms < 250);   // a few ms in a release build; generous for sanitizer builds
     for (size_t i = 0; i < R; i++) free(ids[i]);
     free(ids);
 }
 
-int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_validate.XXXXXX");
-    if (!mkdtemp(tmpdir)) abort();
+/* Before the first test: the temp dir and a one-model plan. */
+static int setup(void) {
+    tt_mkdtemp(tmpdir, sizeof tmpdir, "test_validate");
     snprintf(out_path, sizeof out_path, "%s/out.csv", tmpdir);
     err_t err = {0};
     const char *text = "{\"input\": \"i\", \"output\": \"o\", \"models\": [{\"name\": \"m\", \"command\": [\"w\"]}]}";
@@ -146,13 +145,15 @@ int main(void) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    tt_fn_ fns[] = {test_valid_outputs, test_header_errors, test_id_errors, test_value_errors, test_missing_file,
-                    test_custom_labels, test_validate_25k_speed};
-    int rc = tt_run_("valid_outputs, header_errors, id_errors, value_errors, missing_file, custom_labels, "
-                     "validate_25k_speed", fns, (int)(sizeof fns / sizeof fns[0]));
-    plan_free(&plan);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) return 1;
-    return rc;
+    return 0;
 }
+
+/* After the last test: the plan and the temp dir. */
+static int teardown(void) {
+    plan_free(&plan);
+    return tt_rm_tree(tmpdir);
+}
+
+TEST_MAIN_WITH(setup, teardown,
+               test_valid_outputs, test_header_errors, test_id_errors, test_value_errors, test_missing_file,
+               test_custom_labels, bench_validate_25k)

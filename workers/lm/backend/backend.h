@@ -27,6 +27,13 @@
 #include "check.h"
 
 typedef enum { DT_F32 = 0, DT_BF16, DT_F16, DT_I8 } dtype_t;
+
+/* The CLI name of dt: "fp32", "bf16", "fp16" or "int8" (a static string). The one table of these
+ * names: --dtype parsing (device.c), messages and bench output use it. */
+static inline const char *dtype_name(dtype_t dt) {
+    static const char *const names[] = {"fp32", "bf16", "fp16", "int8"};
+    return (unsigned)dt < sizeof names / sizeof names[0] ? names[dt] : "?";
+}
 typedef enum { ACT_SILU = 0, ACT_GELU_TANH } act_t;
 typedef enum { ACT_RESIDUAL = 0, ACT_WORK } act_kind_t;
 

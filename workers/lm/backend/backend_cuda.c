@@ -25,9 +25,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "backend.h"
+#include "clock_util.h"
 #include "exit_codes.h"
 #include "kernels.h"
 #include "quant.h"
@@ -77,13 +77,6 @@ static cuda_impl_t *impl_of(backend_t *b) { return (cuda_impl_t *)b->impl; }
 
 /* Bytes per element of dt (4, 2 or 1). */
 static size_t dt_size(dtype_t dt) { return dt == DT_F32 ? 4 : dt == DT_I8 ? 1 : 2; }
-
-/* Monotonic seconds, for upload timing. */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Error recording
@@ -330,7 +323,7 @@ static void *cuda_vec_upload(backend_t *b, const float *host, size_t n) {
  * quantising. Returns 0, or -1 with the failure recorded for sync(). */
 static int cuda_weight_upload(backend_t *b, bweight_t *w, const float *host, int rows, int cols) {
     cuda_impl_t *im = impl_of(b);
-    double t0 = now_s();
+    double t0 = clock_mono_s();
     size_t n = (size_t)rows * (size_t)cols;
     memset(w, 0, sizeof *w);
     w->rows = rows;
@@ -356,7 +349,7 @@ static int cuda_weight_upload(backend_t *b, bweight_t *w, const float *host, int
             return -1;
     }
     b->upload_bytes += (double)n * sizeof(float);
-    b->upload_seconds += now_s() - t0;
+    b->upload_seconds += clock_mono_s() - t0;
     return 0;
 }
 
@@ -582,11 +575,6 @@ static const backend_ops_t cuda_ops = {
     .destroy = cuda_destroy,
     .to_host = cuda_to_host,
 };
-
-/* The CLI name of dt ("fp32", "bf16", "fp16", "int8"; a static string). */
-static const char *dtype_name(dtype_t dt) {
-    return dt == DT_F32 ? "fp32" : dt == DT_BF16 ? "bf16" : dt == DT_F16 ? "fp16" : "int8";
-}
 
 backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err) {
     if (dt != DT_F32 && dt != DT_BF16 && dt != DT_F16) {

@@ -18,14 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock_util.h"
 #include "cmds.h"
 #include "device.h"
 #include "exit_codes.h"
 #include "json_util.h"
 #include "model/model.h"
 #include "opts.h"
+#include "probs.h"
 
 #define BENCH_MAX_SHAPES 16
 
@@ -108,18 +109,6 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
     return rc;
 }
 
-/* CLOCK_MONOTONIC seconds. */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* The CLI name of dt ("fp32", "bf16", "fp16", "int8"; a static string). */
-static const char *dtype_str(dtype_t dt) {
-    return dt == DT_F32 ? "fp32" : dt == DT_BF16 ? "bf16" : dt == DT_F16 ? "fp16" : "int8";
-}
-
 /* Timing of one shape: B random sequences of L ids (never the pad id, so pooling takes the last
  * token). Prints one JSON line. Returns an exit code. */
 static int bench_time(model_t *m, backend_t *be, const bench_opts_t *o, int B, int L, double load_s) {
@@ -139,7 +128,7 @@ static int bench_time(model_t *m, backend_t *be, const bench_opts_t *o, int B, i
     int rc = EXIT_OK;
     double t0 = 0.0;
     for (int it = 0; it < o->warmup + o->iters; it++) {
-        if (it == o->warmup) t0 = now_s();
+        if (it == o->warmup) t0 = clock_mono_s();
         if (model_forward(m, seqs, lens, B, logits, &err)) {
             fprintf(stderr, "lm-worker bench: forward %dx%d: %s\n", B, L, err.msg);
             rc = err.code ? err.code : EXIT_SOFTWARE;
@@ -147,13 +136,13 @@ static int bench_time(model_t *m, backend_t *be, const bench_opts_t *o, int B, i
         }
     }
     if (rc == EXIT_OK) {
-        double per = (now_s() - t0) / o->iters;
+        double per = (clock_mono_s() - t0) / o->iters;
         int finite = 1;
         for (int i = 0; i < B * c->n_labels; i++) finite &= isfinite(logits[i]) != 0;
         json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:b, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:b, s:{s:i, s:i, "
                               "s:i, s:i, s:i, s:i, s:i}}",
                               "mode", "bench", "model", o->model, "device", be->ops->name, "dtype",
-                              dtype_str(be->compute), "int8", o->int8, "batch", B, "len", L, "iters", o->iters,
+                              dtype_name(be->compute), "int8", o->int8, "batch", B, "len", L, "iters", o->iters,
                               "load_s", load_s, "upload_gbps",
                               be->upload_seconds > 0 ? be->upload_bytes / be->upload_seconds / 1e9 : 0.0,
                               "ms_per_batch", per * 1e3, "tokens_per_s", (double)B * L / per, "peak_bytes",
@@ -212,7 +201,7 @@ static int bench_ids(model_t *m, backend_t *be, const bench_opts_t *o) {
     }
     if (rc == EXIT_OK) {
         printf("{\"mode\":\"logits\",\"model\":\"%s\",\"dtype\":\"%s\",\"int8\":%d,\"logits\":[", o->model,
-               dtype_str(be->compute), o->int8);
+               dtype_name(be->compute), o->int8);
         for (int b = 0; b < B; b++) {
             printf(b ? ",[" : "[");
             for (int l = 0; l < c->n_labels; l++) printf(l ? ",%.7g" : "%.7g", logits[(size_t)b * c->n_labels + l]);
@@ -228,21 +217,20 @@ static int bench_ids(model_t *m, backend_t *be, const bench_opts_t *o) {
 /* Compare n logits (and their softmax) with the reference. Returns the number of mismatches. */
 static int golden_compare(const char *what, const float *got, const json_t *ref_logits, const json_t *ref_probs, int n,
                           double logit_tol, double prob_tol, double *worst_dl, double *worst_dp) {
-    double mx = -INFINITY, sum = 0.0, p[MODEL_MAX_LABELS];
-    for (int i = 0; i < n; i++) mx = got[i] > mx ? got[i] : mx;
-    for (int i = 0; i < n; i++) sum += (p[i] = exp((double)got[i] - mx));
+    double p[MODEL_MAX_LABELS];
+    probs_softmax(got, (size_t)n, p);  // non-finite logits give NaN probabilities: mismatches below
     int bad = 0;
     for (int i = 0; i < n; i++) {
         double rl = json_number_value(json_array_get(ref_logits, i));
         double rp = json_number_value(json_array_get(ref_probs, i));
-        double dl = fabs(got[i] - rl), dp = fabs(p[i] / sum - rp);
+        double dl = fabs(got[i] - rl), dp = fabs(p[i] - rp);
         if (!(dl <= *worst_dl)) *worst_dl = dl; // NaN sticks
         if (!(dp <= *worst_dp)) *worst_dp = dp;
         int lbad = logit_tol >= 0 && !(dl <= logit_tol * (1.0 + fabs(rl)));
         int pbad = !(dp <= prob_tol);
         if (lbad || pbad) {
             printf("  MISMATCH %s label %d: logit %.7g ref %.7g (|d| %.3g), prob %.6g ref %.6g (|d| %.3g)\n", what, i,
-                   (double)got[i], rl, dl, p[i] / sum, rp, dp);
+                   (double)got[i], rl, dl, p[i], rp, dp);
             bad++;
         }
     }
@@ -307,7 +295,7 @@ static int bench_golden(model_t *m, backend_t *be, const bench_opts_t *o) {
     if (rc == EXIT_OK) {
         printf("golden %s: %s%s%s%s on %s: %d sequences x 2 passes, logit tol %g, prob tol %g, worst |dlogit| %.3g, "
                "worst |dprob| %.3g: %s\n",
-               o->golden, dtype_str(be->compute), o->int8 ? "+int8" : "", o->round_weights ? " weights-as-" : "",
+               o->golden, dtype_name(be->compute), o->int8 ? "+int8" : "", o->round_weights ? " weights-as-" : "",
                o->round_weights ? o->round_weights : "", be->ops->name, B, ltol, ptol, worst_dl, worst_dp,
                bad ? "MISMATCH" : "ok");
         if (bad) rc = 1;
@@ -333,7 +321,7 @@ int cmd_bench(int argc, char **argv) {
         be->ops->destroy(be);
         return EXIT_USAGE;
     }
-    double t0 = now_s();
+    double t0 = clock_mono_s();
     model_load_opts_t lo = {.model_dir = o.model, .adapter_dir = o.adapter, .backend = be};
     model_t *m = model_load(&lo, &err);
     if (!m) {
@@ -341,7 +329,7 @@ int cmd_bench(int argc, char **argv) {
         be->ops->destroy(be);
         return err.code ? err.code : EXIT_DATAERR;
     }
-    double load_s = now_s() - t0;
+    double load_s = clock_mono_s() - t0;
     fprintf(stderr, "lm-worker bench: loaded %s in %.1f s (weights uploaded at %.2f GB/s)\n", o.model, load_s,
             be->upload_seconds > 0 ? be->upload_bytes / be->upload_seconds / 1e9 : 0.0);
     int rc = EXIT_OK;

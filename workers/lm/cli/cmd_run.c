@@ -13,22 +13,22 @@
 #include <errno.h>
 #include <jansson.h>
 #include <libgen.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "clock_util.h"
 #include "cmds.h"
 #include "csv_io.h"
 #include "device.h"
 #include "exit_codes.h"
 #include "model/model.h"
 #include "opts.h"
+#include "probs.h"
 #include "progress_fd.h"
 #include "rows/rows.h"
 #include "tokenizer/tokenizer.h"
@@ -68,13 +68,6 @@ void cmd_run_usage(FILE *f) {
         "Exit codes: 0 ok, 64 usage, 65 bad input, 70 internal error, 74 cannot write output,\n"
         "75 out of memory.\n"
         "With ORCHESTRATE_PROGRESS_FD set, writes \"progress <done> <total>\" lines there.\n");
-}
-
-/* CLOCK_MONOTONIC seconds. */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Parse argv into o. Returns -1 to continue, or an exit status (0 after --help). */
@@ -155,29 +148,8 @@ static int check_output_dir(const char *path, err_t *err) {
 /* Write id,<labels> for every row, in input order, atomically to --output. Returns 0, or -1 with
  * err set (EXIT_IOERR when the file cannot be written). */
 static int write_output(run_t *r, const model_config_t *cfg, err_t *err) {
-    atomic_file_t af;
-    if (atomic_file_open(&af, r->o.output, err) < 0) {
-        err->code = EXIT_IOERR;
-        return -1;
-    }
-    int bad = csv_write_field(af.f, "id", 2) < 0;
-    for (int l = 0; l < cfg->n_labels; l++) {
-        bad |= fputc(',', af.f) == EOF;
-        bad |= csv_write_field(af.f, cfg->labels[l], strlen(cfg->labels[l])) < 0;
-    }
-    bad |= fputc('\n', af.f) == EOF;
-    for (size_t i = 0; i < r->table.n_rows && !bad; i++) {
-        size_t idc = (size_t)r->cols.id;
-        bad |= csv_write_field(af.f, csv_cell(&r->table, i, idc), csv_cell_len(&r->table, i, idc)) < 0;
-        for (int l = 0; l < cfg->n_labels; l++)
-            bad |= fprintf(af.f, ",%.9g", r->probs[i * (size_t)cfg->n_labels + (size_t)l]) < 0;
-        bad |= fputc('\n', af.f) == EOF;
-    }
-    if (bad) {
-        atomic_file_abort(&af);
-        return err_code(err, EXIT_IOERR, "%s: write failed: %s", r->o.output, strerror(errno));
-    }
-    if (atomic_file_commit(&af, err) < 0) {
+    if (probs_csv_write(r->o.output, (const char *const *)cfg->labels, (size_t)cfg->n_labels, &r->table,
+                        (size_t)r->cols.id, r->probs, err) < 0) {
         err->code = EXIT_IOERR;
         return -1;
     }
@@ -209,12 +181,7 @@ static int run_batches(run_t *r, const batch_plan_t *plan, const model_config_t 
         }
         for (size_t k = 0; k < B && rc == 0; k++) {
             size_t row = plan->order[k0 + k];
-            const float *lg = logits + k * L;
-            double mx = -INFINITY, sum = 0;
-            for (size_t l = 0; l < L; l++) mx = fmax(mx, (double)lg[l]);
-            for (size_t l = 0; l < L; l++) sum += exp((double)lg[l] - mx);
-            for (size_t l = 0; l < L; l++) r->probs[row * L + l] = exp((double)lg[l] - mx) / sum;
-            if (!isfinite(mx) || !isfinite(sum)) {
+            if (probs_softmax(logits + k * L, L, r->probs + row * L) < 0) {
                 rc = err_code(err, EXIT_SOFTWARE, "%s: line %zu: id %.64s: the model produced non-finite "
                               "logits (try --dtype fp32)", r->o.input, r->table.lines[row],
                               csv_cell(&r->table, row, (size_t)r->cols.id));
@@ -248,7 +215,7 @@ static void run_free(run_t *r) {
 static int run_main(run_t *r) {
     err_t err = {0};
     run_opts_t *o = &r->o;
-    double t0 = now_s();
+    double t0 = clock_mono_s();
     char tok_path[4096];
     progress_t prog;
     progress_init_env(&prog);
@@ -287,7 +254,7 @@ static int run_main(run_t *r) {
     double t_tok = 0;
     r->pool = batch_encoder_start(n, o->threads, encode_row, r);
 
-    double t_load = now_s();
+    double t_load = clock_mono_s();
     if (!(r->backend = device_open(o->device, o->dtype, strcmp(o->quant, "int8") == 0, o->threads, &err)))
         goto fail;
     model_load_opts_t lo = {.model_dir = o->model, .adapter_dir = o->adapter, .backend = r->backend};
@@ -295,7 +262,7 @@ static int run_main(run_t *r) {
         if (!err.code) err.code = EXIT_DATAERR;
         goto fail;
     }
-    t_load = now_s() - t_load;
+    t_load = clock_mono_s() - t_load;
     const model_config_t *cfg = model_get_config(r->model);
 
     if (cfg->n_labels < 1) {
@@ -304,11 +271,11 @@ static int run_main(run_t *r) {
     }
 
     // Whatever tokenising is left after the load is time the device waits; report it.
-    double t_wait = now_s();
+    double t_wait = clock_mono_s();
     batch_encoder_t *pool = r->pool;
     r->pool = NULL;
     if (batch_encoder_wait(pool, &r->ids, &t_tok, &err) < 0) goto fail;
-    t_wait = now_s() - t_wait;
+    t_wait = clock_mono_s() - t_wait;
     size_t *lens = xmalloc((n ? n : 1) * sizeof *lens), total_ids = 0, n_trunc = 0;
     for (size_t i = 0; i < n; i++) {
         lens[i] = r->ids[i].n;
@@ -339,9 +306,9 @@ static int run_main(run_t *r) {
     free(lens);
 
     r->probs = xmalloc((n ? n : 1) * (size_t)cfg->n_labels * sizeof *r->probs);
-    double t_fwd = now_s();
+    double t_fwd = clock_mono_s();
     int rc = run_batches(r, &plan, cfg, &prog, &err);
-    t_fwd = now_s() - t_fwd;
+    t_fwd = clock_mono_s() - t_fwd;
     size_t n_batches = plan.n_batches;
     batch_plan_free(&plan);
     if (rc < 0 || write_output(r, cfg, &err) < 0) goto fail;
@@ -352,7 +319,7 @@ static int run_main(run_t *r) {
             "peak %.1f MiB; total %.2f s\n",
             n, n_trunc, o->max_length, total_ids, n_batches, t_tok, t_wait, t_load, t_fwd,
             t_fwd > 0 ? (double)total_ids / t_fwd : 0.0, r->backend->ops->name, cfg->model_type,
-            (double)r->backend->peak_bytes / (1024.0 * 1024.0), now_s() - t0);
+            (double)r->backend->peak_bytes / (1024.0 * 1024.0), clock_mono_s() - t0);
     return EXIT_OK;
 fail:
     fprintf(stderr, "lm-worker run: error: %s\n", err.msg);

@@ -8,20 +8,15 @@
 
 /* Parse --dtype. Returns 0 and sets *dt (DT_F32 for "auto" with *is_auto = 1), or -1. */
 static int dtype_parse(const char *s, dtype_t *dt, int *is_auto) {
-    *is_auto = 0;
-    if (!s || strcmp(s, "auto") == 0) {
-        *is_auto = 1;
-        *dt = DT_F32;
-    } else if (strcmp(s, "fp32") == 0) {
-        *dt = DT_F32;
-    } else if (strcmp(s, "bf16") == 0) {
-        *dt = DT_BF16;
-    } else if (strcmp(s, "fp16") == 0) {
-        *dt = DT_F16;
-    } else {
-        return -1;
+    *is_auto = !s || strcmp(s, "auto") == 0;
+    *dt = DT_F32;
+    if (*is_auto) return 0;
+    for (dtype_t d = DT_F32; d <= DT_F16; d++) {  // int8 is --quant's business, not a --dtype
+        if (strcmp(s, dtype_name(d)) != 0) continue;
+        *dt = d;
+        return 0;
     }
-    return 0;
+    return -1;
 }
 
 /* CUDA with dtype auto: bf16 where the device has it (sm_80+), else fp16. */

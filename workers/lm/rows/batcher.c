@@ -14,9 +14,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock_util.h"
 #include "exit_codes.h"
 
 /* ---------------------------------------------------------------- plan ------------------ */
@@ -84,13 +84,6 @@ struct batch_encoder {
     pthread_t *threads;         // (n_threads)
 };
 
-/* CLOCK_MONOTONIC seconds. */
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Pool thread: take rows in increasing order and encode each until none is left or some row failed
  * (the lowest failing row wins); records when it finished. */
 static void *encoder_thread(void *arg) {
@@ -112,7 +105,7 @@ static void *encoder_thread(void *arg) {
             atomic_store(&be->stop, 1);
         }
     }
-    double t = mono_s();
+    double t = clock_mono_s();
     pthread_mutex_lock(&be->lock);
     if (t > be->t_end) be->t_end = t;
     pthread_mutex_unlock(&be->lock);
@@ -129,7 +122,7 @@ batch_encoder_t *batch_encoder_start(size_t n_rows, int threads, batch_encode_fn
     atomic_init(&be->stop, 0);
     pthread_mutex_init(&be->lock, NULL);
     be->err_row = SIZE_MAX;
-    be->t_start = be->t_end = mono_s();
+    be->t_start = be->t_end = clock_mono_s();
     if (threads < 1) {
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         threads = nc > 0 ? (int)nc : 1;
