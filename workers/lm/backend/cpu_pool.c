@@ -72,9 +72,6 @@ cpu_pool_t *cpu_pool_create(int threads) {
     pthread_cond_init(&p->done, NULL);
     atomic_init(&p->next, 0);
     p->workers = xcalloc((size_t)p->threads, sizeof *p->workers);
-#ifdef LM_POOL_OMP
-    return p;
-#endif
     for (int t = 1; t < p->threads; t++) {
         worker_arg_t *wa = xmalloc(sizeof *wa);
         wa->pool = p;
@@ -89,20 +86,8 @@ cpu_pool_t *cpu_pool_create(int threads) {
     return p;
 }
 
-#ifdef LM_POOL_OMP
-#include <omp.h>
-#endif
 void cpu_pool_run(cpu_pool_t *p, int n_tasks, cpu_pool_fn_t fn, void *ctx) {
     if (n_tasks <= 0) return;
-#ifdef LM_POOL_OMP
-    if (p->threads == 1 || n_tasks == 1) {
-        for (int i = 0; i < n_tasks; i++) fn(ctx, i, 0);
-        return;
-    }
-#pragma omp parallel for schedule(dynamic) num_threads(p->threads)
-    for (int i = 0; i < n_tasks; i++) fn(ctx, i, omp_get_thread_num());
-    return;
-#endif
     /* A single task or a single thread: run inline and skip the wake-up cost. */
     if (p->threads == 1 || n_tasks == 1) {
         for (int i = 0; i < n_tasks; i++) fn(ctx, i, 0);
@@ -133,9 +118,7 @@ void cpu_pool_destroy(cpu_pool_t *p) {
     p->stop = 1;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-#ifndef LM_POOL_OMP
     for (int t = 1; t < p->threads; t++) pthread_join(p->workers[t - 1], NULL);
-#endif
     pthread_cond_destroy(&p->done);
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->mu);
