@@ -185,7 +185,7 @@ int merge_ensemble(const plan_t *plan, const csv_table_t *input, double *const *
 
 typedef struct run_ctx run_ctx_t;   // loop, signal handlers, console, report state
 
-/* Create the run context (one libuv loop, SIGINT/SIGTERM handlers, console mode). */
+/* Create the run context (one libuv loop, SIGINT/SIGTERM/SIGHUP handlers, console mode). */
 run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err);
 /* Close the context's handles, run the loop until every handle has closed and free ctx; NULL is
  * a no-op. Call it after run_stage has returned. */
@@ -196,7 +196,7 @@ void run_ctx_destroy(run_ctx_t *ctx);
  * stream its output to job->log_path and the console, enforce timeout_s (TERM, grace, KILL),
  * then validate_output. Exit 75 (or "CUDA out of memory" in its log) halves the batch size;
  * exit 65 fails the run at once; anything else retries up to the model's retries.
- * Returns 0, or -1 with err set: err->code is 130/143 after SIGINT/SIGTERM, else 1. */
+ * Returns 0, or -1 with err set: err->code is 128 + the signal after SIGINT/SIGTERM/SIGHUP, else 1. */
 int run_stage(run_ctx_t *ctx, job_t *jobs, int n_jobs, const slot_t *slots, int n_slots, err_t *err);
 
 #endif

@@ -1,6 +1,6 @@
 /* run.c: run_stage: put a stage's pending jobs on the slots, longest first, and decide what each
  * finished attempt means: done (after validate_output), retry, retry with the batch halved, or
- * stop the run. Also the run context (one libuv loop, SIGINT/SIGTERM) and its accounting.
+ * stop the run. Also the run context (one libuv loop, SIGINT/SIGTERM/SIGHUP) and its accounting.
  *
  * The retry rules (docs/workers.md, "Exit codes"):
  *   0           validate the output; a bad output is a failed attempt (retried);
@@ -80,7 +80,7 @@ static void fail_run(run_ctx_t *ctx, const err_t *err) {
     stop_all(ctx, 0);
 }
 
-/* SIGINT/SIGTERM handler: the first signal stops the workers gracefully, a second one kills them. */
+/* SIGINT/SIGTERM/SIGHUP handler: the first signal stops the workers gracefully, a second one kills them. */
 static void on_signal(uv_signal_t *h, int signum) {
     run_ctx_t *ctx = h->data;
     if (!ctx->interrupted) {
@@ -113,15 +113,16 @@ run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err) {
                 uv_strerror(rc));
         return NULL;
     }
-    UV_CHECK(uv_signal_init(&ctx->loop, &ctx->sig_int));
-    UV_CHECK(uv_signal_init(&ctx->loop, &ctx->sig_term));
-    ctx->sig_int.data = ctx->sig_term.data = ctx;
-    UV_CHECK(uv_signal_start(&ctx->sig_int, on_signal, SIGINT));
-    UV_CHECK(uv_signal_start(&ctx->sig_term, on_signal, SIGTERM));
-    // Signal watchers must not keep uv_run alive on their own: run_stage returns when the last
-    // worker is done.
-    uv_unref((uv_handle_t *)&ctx->sig_int);
-    uv_unref((uv_handle_t *)&ctx->sig_term);
+    // SIGHUP (a closed terminal, a killed notebook kernel) stops the run like SIGTERM.
+    static const int stop_signals[N_STOP_SIGNALS] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < N_STOP_SIGNALS; i++) {
+        UV_CHECK(uv_signal_init(&ctx->loop, &ctx->sig_stop[i]));
+        ctx->sig_stop[i].data = ctx;
+        UV_CHECK(uv_signal_start(&ctx->sig_stop[i], on_signal, stop_signals[i]));
+        // Signal watchers must not keep uv_run alive on their own: run_stage returns when the
+        // last worker is done.
+        uv_unref((uv_handle_t *)&ctx->sig_stop[i]);
+    }
     UV_CHECK(uv_timer_init(&ctx->loop, &ctx->tick));
     UV_CHECK(uv_timer_init(&ctx->loop, &ctx->sleeper));
     ctx->tick.data = ctx->sleeper.data = ctx;
@@ -132,8 +133,7 @@ run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err) {
 
 void run_ctx_destroy(run_ctx_t *ctx) {
     if (!ctx) return;
-    uv_close((uv_handle_t *)&ctx->sig_int, NULL);
-    uv_close((uv_handle_t *)&ctx->sig_term, NULL);
+    for (int i = 0; i < N_STOP_SIGNALS; i++) uv_close((uv_handle_t *)&ctx->sig_stop[i], NULL);
     uv_close((uv_handle_t *)&ctx->tick, NULL);
     uv_close((uv_handle_t *)&ctx->sleeper, NULL);
     uv_run(&ctx->loop, UV_RUN_DEFAULT);

@@ -27,6 +27,8 @@ typedef struct attempt attempt_t;
         }                                                                                   \
     } while (0)
 
+#define N_STOP_SIGNALS 3        // SIGINT, SIGTERM, SIGHUP: each stops the run (run.c)
+
 enum { STREAM_OUT = 0, STREAM_ERR = 1, STREAM_PROGRESS = 2, N_STREAMS = 3 };
 #define STREAM_LINE_MAX 4096   // longer lines are split; a progress line is far shorter
 
@@ -69,10 +71,10 @@ struct attempt {
 struct run_ctx {
     const plan_t *plan;         // the plan being run (not owned)
     uv_loop_t loop;             // the one event loop of the run
-    uv_signal_t sig_int, sig_term;  // SIGINT / SIGTERM watchers
+    uv_signal_t sig_stop[N_STOP_SIGNALS];  // SIGINT, SIGTERM, SIGHUP watchers
     uv_timer_t tick;            // progress redraw / periodic line
     uv_timer_t sleeper;         // run_ctx_sleep
-    int interrupted;            // first SIGINT/SIGTERM received, or 0
+    int interrupted;            // first SIGINT/SIGTERM/SIGHUP received, or 0
     char shim_exe[PATH_MAX];    // this executable, re-run as `--shim`
     progress_t console;         // progress display on stderr
     int cpu_threads;            // --threads for lm-worker on CPU slots

@@ -16,6 +16,10 @@
  *   --hang               sleep forever after reading the input
  *   --grandchild-hang F  fork a child that sleeps forever (its pid written to F), then hang
  *   --ignore-term        ignore SIGTERM (the supervisor must escalate to SIGKILL)
+ *   --linger-child F     fork a child that sleeps forever holding stdout/stderr (its pid written
+ *                        to F), then do the work and exit 0
+ *   --daemon F           like --linger-child, but the child calls setsid() first (a daemon that
+ *                        left the worker's process group and session)
  *   --oom-above N        exit 75 while the batch size is above N
  *   --oom-text           with --oom-above: print "CUDA out of memory" and exit 1 instead
  *   --wrong-id           write a wrong id on the first row
@@ -43,7 +47,7 @@
 #include "exit_codes.h"
 
 typedef struct {
-    const char *input, *output, *crash_once, *grandchild, *trace;
+    const char *input, *output, *crash_once, *grandchild, *trace, *linger, *daemon;
     int batch, oom_above, seed, slow_ms, exit_code;
     int hang, ignore_term, oom_text, wrong_id, nan, partial, partial_ok, bad_input, swap;
 } opts_t;
@@ -67,6 +71,8 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--crash-once")) o->crash_once = VAL();
         else if (!strcmp(a, "--grandchild-hang")) o->grandchild = VAL();
         else if (!strcmp(a, "--trace")) o->trace = VAL();
+        else if (!strcmp(a, "--linger-child")) o->linger = VAL();
+        else if (!strcmp(a, "--daemon")) o->daemon = VAL();
         else if (!strcmp(a, "--oom-above")) o->oom_above = atoi(VAL());
         else if (!strcmp(a, "--seed")) o->seed = atoi(VAL());
         else if (!strcmp(a, "--slow")) o->slow_ms = atoi(VAL());
@@ -172,6 +178,16 @@ int main(int argc, char **argv) {
         hang_forever();
     }
     if (o.hang) hang_forever();
+    const char *leave = o.linger ? o.linger : o.daemon;
+    if (leave) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (o.daemon) setsid();
+            hang_forever();
+        }
+        FILE *f = fopen(leave, "we");
+        if (f) fprintf(f, "%ld\n", (long)pid), fclose(f);
+    }
 
     int ca = csv_table_col(&t, "response_a"), cb = csv_table_col(&t, "response_b");
     if (o.swap) {
