@@ -31,6 +31,7 @@ typedef struct attempt attempt_t;
 
 enum { STREAM_OUT = 0, STREAM_ERR = 1, STREAM_PROGRESS = 2, N_STREAMS = 3 };
 #define STREAM_LINE_MAX 4096   // longer lines are split; a progress line is far shorter
+#define STREAM_CR_INTERVAL_S 5.0 // "\r"-ended lines (tqdm bars) are shown at most this often
 
 typedef struct {
     uv_pipe_t pipe;             // the worker's end of this stream (stdout, stderr or progress fd)
@@ -39,6 +40,10 @@ typedef struct {
     int closed;                 // uv_close called
     char line[STREAM_LINE_MAX]; // the partial line received so far
     size_t n;                   // bytes in line
+    char pend[STREAM_LINE_MAX]; // the latest "\r"-ended line not shown yet (superseded by the next)
+    size_t pend_n;              // bytes in pend (0: none)
+    int after_cr;               // the last line end was a "\r" after text (so "\r\n" is one end)
+    double t_cr_shown;          // monotonic time a "\r"-ended line was last shown
     char rbuf[65536];           // libuv read buffer
 } stream_t;
 
