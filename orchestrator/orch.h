@@ -145,7 +145,8 @@ void shard_assign(const csv_table_t *input, int n, int *shard_of);
 
 /* Validate a worker's probability CSV for job: header "id,<labels>", each of job->ids exactly
  * once, values finite and in [0,1], rows summing to 1 within 1e-3. Returns 0, or -1 with err
- * naming the file, line and field of the first offending row. */
+ * naming the file, line and field of the first offending row; err->code is EXIT_DATAERR for a
+ * contract error that every attempt would repeat (a wrong header), else 0. */
 int validate_output(const plan_t *plan, const job_t *job, err_t *err);
 
 /* Build the jobs of model `model`'s stage: one per (TTA variant, shard) with n_shards = n_slots.

@@ -3,7 +3,8 @@
  * stop the run. Also the run context (one libuv loop, SIGINT/SIGTERM/SIGHUP) and its accounting.
  *
  * The retry rules (docs/workers.md, "Exit codes"):
- *   0           validate the output; a bad output is a failed attempt (retried);
+ *   0           validate the output; a bad output is a failed attempt (retried), except a
+ *               wrong header, which every attempt would repeat: the run fails now;
  *   75, or "CUDA out of memory" in a command worker's output
  *               retry with the batch size halved; halvings do not count against `retries`;
  *               at batch size 1 it is an ordinary failure;
@@ -273,8 +274,9 @@ static void describe_exit(const attempt_t *a, char *buf, size_t n) {
 }
 
 /* Validate a finished attempt's output; on success record it for resume and mark the job done.
- * Returns 0, or -1 with why in job->last_error (the output is deleted). */
-static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job) {
+ * Returns 0, or -1 with why in job->last_error (the output is deleted) and *contract set when a
+ * retry would repeat the failure (validate_output's EXIT_DATAERR). */
+static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job, int *contract) {
     double t0 = run_now_mono();
     err_t err = {0};
     int rc = validate_output(ctx->plan, job, &err);
@@ -287,6 +289,7 @@ static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job) {
         job->rows_done = job->n_rows;
         attempt_log(a, "output accepted: %s (%zu rows)", job->output_path, job->n_rows);
     } else {
+        *contract = err.code == EXIT_DATAERR;
         err_prefix(&err, "output rejected");
         copy_str(job->last_error, sizeof job->last_error, err.msg);
         attempt_log(a, "%s", job->last_error);
@@ -310,8 +313,9 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
     attempt_log(a, "attempt %d ended: %s after %.1f s", k + 1, how,
                 (a->spawned ? a->t_exit : run_now_mono()) - a->t_start);
 
+    int contract = 0;
     if (code == 0 && !a->timed_out) {
-        if (accept_output(ctx, a, job) == 0) return;
+        if (accept_output(ctx, a, job, &contract) == 0) return;
     } else if (a->last_err[0]) {
         copy_str(job->last_error, sizeof job->last_error, a->last_err);
     } else {
@@ -324,6 +328,14 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
         return;
     }
     err_t err = {0};
+    if (contract) {
+        job->status = JOB_FAILED;
+        attempt_remove_outputs(job);
+        err_fmt(&err, "job %s: the worker's output breaks the contract in a way a retry would repeat, "
+                "so it is not retried: %s (docs/workers.md, Output)", job->name, job->last_error);
+        fail_run(ctx, &err);
+        return;
+    }
     if (code == EXIT_DATAERR || code == EXIT_USAGE) {
         job->status = JOB_FAILED;
         attempt_remove_outputs(job);

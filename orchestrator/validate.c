@@ -9,6 +9,8 @@
  */
 #include <math.h>
 
+#include "exit_codes.h"
+
 #include "idmap.h"
 #include "plan_fields.h"
 #include "planning.h"
@@ -44,7 +46,7 @@ static void join_header(char *out, size_t cap, const char *const *cells, size_t 
 }
 
 /* Check that t's header is exactly "id,<labels>". Returns 0, or -1 with err showing the header
- * found and the one wanted. */
+ * found and the one wanted, and err->code = EXIT_DATAERR. */
 static int check_header(const char *const *labels, int n_labels, const csv_table_t *t, const char *name,
                         err_t *err) {
     int ok = t->n_cols == (size_t)n_labels + 1 && strcmp(t->header[0], "id") == 0;
@@ -53,7 +55,11 @@ static int check_header(const char *const *labels, int n_labels, const csv_table
     char got[256], want[256];
     join_header(got, sizeof got, (const char *const *)t->header, t->n_cols, NULL);
     join_header(want, sizeof want, labels, (size_t)n_labels, "id");
-    return err_fmt(err, "%s: line 1: header is '%s' but must be '%s'", name, got, want);
+    // A header every attempt would write again: a contract error (EXIT_DATAERR), not retried.
+    return err_code(err, EXIT_DATAERR, "%s: line 1: header is '%s' but must be '%s'%s", name, got, want,
+                    t->n_cols > 1 && t->header[0][0] == '\0'
+                        ? " (an empty first field looks like a pandas index column: write the CSV with index=False)"
+                        : "");
 }
 
 int output_table_check(const char *const *labels, int n_labels, char *const *ids, size_t n_ids,

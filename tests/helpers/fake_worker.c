@@ -24,6 +24,8 @@
  *   --oom-text           with --oom-above: print "CUDA out of memory" and exit 1 instead
  *   --wrong-id           write a wrong id on the first row
  *   --nan                write NaN on the first row
+ *   --index-column       write a leading unnamed row-number column, as pandas' to_csv does
+ *                        without index=False
  *   --partial            write half the rows to a temp file next to the output, exit 1
  *   --partial-ok         write half the rows straight to the output path, exit 0
  *   --slow MS            sleep MS milliseconds per batch, writing progress lines
@@ -49,7 +51,7 @@
 typedef struct {
     const char *input, *output, *crash_once, *grandchild, *trace, *linger, *daemon;
     int batch, oom_above, seed, slow_ms, exit_code;
-    int hang, ignore_term, oom_text, wrong_id, nan, partial, partial_ok, bad_input, swap;
+    int hang, ignore_term, oom_text, wrong_id, nan, partial, partial_ok, bad_input, swap, index_col;
 } opts_t;
 
 static void hang_forever(void) {
@@ -82,6 +84,7 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--oom-text")) o->oom_text = 1;
         else if (!strcmp(a, "--wrong-id")) o->wrong_id = 1;
         else if (!strcmp(a, "--nan")) o->nan = 1;
+        else if (!strcmp(a, "--index-column")) o->index_col = 1;
         else if (!strcmp(a, "--partial")) o->partial = 1;
         else if (!strcmp(a, "--partial-ok")) o->partial_ok = 1;
         else if (!strcmp(a, "--bad-input")) o->bad_input = 1;
@@ -211,7 +214,7 @@ int main(int argc, char **argv) {
     } else {
         f = af.f;
     }
-    fprintf(f, "id,winner_model_a,winner_model_b,winner_tie\n");
+    fprintf(f, "%sid,winner_model_a,winner_model_b,winner_tie\n", o.index_col ? "," : "");
     for (size_t r = 0; r < n_write; r++) {
         if (o.slow_ms > 0 && r % (size_t)batch == 0) {
             usleep((useconds_t)o.slow_ms * 1000);
@@ -227,6 +230,7 @@ int main(int argc, char **argv) {
         if (r == 0 && o.nan) p[0] = NAN;
         char wrong[256];
         if (r == 0 && o.wrong_id) snprintf(wrong, sizeof wrong, "wrong-%s", id), id = wrong;
+        if (o.index_col) fprintf(f, "%zu,", r);
         write_row(f, id, p);
     }
     progress((int)n_write, (int)n);
