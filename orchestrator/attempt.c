@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,14 +47,22 @@ void attempt_log(attempt_t *a, const char *fmt, ...) {
     (void)w;
 }
 
-/* Open path for appending (O_CLOEXEC), creating its directory first. Returns the fd, or -1 with
- * errno set. */
-static int open_log(const char *path) {
+/* Open path for appending (O_CLOEXEC), creating its directory first. Only a regular file will
+ * do: the open is non-blocking, so a FIFO there cannot stall the loop. Returns the fd, or -1 with
+ * err set. */
+static int open_log(const char *path, err_t *err) {
     char *dir = xstrdup(path);
-    err_t err = {0};
-    fs_mkdir_p(dirname(dir), &err);
+    fs_mkdir_p(dirname(dir), err);
     free(dir);
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct stat st = {0};
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644);
+    if (fd < 0 && errno == ENXIO) return err_fmt(err, "not a regular file (a FIFO)");  // no reader
+    if (fd < 0) return err_fmt(err, "%s", strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_fmt(err, "not a regular file (%s)", S_ISFIFO(st.st_mode) ? "a FIFO" : "a special file");
+    }
+    return fd;
 }
 
 /* ------------------------------------------------------------------ stale outputs */
@@ -325,9 +334,10 @@ attempt_t *attempt_start(run_ctx_t *ctx, int jobi, int sloti, err_t *err) {
     a->slot = sloti;
     a->index = job->attempts;
     a->t_start = run_now_mono();
-    a->log_fd = open_log(job->log_path);
+    err_t log_err = {0};
+    a->log_fd = open_log(job->log_path, &log_err);
     if (a->log_fd < 0)
-        progress_note(&ctx->console, "orchestrate: warning: cannot open log %s: %s", job->log_path, strerror(errno));
+        progress_note(&ctx->console, "orchestrate: warning: cannot open log %s: %s", job->log_path, log_err.msg);
     write_header(a, job, slot, argv);
     attempt_remove_outputs(job);
 

@@ -8,6 +8,7 @@
  * renormalising, no reordering): merge.c does that only to outputs that passed here.
  */
 #include <math.h>
+#include <sys/stat.h>
 
 #include "exit_codes.h"
 
@@ -118,6 +119,13 @@ int output_table_check(const char *const *labels, int n_labels, char *const *ids
 }
 
 int validate_output(const plan_t *plan, const job_t *job, err_t *err) {
+    // open() on a FIFO blocks until a writer comes, with the whole event loop (signals
+    // included) stuck behind it; stat() does not. Anything but a regular file at the output
+    // path is a contract error every attempt repeats.
+    struct stat st;
+    if (stat(job->output_path, &st) == 0 && !S_ISREG(st.st_mode))
+        return err_code(err, EXIT_DATAERR, "%s: not a regular file (%s)", job->output_path,
+                        S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory" : "a special file");
     csv_table_t t;
     if (csv_table_read(&t, job->output_path, err) != 0) return -1;
     int rc = output_table_check((const char *const *)plan->labels, plan->n_labels, job->ids, job->n_rows,
