@@ -431,7 +431,8 @@ int run_stage(run_ctx_t *ctx, job_t *jobs, int n_jobs, const slot_t *slots, int 
         uv_run(&ctx->loop, UV_RUN_DEFAULT);
         UV_CHECK(uv_timer_stop(&ctx->tick));
         update_progress(ctx);
-        progress_end(&ctx->console, run_now_mono());
+        progress_end(&ctx->console, run_now_mono(),
+                     ctx->interrupted ? "interrupted" : ctx->failed ? "failed" : NULL);
     }
     ASSERT(ctx->n_running == 0);
 

@@ -148,9 +148,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "fake_worker: exiting with %d as asked\n", o.exit_code);
         return o.exit_code;
     }
-    if (o.crash_once && access(o.crash_once, F_OK) != 0) {
-        int fd = open(o.crash_once, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-        if (fd >= 0) close(fd);
+    // O_EXCL: of workers started together, exactly one creates the marker and crashes.
+    int marker_fd = o.crash_once ? open(o.crash_once, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644) : -1;
+    if (marker_fd >= 0) {
+        close(marker_fd);
         fprintf(stderr, "fake_worker: crashing once, as asked\n");
         return 1;
     }
