@@ -5,7 +5,10 @@
 #   2. the same with a setsid() daemon (another session and group): also gone;
 #   3. orchestrate SIGKILLed while a bash wrapper runs a child, and while a worker has a
 #      grandchild: no process of the run survives (PDEATHSIG alone reaches only the shim's
-#      direct child).
+#      direct child);
+#   4. the shim itself SIGKILLed (the OOM killer's choice, say): the worker dies of its death
+#      signal, and orchestrate's SIGKILL to the group after the exit (attempt.c) ends the
+#      grandchild that holds the pipes.
 . "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
 set -e
 
@@ -68,4 +71,25 @@ kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 no_leftovers
 gone "$T/gc.pid" "grandchild"
+
+rm -f "$T/gc.pid"
+WORKERS=1 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]' '"retries": 0' --grandchild-hang "$T/gc.pid")"
+"$ORCH" --plan "$T/plan.json" --fresh >"$T/out.log" 2>&1 &
+pid=$!
+for i in $(seq 1 100); do
+    [ -s "$T/gc.pid" ] && break
+    sleep 0.1
+done
+[ -s "$T/gc.pid" ] || { show_log; fail "the grandchild did not start"; }
+shim=$(pgrep -f -- "--shim .*$T" | head -n 1)
+[ -n "$shim" ] || fail "no shim process"
+kill -9 "$shim"
+set +e
+wait "$pid"
+RC=$?
+set -e
+expect_rc 1
+gone "$T/gc.pid" "grandchild of a killed shim"
+no_leftovers
+! grep -q "pipes still open" "$T/work/logs/m1.identity.s0of1.log" || fail "orchestrate waited for the grandchild's pipes"
 echo ok
