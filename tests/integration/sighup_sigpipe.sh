@@ -7,11 +7,7 @@ set -e
 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity", "swap_ab"]' '' --hang)"
 "$ORCH" --plan "$T/plan.json" >"$T/out.log" 2>&1 &
 pid=$!
-for i in $(seq 1 100); do
-    [ "$(trace_count)" -ge 2 ] && break
-    sleep 0.1
-done
-[ "$(trace_count)" -ge 2 ] || fail "workers did not start"
+wait_until started 2 || fail "workers did not start"
 kill -s HUP "$pid"
 set +e
 wait "$pid"

@@ -9,11 +9,7 @@ set -e
 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')" "$(model_json m2 2 1 '["identity"]' '' --hang)"
 "$ORCH" --plan "$T/plan.json" >"$T/out.log" 2>&1 &
 pid=$!
-for i in $(seq 1 100); do
-    [ "$(trace_count)" -ge 4 ] && break
-    sleep 0.1
-done
-[ "$(trace_count)" -ge 4 ] || { show_log; fail "stage 2 did not start"; }
+wait_until started 4 || { show_log; fail "stage 2 did not start"; }
 kill -s INT "$pid"
 set +e
 wait "$pid"

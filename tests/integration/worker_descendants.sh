@@ -34,23 +34,13 @@ for flag in --linger-child --daemon; do
         || fail "$flag: orchestrate waited for pipes held by a leftover child"
 done
 
-# wait_procs PATTERN N: at least N processes match PATTERN (at most 10 s).
-wait_procs() {
-    local i
-    for i in $(seq 1 100); do
-        [ "$(pgrep -f "$1" | wc -l)" -ge "$2" ] && return 0
-        sleep 0.1
-    done
-    fail "expected $2 process(es) matching $1"
-}
-
 # A bash wrapper whose child does the work (here: sleeps), as `bash run.sh` -> python would.
 cp "$(command -v sleep)" "$T/sleepy"
 WORKERS=1 write_plan "$T/plan.json" "" \
     "{\"name\": \"w\", \"command\": [\"bash\", \"-c\", \"$T/sleepy 1000 & wait\", \"{input}\", \"{output}\"], \"tta\": [\"identity\"]}"
 "$ORCH" --plan "$T/plan.json" >"$T/out.log" 2>&1 &
 pid=$!
-wait_procs "$T/sleepy" 1
+wait_until pgrep -f "$T/sleepy" || fail "the wrapper's child did not start"
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 no_leftovers
@@ -62,11 +52,7 @@ write_plan "$T/plan.json" "" \
     "$(model_json m2 2 1 '["identity"]' '' --daemon "$T/d.pid" --hang)"
 "$ORCH" --plan "$T/plan.json" >"$T/out.log" 2>&1 &
 pid=$!
-for i in $(seq 1 100); do
-    [ -s "$T/gc.pid" ] && break
-    sleep 0.1
-done
-[ -s "$T/gc.pid" ] || { show_log; fail "the grandchild did not start"; }
+wait_until test -s "$T/gc.pid" || { show_log; fail "the grandchild did not start"; }
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 no_leftovers
@@ -76,11 +62,7 @@ rm -f "$T/gc.pid"
 WORKERS=1 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]' '"retries": 0' --grandchild-hang "$T/gc.pid")"
 "$ORCH" --plan "$T/plan.json" --fresh >"$T/out.log" 2>&1 &
 pid=$!
-for i in $(seq 1 100); do
-    [ -s "$T/gc.pid" ] && break
-    sleep 0.1
-done
-[ -s "$T/gc.pid" ] || { show_log; fail "the grandchild did not start"; }
+wait_until test -s "$T/gc.pid" || { show_log; fail "the grandchild did not start"; }
 shim=$(pgrep -f -- "--shim .*$T" | head -n 1)
 [ -n "$shim" ] || fail "no shim process"
 kill -9 "$shim"

@@ -42,6 +42,24 @@ static void rm_tree(const char *dir) {
 
 static void tmp_cleanup(void) { rm_tree(tmp); }
 
+/* Read the safetensors file path whole: returns its bytes (free them; *len of them) with the
+ * header's length in *hl and the parsed header in *hdr (json_decref it), or NULL. */
+static unsigned char *read_st(const char *path, size_t *len, uint64_t *hl, json_t **hdr) {
+    FILE *f = fopen(path, "rb");
+    EXPECT(f != NULL);
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*len);
+    EXPECT(fread(b, 1, *len, f) == *len);
+    fclose(f);
+    *hl = 0;
+    for (int i = 7; i >= 0; i--) *hl = (*hl << 8) | b[i];
+    *hdr = json_loadb((const char *)b + 8, *hl, 0, NULL);
+    return b;
+}
+
 /* A fresh adapter dir: adapter_config.json edited by `edit` (a JSON object merged over the
  * fixture's), adapter_model.safetensors linked, or rewritten by `st_edit` when non-NULL. */
 typedef void (*st_edit_fn_t)(json_t *hdr, size_t *dlen);
@@ -69,18 +87,12 @@ static void make_adapter(char *out, size_t outlen, const char *edit, st_edit_fn_
         EXPECT(symlink(src, path) == 0);
         return;
     }
-    FILE *f = fopen(src, "rb");
-    EXPECT(f != NULL);
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    size_t len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(len);
-    EXPECT(fread(b, 1, len, f) == len);
-    fclose(f);
-    uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--) hl = (hl << 8) | b[i];
-    json_t *hdr = json_loadb((const char *)b + 8, hl, 0, NULL);
+    size_t len;
+    uint64_t hl;
+    json_t *hdr;
+    unsigned char *b = read_st(src, &len, &hl, &hdr);
+    if (!b) return;
+    FILE *f;
     size_t dlen = len - 8 - hl, old = dlen;
     st_edit(hdr, &dlen);
     char *text = json_dumps(hdr, JSON_COMPACT);
@@ -301,23 +313,17 @@ static void make_base_with_nan(char *out, size_t outlen, const char *name, int r
             EXPECT(symlink(src, dst) == 0);
             continue;
         }
-        FILE *f = fopen(src, "rb");
-        EXPECT(f != NULL);
-        fseek(f, 0, SEEK_END);
-        size_t len = (size_t)ftell(f);
-        fseek(f, 0, SEEK_SET);
-        unsigned char *b = malloc(len);
-        EXPECT(fread(b, 1, len, f) == len);
-        fclose(f);
-        uint64_t hl = 0;
-        for (int i = 7; i >= 0; i--) hl = (hl << 8) | b[i];
-        json_t *hdr = json_loadb((const char *)b + 8, hl, 0, NULL);
+        size_t len;
+        uint64_t hl;
+        json_t *hdr;
+        unsigned char *b = read_st(src, &len, &hl, &hdr);
+        if (!b) continue;
         json_t *t = json_object_get(hdr, name);
         EXPECT(strcmp(json_string_value(json_object_get(t, "dtype")), "BF16") == 0);
         size_t at = 8 + hl + (size_t)json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 0)) +
                     2 * ((size_t)row * (size_t)cols + (size_t)col);
         b[at] = 0xc0, b[at + 1] = 0x7f;  // bf16 quiet NaN, little-endian
-        f = fopen(dst, "wb");
+        FILE *f = fopen(dst, "wb");
         EXPECT(f && fwrite(b, 1, len, f) == len);
         if (f) fclose(f);
         json_decref(hdr);
