@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,14 +47,22 @@ void attempt_log(attempt_t *a, const char *fmt, ...) {
     (void)w;
 }
 
-/* Open path for appending (O_CLOEXEC), creating its directory first. Returns the fd, or -1 with
- * errno set. */
-static int open_log(const char *path) {
+/* Open path for appending (O_CLOEXEC), creating its directory first. Only a regular file will
+ * do: the open is non-blocking, so a FIFO there cannot stall the loop. Returns the fd, or -1 with
+ * err set. */
+static int open_log(const char *path, err_t *err) {
     char *dir = xstrdup(path);
-    err_t err = {0};
-    fs_mkdir_p(dirname(dir), &err);
+    fs_mkdir_p(dirname(dir), err);
     free(dir);
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct stat st = {0};
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644);
+    if (fd < 0 && errno == ENXIO) return err_fmt(err, "not a regular file (a FIFO)");  // no reader
+    if (fd < 0) return err_fmt(err, "%s", strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_fmt(err, "not a regular file (%s)", S_ISFIFO(st.st_mode) ? "a FIFO" : "a special file");
+    }
+    return fd;
 }
 
 /* ------------------------------------------------------------------ stale outputs */
@@ -86,11 +95,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     *buf = uv_buf_init(s->rbuf, sizeof s->rbuf);
 }
 
-/* One complete line from a stream (no newline, not NUL-terminated). */
+/* One complete line from a stream (no line end, not NUL-terminated). */
 static void on_line(stream_t *s, const char *line, size_t len) {
     attempt_t *a = s->a;
     run_ctx_t *ctx = a->ctx;
-    if (len && line[len - 1] == '\r') len--;
     if (s->kind == STREAM_PROGRESS) {
         char tmp[128];
         double done, total;
@@ -115,28 +123,56 @@ static void on_line(stream_t *s, const char *line, size_t len) {
     }
 }
 
+/* The text in s->line ended with "\r": a progress bar redrawing itself. Show it when none was
+ * shown for STREAM_CR_INTERVAL_S, else keep it as the pending latest state (replacing the one
+ * before), to be shown if the next line end is "\n" with nothing after the "\r". */
+static void cr_line(stream_t *s) {
+    double now = clock_mono_s();
+    if (s->t_cr_shown == 0 || now - s->t_cr_shown >= STREAM_CR_INTERVAL_S) {
+        on_line(s, s->line, s->n);
+        s->t_cr_shown = now;
+        s->pend_n = 0;
+    } else {
+        memcpy(s->pend, s->line, s->n);
+        s->pend_n = s->n;
+    }
+}
+
 /* Split data into lines for on_line, keeping an unfinished line in s->line; a line longer than
- * STREAM_LINE_MAX is delivered in pieces. */
+ * STREAM_LINE_MAX is delivered in pieces. "\n" ends a line; so does "\r" (see cr_line), on the
+ * console only: the log gets the bytes as they came. "\r\n" is one line end. */
 static void stream_feed(stream_t *s, const char *data, size_t len) {
     for (size_t i = 0; i < len; i++) {
-        if (data[i] == '\n') {
-            on_line(s, s->line, s->n);
+        char c = data[i];
+        if (c == '\n') {
+            if (s->n) on_line(s, s->line, s->n);
+            else if (s->pend_n) on_line(s, s->pend, s->pend_n);  // "...\rlast\r\n": last is final
+            else if (!s->after_cr) on_line(s, s->line, 0);       // an empty line
+            s->n = s->pend_n = 0;
+            s->after_cr = 0;
+        } else if (c == '\r') {
+            if (s->n && s->kind == STREAM_PROGRESS) on_line(s, s->line, s->n);
+            else if (s->n) cr_line(s), s->after_cr = 1;
             s->n = 0;
         } else {
             if (s->n == sizeof s->line) {
                 on_line(s, s->line, s->n);
                 s->n = 0;
             }
-            s->line[s->n++] = data[i];
+            s->line[s->n++] = c;
+            s->after_cr = 0;
         }
     }
 }
 
-/* Deliver the pending partial line and close the pipe (once); on_handle_closed counts it. */
+/* Deliver the pending partial line (or else the latest "\r" state not shown) and close the
+ * pipe (once); on_handle_closed counts it. */
 static void stream_close(stream_t *s) {
     if (s->closed) return;
     s->closed = 1;
-    if (s->n) on_line(s, s->line, s->n), s->n = 0;
+    if (s->n) on_line(s, s->line, s->n);
+    else if (s->pend_n) on_line(s, s->pend, s->pend_n);
+    s->n = s->pend_n = 0;
     uv_close((uv_handle_t *)&s->pipe, on_handle_closed);
 }
 
@@ -298,9 +334,10 @@ attempt_t *attempt_start(run_ctx_t *ctx, int jobi, int sloti, err_t *err) {
     a->slot = sloti;
     a->index = job->attempts;
     a->t_start = clock_mono_s();
-    a->log_fd = open_log(job->log_path);
+    err_t log_err = {0};
+    a->log_fd = open_log(job->log_path, &log_err);
     if (a->log_fd < 0)
-        progress_note(&ctx->console, "orchestrate: warning: cannot open log %s: %s", job->log_path, strerror(errno));
+        progress_note(&ctx->console, "orchestrate: warning: cannot open log %s: %s", job->log_path, log_err.msg);
     write_header(a, job, slot, argv);
     attempt_remove_outputs(job);
 

@@ -4,9 +4,10 @@
  *     for each model: stage_jobs_build -> run_stage -> memcheck_stage -> merge_model ->
  *   merge_ensemble (the submission, atomic) -> report.json -> summary.
  *
- * Exit status: 0 when the submission was written; 64 for a bad command line; 130/143 after
- * SIGINT/SIGTERM; 1 for any other failure. A failure's reason is the last line printed:
- * "orchestrate: failed: ...". It also holds `orchestrate --shim`, the PDEATHSIG re-exec that
+ * Exit status: 0 when the submission was written; 64 for a bad command line; 130/143/129 after
+ * SIGINT/SIGTERM/SIGHUP; 1 for any other failure. SIGPIPE is ignored: a closed stdout
+ * (`orchestrate | head`) loses console lines, never the run. A failure's reason is the last line printed:
+ * "orchestrate: failed: ...". It also holds `orchestrate --shim`, the supervisor re-exec that
  * starts every worker (shim.c), which must come before anything else in main.
  */
 #include <getopt.h>
@@ -58,7 +59,7 @@ static void usage(FILE *f) {
             "  --quiet          do not echo the workers' output (it is still in work_dir/logs)\n"
             "\n"
             "Exit status: 0 when the submission was written; 1 on failure (the reason is the last line);\n"
-            "64 for a bad command line; 130/143 when stopped by SIGINT/SIGTERM.\n"
+            "64 for a bad command line; 130/143/129 when stopped by SIGINT/SIGTERM/SIGHUP.\n"
             "Docs: docs/plan.md (the plan), docs/workers.md (writing a worker), docs/architecture.md.\n");
 }
 
@@ -258,7 +259,8 @@ static void finish_report(run_t *r, const err_t *err, int failed) {
     r->times.worker_s = run_ctx_worker_seconds(r->ctx);
     r->times.validate_s = run_ctx_validate_seconds(r->ctx);
     r->times.spawned = run_ctx_spawned(r->ctx);
-    const char *status = !failed ? "ok" : err->code == 130 || err->code == 143 ? "interrupted" : "failed";
+    int sig = err->code - 128;
+    const char *status = !failed ? "ok" : sig == SIGINT || sig == SIGTERM || sig == SIGHUP ? "interrupted" : "failed";
     size_t n = strlen(r->plan.work_dir) + 16;
     char *path = xmalloc(n);
     snprintf(path, n, "%s/report.json", r->plan.work_dir);
@@ -272,6 +274,7 @@ static void finish_report(run_t *r, const err_t *err, int failed) {
 
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], SHIM_FLAG) == 0) return shim_main(argc - 2, argv + 2);
+    signal(SIGPIPE, SIG_IGN);  // a closed stdout must not kill the run (the shim restores it for workers)
 
     cli_t cli;
     int rc = parse_cli(argc, argv, &cli);

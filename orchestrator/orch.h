@@ -157,7 +157,8 @@ void shard_assign(const csv_table_t *input, int n, int *shard_of);
 
 /* Validate a worker's probability CSV for job: header "id,<labels>", each of job->ids exactly
  * once, values finite and in [0,1], rows summing to 1 within 1e-3. Returns 0, or -1 with err
- * naming the file, line and field of the first offending row. */
+ * naming the file, line and field of the first offending row; err->code is EXIT_DATAERR for a
+ * contract error that every attempt would repeat (a wrong header), else 0. */
 int validate_output(const plan_t *plan, const job_t *job, err_t *err);
 
 /* Build the jobs of model `model`'s stage: one per (TTA variant, shard) with n_shards = n_slots.
@@ -197,7 +198,7 @@ int merge_ensemble(const plan_t *plan, const csv_table_t *input, double *const *
 
 typedef struct run_ctx run_ctx_t;   // loop, signal handlers, console, report state
 
-/* Create the run context (one libuv loop, SIGINT/SIGTERM handlers, console mode). */
+/* Create the run context (one libuv loop, SIGINT/SIGTERM/SIGHUP handlers, console mode). */
 run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err);
 /* Close the context's handles, run the loop until every handle has closed and free ctx; NULL is
  * a no-op. Call it after run_stage has returned. */
@@ -212,7 +213,7 @@ void run_order_jobs(const job_t *jobs, int *idx, int n);
  * stream its output to job->log_path and the console, enforce timeout_s (TERM, grace, KILL),
  * then validate_output. Exit 75 (or "CUDA out of memory" in its log) halves the batch size;
  * exit 65 fails the run at once; anything else retries up to the model's retries.
- * Returns 0, or -1 with err set: err->code is 130/143 after SIGINT/SIGTERM, else 1. */
+ * Returns 0, or -1 with err set: err->code is 128 + the signal after SIGINT/SIGTERM/SIGHUP, else 1. */
 int run_stage(run_ctx_t *ctx, job_t *jobs, int n_jobs, const slot_t *slots, int n_slots, err_t *err);
 
 #endif

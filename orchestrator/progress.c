@@ -95,14 +95,18 @@ void progress_tick(progress_t *p, double now) {
     }
 }
 
-void progress_end(progress_t *p, double now) {
+void progress_end(progress_t *p, double now, const char *stopped_how) {
     if (!p->active) return;
     clear_line(p);
     double el = now - p->t_begin;
     char elapsed[32];
     progress_format_duration(el, elapsed, sizeof elapsed);
-    fprintf(p->out, "[%s] stage finished: %zu/%zu rows in %s (%.1f rows/s)\n", p->stage, p->done,
-            p->total, elapsed, el > 0 ? (double)p->done / el : 0.0);
+    if (stopped_how)
+        fprintf(p->out, "[%s] stage %s after %s: %zu/%zu rows processed, %d/%d job(s) finished\n", p->stage,
+                stopped_how, elapsed, p->done, p->total, p->jobs_done, p->jobs_total);
+    else
+        fprintf(p->out, "[%s] stage finished: %zu/%zu rows in %s (%.1f rows/s)\n", p->stage, p->done,
+                p->total, elapsed, el > 0 ? (double)p->done / el : 0.0);
     fflush(p->out);
     p->active = 0;
 }

@@ -42,8 +42,10 @@ void progress_set(progress_t *p, size_t done_rows, int jobs_done, int jobs_runni
  * PROGRESS_PLAIN_INTERVAL_S seconds. */
 void progress_tick(progress_t *p, double now);
 
-/* End the stage's display with a final line (rows, time, rows/s). */
-void progress_end(progress_t *p, double now);
+/* End the stage's display with a final line: "stage finished: rows in time (rows/s)" when
+ * stopped_how is NULL, else "stage <stopped_how> after <time>: rows processed" with no rate (a
+ * rate over an interrupted or failed stage means nothing). */
+void progress_end(progress_t *p, double now, const char *stopped_how);
 
 /* Print one worker output line as "[prefix] text" (text need not be NUL-terminated and has no
  * newline). Dropped when quiet. */

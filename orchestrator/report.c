@@ -4,14 +4,18 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <unistd.h>
 
 #include "atomic_file.h"
+#include "planning.h"
 
 typedef struct {
     char name[128];           // the stage's model name
     int jobs, reused, attempts, failed;  // jobs in the stage, reused, attempts started, failed for good
     size_t rows;              // rows over all the stage's jobs (a row counts once per variant)
     size_t ran_rows;          // rows of the jobs that ran (not reused)
+    size_t rows_done;         // rows of the jobs done or reused (the stage's usable result)
+    int recorded;             // jobs whose output has a resume record (a rerun reuses them)
     double wall_s, worker_s;  // stage wall time; sum over jobs of first start to last end (seconds)
 } stage_sum_t;
 
@@ -20,6 +24,7 @@ struct report {
     json_t *stages, *jobs;    // borrowed references into root
     stage_sum_t *sums;        // (n_sums) for the summary table
     int n_sums;               // entries in sums
+    int n_models;             // stages in the plan (those after a failure are never added)
     double t_start;           // wall clock
 };
 
@@ -43,6 +48,7 @@ static json_t *num(double v) {
 report_t *report_create(const plan_t *plan, const slot_t *slots, int n_slots, double t_start_wall) {
     report_t *r = xcalloc(1, sizeof *r);
     r->t_start = t_start_wall;
+    r->n_models = plan->n_models;
     r->root = json_object();
     json_object_set_new(r->root, "orchestrate_version", json_string(ORCH_VERSION));
     json_object_set_new(r->root, "plan", json_string(plan->path ? plan->path : ""));
@@ -126,6 +132,12 @@ void report_add_stage(report_t *r, const plan_t *plan, int model, const job_t *j
         sum->attempts += j->attempts;
         sum->rows += j->n_rows;
         if (j->status != JOB_REUSED) sum->ran_rows += j->n_rows;
+        if (j->status == JOB_DONE || j->status == JOB_REUSED) sum->rows_done += j->n_rows;
+        if (j->key) {
+            char *rec = resume_path(plan, j->key);
+            sum->recorded += access(rec, F_OK) == 0;
+            free(rec);
+        }
         if (j->attempts > 0 && j->t_end > j->t_start) sum->worker_s += j->t_end - j->t_start;
     }
     json_t *st = json_object();
@@ -135,6 +147,7 @@ void report_add_stage(report_t *r, const plan_t *plan, int model, const job_t *j
     json_object_set_new(st, "jobs_reused", json_integer(sum->reused));
     json_object_set_new(st, "attempts", json_integer(sum->attempts));
     json_object_set_new(st, "rows", json_integer((json_int_t)sum->rows));
+    json_object_set_new(st, "rows_done", json_integer((json_int_t)sum->rows_done));
     json_t *jm = json_array();
     for (int g = 0; g < n_mem; g++) {
         json_t *o = json_object();
@@ -199,13 +212,21 @@ int report_write(report_t *r, const char *path, const char *status, const char *
 }
 
 void report_print_summary(const report_t *r, const report_times_t *t, FILE *f) {
-    fprintf(f, "\n%-24s %6s %7s %9s %9s %10s %10s\n", "stage (model)", "jobs", "reused", "attempts",
-            "rows", "wall s", "rows/s");
+    fprintf(f, "\n%-24s %6s %7s %9s %13s %10s %10s\n", "stage (model)", "jobs", "reused", "attempts", "rows",
+            "wall s", "rows/s");
+    int jobs = 0, recorded = 0;
     for (int s = 0; s < r->n_sums; s++) {
         const stage_sum_t *x = &r->sums[s];
-        fprintf(f, "%-24.24s %6d %7d %9d %9zu %10.2f %10.1f%s\n", x->name, x->jobs, x->reused,
-                x->attempts, x->rows, x->wall_s, x->wall_s > 0 ? (double)x->ran_rows / x->wall_s : 0.0,
-                x->failed ? "  FAILED" : "");
+        // Only a stage whose every job is done (or reused) has a result and a meaningful rate.
+        int complete = !x->failed && x->rows_done == x->rows;
+        char rows[48], rate[32];
+        if (complete) snprintf(rows, sizeof rows, "%zu", x->rows);
+        else snprintf(rows, sizeof rows, "%zu/%zu", x->rows_done, x->rows);
+        if (complete) snprintf(rate, sizeof rate, "%.1f", x->wall_s > 0 ? (double)x->ran_rows / x->wall_s : 0.0);
+        else snprintf(rate, sizeof rate, "-");
+        fprintf(f, "%-24.24s %6d %7d %9d %13s %10.2f %10s%s\n", x->name, x->jobs, x->reused, x->attempts, rows,
+                x->wall_s, rate, x->failed ? "  FAILED" : complete ? "" : "  STOPPED");
+        jobs += x->jobs, recorded += x->recorded;
     }
     double overhead = t->wall_s - t->worker_s;
     fprintf(f, "total: %.2f s wall, %.2f s with workers running, orchestration overhead %.2f s (%.1f%%: "
@@ -213,5 +234,12 @@ void report_print_summary(const report_t *r, const report_times_t *t, FILE *f) {
                "%d worker(s) started\n",
             t->wall_s, t->worker_s, overhead, t->wall_s > 0 ? 100 * overhead / t->wall_s : 0.0,
             t->read_input_s, t->build_jobs_s, t->validate_s, t->merge_s, t->memory_s, t->spawned);
+    const char *status = json_string_value(json_object_get(r->root, "status"));
+    if (!status || strcmp(status, "ok") != 0) {
+        fprintf(f, "a rerun will reuse %d of %d job(s) (their validated outputs are in the work directory's done/)",
+                recorded, jobs);
+        if (r->n_sums < r->n_models) fprintf(f, "; %d stage(s) not reached", r->n_models - r->n_sums);
+        fputs("\n", f);
+    }
     fflush(f);
 }

@@ -43,7 +43,9 @@ void report_add_stage(report_t *r, const plan_t *plan, int model, const job_t *j
 int report_write(report_t *r, const char *path, const char *status, const char *failure,
                  const report_times_t *t, err_t *err);
 
-/* Print the per-stage summary table and the totals to f. */
+/* Print the per-stage summary table and the totals to f. A stage that did not complete shows
+ * rows done/total and no rate; after report_write with a status other than "ok", a last line
+ * says how many jobs a rerun will reuse (from the resume records). */
 void report_print_summary(const report_t *r, const report_times_t *t, FILE *f);
 
 #endif

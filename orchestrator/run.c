@@ -1,9 +1,10 @@
 /* run.c: run_stage: put a stage's pending jobs on the slots, longest first, and decide what each
  * finished attempt means: done (after validate_output), retry, retry with the batch halved, or
- * stop the run. Also the run context (one libuv loop, SIGINT/SIGTERM) and its accounting.
+ * stop the run. Also the run context (one libuv loop, SIGINT/SIGTERM/SIGHUP) and its accounting.
  *
  * The retry rules (docs/workers.md, "Exit codes"):
- *   0           validate the output; a bad output is a failed attempt (retried);
+ *   0           validate the output; a bad output is a failed attempt (retried), except a
+ *               wrong header, which every attempt would repeat: the run fails now;
  *   75, or "CUDA out of memory" in a command worker's output
  *               retry with the batch size halved; halvings do not count against `retries`;
  *               at batch size 1 it is an ordinary failure;
@@ -70,7 +71,7 @@ static void fail_run(run_ctx_t *ctx, const err_t *err) {
     stop_all(ctx, 0);
 }
 
-/* SIGINT/SIGTERM handler: the first signal stops the workers gracefully, a second one kills them. */
+/* SIGINT/SIGTERM/SIGHUP handler: the first signal stops the workers gracefully, a second one kills them. */
 static void on_signal(uv_signal_t *h, int signum) {
     run_ctx_t *ctx = h->data;
     if (!ctx->interrupted) {
@@ -103,15 +104,16 @@ run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err) {
                 uv_strerror(rc));
         return NULL;
     }
-    UV_CHECK(uv_signal_init(&ctx->loop, &ctx->sig_int));
-    UV_CHECK(uv_signal_init(&ctx->loop, &ctx->sig_term));
-    ctx->sig_int.data = ctx->sig_term.data = ctx;
-    UV_CHECK(uv_signal_start(&ctx->sig_int, on_signal, SIGINT));
-    UV_CHECK(uv_signal_start(&ctx->sig_term, on_signal, SIGTERM));
-    // Signal watchers must not keep uv_run alive on their own: run_stage returns when the last
-    // worker is done.
-    uv_unref((uv_handle_t *)&ctx->sig_int);
-    uv_unref((uv_handle_t *)&ctx->sig_term);
+    // SIGHUP (a closed terminal, a killed notebook kernel) stops the run like SIGTERM.
+    static const int stop_signals[N_STOP_SIGNALS] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < N_STOP_SIGNALS; i++) {
+        UV_CHECK(uv_signal_init(&ctx->loop, &ctx->sig_stop[i]));
+        ctx->sig_stop[i].data = ctx;
+        UV_CHECK(uv_signal_start(&ctx->sig_stop[i], on_signal, stop_signals[i]));
+        // Signal watchers must not keep uv_run alive on their own: run_stage returns when the
+        // last worker is done.
+        uv_unref((uv_handle_t *)&ctx->sig_stop[i]);
+    }
     UV_CHECK(uv_timer_init(&ctx->loop, &ctx->tick));
     UV_CHECK(uv_timer_init(&ctx->loop, &ctx->sleeper));
     ctx->tick.data = ctx->sleeper.data = ctx;
@@ -122,8 +124,7 @@ run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err) {
 
 void run_ctx_destroy(run_ctx_t *ctx) {
     if (!ctx) return;
-    uv_close((uv_handle_t *)&ctx->sig_int, NULL);
-    uv_close((uv_handle_t *)&ctx->sig_term, NULL);
+    for (int i = 0; i < N_STOP_SIGNALS; i++) uv_close((uv_handle_t *)&ctx->sig_stop[i], NULL);
     uv_close((uv_handle_t *)&ctx->tick, NULL);
     uv_close((uv_handle_t *)&ctx->sleeper, NULL);
     uv_run(&ctx->loop, UV_RUN_DEFAULT);
@@ -267,8 +268,9 @@ static void describe_exit(const attempt_t *a, char *buf, size_t n) {
 }
 
 /* Validate a finished attempt's output; on success record it for resume and mark the job done.
- * Returns 0, or -1 with why in job->last_error (the output is deleted). */
-static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job) {
+ * Returns 0, or -1 with why in job->last_error (the output is deleted) and *contract set when a
+ * retry would repeat the failure (validate_output's EXIT_DATAERR). */
+static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job, int *contract) {
     double t0 = clock_mono_s();
     err_t err = {0};
     int rc = validate_output(ctx->plan, job, &err);
@@ -281,6 +283,7 @@ static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job) {
         job->rows_done = job->n_rows;
         attempt_log(a, "output accepted: %s (%zu rows)", job->output_path, job->n_rows);
     } else {
+        *contract = err.code == EXIT_DATAERR;
         err_prefix(&err, "output rejected");
         copy_str(job->last_error, sizeof job->last_error, err.msg);
         attempt_log(a, "%s", job->last_error);
@@ -304,8 +307,9 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
     attempt_log(a, "attempt %d ended: %s after %.1f s", k + 1, how,
                 (a->spawned ? a->t_exit : clock_mono_s()) - a->t_start);
 
+    int contract = 0;
     if (code == 0 && !a->timed_out) {
-        if (accept_output(ctx, a, job) == 0) return;
+        if (accept_output(ctx, a, job, &contract) == 0) return;
     } else if (a->last_err[0]) {
         copy_str(job->last_error, sizeof job->last_error, a->last_err);
     } else {
@@ -318,6 +322,14 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
         return;
     }
     err_t err = {0};
+    if (contract) {
+        job->status = JOB_FAILED;
+        attempt_remove_outputs(job);
+        err_fmt(&err, "job %s: the worker's output breaks the contract in a way a retry would repeat, "
+                "so it is not retried: %s (docs/workers.md, Output)", job->name, job->last_error);
+        fail_run(ctx, &err);
+        return;
+    }
     if (code == EXIT_DATAERR || code == EXIT_USAGE) {
         job->status = JOB_FAILED;
         attempt_remove_outputs(job);
@@ -413,7 +425,8 @@ int run_stage(run_ctx_t *ctx, job_t *jobs, int n_jobs, const slot_t *slots, int 
         uv_run(&ctx->loop, UV_RUN_DEFAULT);
         UV_CHECK(uv_timer_stop(&ctx->tick));
         update_progress(ctx);
-        progress_end(&ctx->console, clock_mono_s());
+        progress_end(&ctx->console, clock_mono_s(),
+                     ctx->interrupted ? "interrupted" : ctx->failed ? "failed" : NULL);
     }
     ASSERT(ctx->n_running == 0);
 

@@ -27,8 +27,11 @@ typedef struct attempt attempt_t;
         }                                                                                   \
     } while (0)
 
+#define N_STOP_SIGNALS 3        // SIGINT, SIGTERM, SIGHUP: each stops the run (run.c)
+
 enum { STREAM_OUT = 0, STREAM_ERR = 1, STREAM_PROGRESS = 2, N_STREAMS = 3 };
 #define STREAM_LINE_MAX 4096   // longer lines are split; a progress line is far shorter
+#define STREAM_CR_INTERVAL_S 5.0 // "\r"-ended lines (tqdm bars) are shown at most this often
 
 typedef struct {
     uv_pipe_t pipe;             // the worker's end of this stream (stdout, stderr or progress fd)
@@ -37,6 +40,10 @@ typedef struct {
     int closed;                 // uv_close called
     char line[STREAM_LINE_MAX]; // the partial line received so far
     size_t n;                   // bytes in line
+    char pend[STREAM_LINE_MAX]; // the latest "\r"-ended line not shown yet (superseded by the next)
+    size_t pend_n;              // bytes in pend (0: none)
+    int after_cr;               // the last line end was a "\r" after text (so "\r\n" is one end)
+    double t_cr_shown;          // monotonic time a "\r"-ended line was last shown
     char rbuf[65536];           // libuv read buffer
 } stream_t;
 
@@ -69,10 +76,10 @@ struct attempt {
 struct run_ctx {
     const plan_t *plan;         // the plan being run (not owned)
     uv_loop_t loop;             // the one event loop of the run
-    uv_signal_t sig_int, sig_term;  // SIGINT / SIGTERM watchers
+    uv_signal_t sig_stop[N_STOP_SIGNALS];  // SIGINT, SIGTERM, SIGHUP watchers
     uv_timer_t tick;            // progress redraw / periodic line
     uv_timer_t sleeper;         // run_ctx_sleep
-    int interrupted;            // first SIGINT/SIGTERM received, or 0
+    int interrupted;            // first SIGINT/SIGTERM/SIGHUP received, or 0
     char shim_exe[PATH_MAX];    // this executable, re-run as `--shim`
     progress_t console;         // progress display on stderr
     int cpu_threads;            // --threads for lm-worker on CPU slots

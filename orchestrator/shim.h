@@ -1,11 +1,19 @@
-/* shim.h: the PDEATHSIG shim, `orchestrate --shim PPID CMD [ARGS...]`.
+/* shim.h: the worker's supervisor process, `orchestrate --shim PPID CMD [ARGS...]`.
  *
- * orchestrate starts every worker through a re-exec of its own executable in this mode. The
- * shim asks the kernel to SIGKILL it when its parent dies (prctl PR_SET_PDEATHSIG), checks that
- * the parent is still PPID (otherwise the parent died before the request took effect), and
- * execs the worker, which keeps the death signal. So a SIGKILLed orchestrate cannot leave a
- * worker behind holding GPU memory. It is a shim rather than code between fork and exec
- * because libuv's uv_spawn offers no hook there.
+ * orchestrate starts every worker through a re-exec of its own executable in this mode (libuv's
+ * uv_spawn offers no hook between fork and exec). The shim leads the worker's session and
+ * process group and stays there as the worker's parent, for the worker's whole life:
+ *   - it is a child subreaper (PR_SET_CHILD_SUBREAPER), so every process the worker starts,
+ *     setsid() daemons and double-forked helpers included, stays in its subtree: when a
+ *     process's parent dies, it is reparented to the shim instead of to init;
+ *   - it asks for a death signal (PR_SET_PDEATHSIG) when orchestrate dies, even by SIGKILL;
+ *   - when the worker exits, or orchestrate dies, it sends SIGTERM to every process of its
+ *     subtree, waits SHIM_GRACE_MS, then SIGKILLs what is left until no descendant remains;
+ *   - it then ends the way the worker ended: the same exit code, or the same signal re-raised,
+ *     so orchestrate's exit classification does not see the shim at all.
+ * The worker is forked in the shim's process group, so orchestrate's signals to the group
+ * (timeouts, Ctrl-C) reach it directly; the shim passes SIGTERM/SIGINT/SIGHUP/SIGQUIT on to
+ * descendants that left the group. What it cannot catch is in docs/workers.md ("the shim").
  */
 #ifndef ORCH_SHIM_H
 #define ORCH_SHIM_H
@@ -18,9 +26,13 @@
 #define SHIM_EXIT_NOT_FOUND 127
 #define SHIM_EXIT_NOT_EXECUTABLE 126
 
-/* Run shim mode with argv = {PPID, CMD, ARGS..., NULL} (argc counts them). Does not return when
- * the exec succeeds; otherwise prints one line naming the command and the reason to stderr and
- * returns the exit status to use (127, 126, or 64 for a malformed shim command line). */
+/* How long leftover descendants get between SIGTERM and SIGKILL once the worker has ended. */
+#define SHIM_GRACE_MS 300
+
+/* Run shim mode with argv = {PPID, CMD, ARGS..., NULL} (argc counts them). Returns the exit
+ * status to use (the worker's, 127/126 when it could not be executed, 64 for a malformed shim
+ * command line, 70 when the supervisor cannot be set up); when the worker was killed by a
+ * signal, it raises that signal on itself and does not return. */
 int shim_main(int argc, char **argv);
 
 #endif

@@ -8,6 +8,9 @@
  * renormalising, no reordering): merge.c does that only to outputs that passed here.
  */
 #include <math.h>
+#include <sys/stat.h>
+
+#include "exit_codes.h"
 
 #include "idmap.h"
 #include "planning.h"
@@ -43,7 +46,7 @@ static void join_header(char *out, size_t cap, const char *const *cells, size_t 
 }
 
 /* Check that t's header is exactly "id,<labels>". Returns 0, or -1 with err showing the header
- * found and the one wanted. */
+ * found and the one wanted, and err->code = EXIT_DATAERR. */
 static int check_header(const char *const *labels, int n_labels, const csv_table_t *t, const char *name,
                         err_t *err) {
     int ok = t->n_cols == (size_t)n_labels + 1 && strcmp(t->header[0], "id") == 0;
@@ -52,7 +55,11 @@ static int check_header(const char *const *labels, int n_labels, const csv_table
     char got[256], want[256];
     join_header(got, sizeof got, (const char *const *)t->header, t->n_cols, NULL);
     join_header(want, sizeof want, labels, (size_t)n_labels, "id");
-    return err_fmt(err, "%s: line 1: header is '%s' but must be '%s'", name, got, want);
+    // A header every attempt would write again: a contract error (EXIT_DATAERR), not retried.
+    return err_code(err, EXIT_DATAERR, "%s: line 1: header is '%s' but must be '%s'%s", name, got, want,
+                    t->n_cols > 1 && t->header[0][0] == '\0'
+                        ? " (an empty first field looks like a pandas index column: write the CSV with index=False)"
+                        : "");
 }
 
 int output_table_check(const char *const *labels, int n_labels, char *const *ids, size_t n_ids,
@@ -111,6 +118,13 @@ int output_table_check(const char *const *labels, int n_labels, char *const *ids
 }
 
 int validate_output(const plan_t *plan, const job_t *job, err_t *err) {
+    // open() on a FIFO blocks until a writer comes, with the whole event loop (signals
+    // included) stuck behind it; stat() does not. Anything but a regular file at the output
+    // path is a contract error every attempt repeats.
+    struct stat st;
+    if (stat(job->output_path, &st) == 0 && !S_ISREG(st.st_mode))
+        return err_code(err, EXIT_DATAERR, "%s: not a regular file (%s)", job->output_path,
+                        S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory" : "a special file");
     csv_table_t t;
     if (csv_table_read(&t, job->output_path, err) != 0) return -1;
     int rc = output_table_check((const char *const *)plan->labels, plan->n_labels, job->ids, job->n_rows,

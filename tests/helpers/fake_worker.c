@@ -16,10 +16,16 @@
  *   --hang               sleep forever after reading the input
  *   --grandchild-hang F  fork a child that sleeps forever (its pid written to F), then hang
  *   --ignore-term        ignore SIGTERM (the supervisor must escalate to SIGKILL)
+ *   --linger-child F     fork a child that sleeps forever holding stdout/stderr (its pid written
+ *                        to F), then do the work and exit 0
+ *   --daemon F           like --linger-child, but the child calls setsid() first (a daemon that
+ *                        left the worker's process group and session)
  *   --oom-above N        exit 75 while the batch size is above N
  *   --oom-text           with --oom-above: print "CUDA out of memory" and exit 1 instead
  *   --wrong-id           write a wrong id on the first row
  *   --nan                write NaN on the first row
+ *   --index-column       write a leading unnamed row-number column, as pandas' to_csv does
+ *                        without index=False
  *   --partial            write half the rows to a temp file next to the output, exit 1
  *   --partial-ok         write half the rows straight to the output path, exit 0
  *   --slow MS            sleep MS milliseconds per batch, writing progress lines
@@ -43,9 +49,9 @@
 #include "exit_codes.h"
 
 typedef struct {
-    const char *input, *output, *crash_once, *grandchild, *trace;
+    const char *input, *output, *crash_once, *grandchild, *trace, *linger, *daemon;
     int batch, oom_above, seed, slow_ms, exit_code;
-    int hang, ignore_term, oom_text, wrong_id, nan, partial, partial_ok, bad_input, swap;
+    int hang, ignore_term, oom_text, wrong_id, nan, partial, partial_ok, bad_input, swap, index_col;
 } opts_t;
 
 static void hang_forever(void) {
@@ -67,6 +73,8 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--crash-once")) o->crash_once = VAL();
         else if (!strcmp(a, "--grandchild-hang")) o->grandchild = VAL();
         else if (!strcmp(a, "--trace")) o->trace = VAL();
+        else if (!strcmp(a, "--linger-child")) o->linger = VAL();
+        else if (!strcmp(a, "--daemon")) o->daemon = VAL();
         else if (!strcmp(a, "--oom-above")) o->oom_above = atoi(VAL());
         else if (!strcmp(a, "--seed")) o->seed = atoi(VAL());
         else if (!strcmp(a, "--slow")) o->slow_ms = atoi(VAL());
@@ -76,6 +84,7 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--oom-text")) o->oom_text = 1;
         else if (!strcmp(a, "--wrong-id")) o->wrong_id = 1;
         else if (!strcmp(a, "--nan")) o->nan = 1;
+        else if (!strcmp(a, "--index-column")) o->index_col = 1;
         else if (!strcmp(a, "--partial")) o->partial = 1;
         else if (!strcmp(a, "--partial-ok")) o->partial_ok = 1;
         else if (!strcmp(a, "--bad-input")) o->bad_input = 1;
@@ -139,9 +148,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "fake_worker: exiting with %d as asked\n", o.exit_code);
         return o.exit_code;
     }
-    if (o.crash_once && access(o.crash_once, F_OK) != 0) {
-        int fd = open(o.crash_once, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-        if (fd >= 0) close(fd);
+    // O_EXCL: of workers started together, exactly one creates the marker and crashes.
+    int marker_fd = o.crash_once ? open(o.crash_once, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644) : -1;
+    if (marker_fd >= 0) {
+        close(marker_fd);
         fprintf(stderr, "fake_worker: crashing once, as asked\n");
         return 1;
     }
@@ -172,6 +182,16 @@ int main(int argc, char **argv) {
         hang_forever();
     }
     if (o.hang) hang_forever();
+    const char *leave = o.linger ? o.linger : o.daemon;
+    if (leave) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (o.daemon) setsid();
+            hang_forever();
+        }
+        FILE *f = fopen(leave, "we");
+        if (f) fprintf(f, "%ld\n", (long)pid), fclose(f);
+    }
 
     int ca = csv_table_col(&t, "response_a"), cb = csv_table_col(&t, "response_b");
     if (o.swap) {
@@ -195,7 +215,7 @@ int main(int argc, char **argv) {
     } else {
         f = af.f;
     }
-    fprintf(f, "id,winner_model_a,winner_model_b,winner_tie\n");
+    fprintf(f, "%sid,winner_model_a,winner_model_b,winner_tie\n", o.index_col ? "," : "");
     for (size_t r = 0; r < n_write; r++) {
         if (o.slow_ms > 0 && r % (size_t)batch == 0) {
             usleep((useconds_t)o.slow_ms * 1000);
@@ -211,6 +231,7 @@ int main(int argc, char **argv) {
         if (r == 0 && o.nan) p[0] = NAN;
         char wrong[256];
         if (r == 0 && o.wrong_id) snprintf(wrong, sizeof wrong, "wrong-%s", id), id = wrong;
+        if (o.index_col) fprintf(f, "%zu,", r);
         write_row(f, id, p);
     }
     progress((int)n_write, (int)n);

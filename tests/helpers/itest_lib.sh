@@ -194,3 +194,19 @@ compare_probs() {
 trace_count() {
     if [ -f "$T/trace.log" ]; then wc -l <"$T/trace.log" | tr -d ' '; else echo 0; fi
 }
+
+# wait_until CMD [ARGS...]: run CMD every 0.1 s until it succeeds, for at most 10 s. Returns 0
+# once it did, else 1.
+wait_until() {
+    local i
+    for i in $(seq 1 100); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# started N: at least N workers have started (lines in the trace file); for wait_until.
+started() {
+    [ "$(trace_count)" -ge "$1" ]
+}

@@ -22,6 +22,18 @@ check --wrong-id "line 2: id 'wrong-"
 check --nan "line 2: column 2 'winner_model_a'"
 check --partial-ok "id '.*' is missing"
 
+# A wrong header is a contract error that every attempt repeats: no retry (retries is 2 here),
+# and an empty first field (pandas' index column) gets a hint.
+rm -rf "$T/work" "$T/trace.log"
+WORKERS=1 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]' '"retries": 2' --index-column)"
+run_orch --plan "$T/plan.json"
+expect_rc 1
+[ "$(trace_count)" = 1 ] || { show_log; fail "--index-column: $(trace_count) attempts; a wrong header must not be retried"; }
+last_line | grep -q "header is ',id,winner_model_a,winner_model_b,winner_tie' but must be 'id,winner_model_a,winner_model_b,winner_tie'.*index=False" \
+    || { show_log; fail "--index-column: wrong failure line"; }
+report_flat | grep -q '"attempts":1,' || fail "--index-column: report: $(report_flat)"
+no_leftovers
+
 # A worker that dies half way leaves its temp file; it must not survive the failed run.
 WORKERS=1 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]' '"retries": 1' --partial)"
 run_orch --plan "$T/plan.json"

@@ -7,6 +7,9 @@
  * depend on the number of threads.
  */
 #include "backend_cpu.h"
+#ifdef LM_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
 #include "tinytest.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -253,5 +256,29 @@ TEST(memory_ops_and_errors) {
     be->ops->destroy(be);
 }
 
+/* More --threads than OpenBLAS was built for (MAX_THREADS in its config string; plan.md allows
+ * 4096): OpenBLAS gets at most its maximum (more segfaults some builds), the pool gets them all,
+ * and a matmul still gives the plain loops' answer. */
+TEST(threads_beyond_openblas_max) {
+    err_t err = {0};
+    int want = 200;
+    backend_t *be = backend_cpu_create(want, &err);
+    EXPECT(be && be->threads == want);
+    int blas = cpu_blas_threads(be);
+#ifdef LM_HAVE_OPENBLAS
+    const char *cfg = openblas_get_config(), *p = cfg ? strstr(cfg, "MAX_THREADS=") : NULL;
+    int max = p ? atoi(p + strlen("MAX_THREADS=")) : openblas_get_num_procs();
+    EXPECT(blas >= 1 && blas <= max && blas <= want);
+    EXPECT(openblas_get_num_threads() <= max);
+#else
+    EXPECT(blas == 0);
+#endif
+    float a[2 * 3] = {1, 2, 3, 4, 5, 6}, wm[2 * 3] = {1, 0, 1, 0, 1, 0}, out[4];
+    bweight_t w = cpu_weight_wrap(wm, 2, 3);
+    cpu_matmul(be, out, a, &w, 2);
+    EXPECT(out[0] == 4 && out[1] == 2 && out[2] == 10 && out[3] == 5);
+    be->ops->destroy(be);
+}
+
 TEST_MAIN(attention_matches_naive_reference, rope_is_rotate_half, norms_activations_embed_pool_matmul,
-          memory_ops_and_errors)
+          memory_ops_and_errors, threads_beyond_openblas_max)

@@ -21,6 +21,24 @@ static int n_dirs;
 
 static void tmp_cleanup(void) { tt_rm_tree(tmp); }
 
+/* Read the safetensors file path whole: returns its bytes (free them; *len of them) with the
+ * header's length in *hl and the parsed header in *hdr (json_decref it), or NULL. */
+static unsigned char *read_st(const char *path, size_t *len, uint64_t *hl, json_t **hdr) {
+    FILE *f = fopen(path, "rb");
+    EXPECT(f != NULL);
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*len);
+    EXPECT(fread(b, 1, *len, f) == *len);
+    fclose(f);
+    *hl = 0;
+    for (int i = 7; i >= 0; i--) *hl = (*hl << 8) | b[i];
+    *hdr = json_loadb((const char *)b + 8, *hl, 0, NULL);
+    return b;
+}
+
 /* A fresh adapter dir: adapter_config.json edited by `edit` (a JSON object merged over the
  * fixture's), adapter_model.safetensors linked, or rewritten by `st_edit` when non-NULL. */
 typedef void (*st_edit_fn_t)(json_t *hdr, size_t *dlen);
@@ -48,18 +66,12 @@ static void make_adapter(char *out, size_t outlen, const char *edit, st_edit_fn_
         EXPECT(symlink(src, path) == 0);
         return;
     }
-    FILE *f = fopen(src, "rb");
-    EXPECT(f != NULL);
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    size_t len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(len);
-    EXPECT(fread(b, 1, len, f) == len);
-    fclose(f);
-    uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--) hl = (hl << 8) | b[i];
-    json_t *hdr = json_loadb((const char *)b + 8, hl, 0, NULL);
+    size_t len;
+    uint64_t hl;
+    json_t *hdr;
+    unsigned char *b = read_st(src, &len, &hl, &hdr);
+    if (!b) return;
+    FILE *f;
     size_t dlen = len - 8 - hl, old = dlen;
     st_edit(hdr, &dlen);
     char *text = json_dumps(hdr, JSON_COMPACT);
@@ -77,10 +89,12 @@ static void make_adapter(char *out, size_t outlen, const char *edit, st_edit_fn_
     free(b);
 }
 
-/* Load tiny-llama (or `base`) with adapter dir; returns the model or NULL with err. */
+/* Load tiny-llama (or `base`: a fixture model's name, or an absolute path) with adapter dir;
+ * returns the model or NULL with err. */
 static model_t *load(const char *base, const char *adapter, backend_t *be, err_t *err) {
     char dir[512];
-    FMT(dir, "%s/models/%s", tt_dir("ORCH_FIXTURES"), base);
+    if (base[0] == '/') FMT(dir, "%s", base);
+    else FMT(dir, "%s/models/%s", tt_dir("ORCH_FIXTURES"), base);
     memset(err, 0, sizeof *err);
     model_load_opts_t o = {.model_dir = dir, .adapter_dir = adapter, .backend = be};
     return model_load(&o, err);
@@ -254,5 +268,60 @@ TEST(peft_matching_rules) {
     }
 }
 
+/* A copy of tiny-llama (files symlinked) in which the bf16 tensor `name` has a NaN at (row, col)
+ * of its (rows, cols) data; the directory goes to out. */
+static void make_base_with_nan(char *out, size_t outlen, const char *name, int row, int cols, int col) {
+    char src[512], dst[1024];
+    make_adapter(out, outlen, NULL, NULL);  // a fresh temp dir (its adapter files are not used)
+    FMT(src, "%s/models/tiny-llama/model.safetensors.index.json", tt_dir("ORCH_FIXTURES"));
+    json_t *index = json_load_file(src, 0, NULL);
+    const char *file = json_string_value(json_object_get(json_object_get(index, "weight_map"), name));
+    EXPECT(file != NULL);
+    const char *copies[] = {"config.json", "tokenizer.json", "model.safetensors.index.json"};
+    for (size_t i = 0; i < 3; i++) {
+        FMT(src, "%s/models/tiny-llama/%s", tt_dir("ORCH_FIXTURES"), copies[i]);
+        FMT(dst, "%s/%s", out, copies[i]);
+        EXPECT(symlink(src, dst) == 0);
+    }
+    for (int k = 1; k <= 7; k++) {
+        char shard[64];
+        FMT(shard, "model-%05d-of-00007.safetensors", k);
+        FMT(src, "%s/models/tiny-llama/%s", tt_dir("ORCH_FIXTURES"), shard);
+        FMT(dst, "%s/%s", out, shard);
+        if (strcmp(shard, file) != 0) {
+            EXPECT(symlink(src, dst) == 0);
+            continue;
+        }
+        size_t len;
+        uint64_t hl;
+        json_t *hdr;
+        unsigned char *b = read_st(src, &len, &hl, &hdr);
+        if (!b) continue;
+        json_t *t = json_object_get(hdr, name);
+        EXPECT(strcmp(json_string_value(json_object_get(t, "dtype")), "BF16") == 0);
+        size_t at = 8 + hl + (size_t)json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 0)) +
+                    2 * ((size_t)row * (size_t)cols + (size_t)col);
+        b[at] = 0xc0, b[at + 1] = 0x7f;  // bf16 quiet NaN, little-endian
+        FILE *f = fopen(dst, "wb");
+        EXPECT(f && fwrite(b, 1, len, f) == len);
+        if (f) fclose(f);
+        json_decref(hdr);
+        free(b);
+    }
+    json_decref(index);
+}
+
+/* A model file problem is found at load, named, and is bad input (65), never a forward-pass
+ * surprise: a NaN in a checkpoint tensor, or a LoRA scaling that overflows fp32. */
+TEST(nonfinite_weights_are_data_errors) {
+    char dir[512];
+    make_base_with_nan(dir, sizeof dir, "model.layers.2.mlp.down_proj.weight", 1, 344, 2);
+    expect_load_error(dir, NULL, "model.layers.2.mlp.down_proj.weight", "row 1, column 2");
+    make_adapter(dir, sizeof dir, "{\"lora_alpha\": 1e300}", NULL);
+    expect_load_error("tiny-llama", dir, "lora_alpha", "not finite");
+    make_adapter(dir, sizeof dir, "{\"alpha_pattern\": {\"q_proj\": 1e300}}", NULL);
+    expect_load_error("tiny-llama", dir, "alpha_pattern", "not finite");
+}
+
 TEST_MAIN(merge_formula_and_modules_to_save, older_modules_to_save_key_gives_same_logits, mismatches_are_clear_errors,
-          peft_matching_rules)
+          peft_matching_rules, nonfinite_weights_are_data_errors)

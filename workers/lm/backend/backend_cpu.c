@@ -18,6 +18,8 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu_pool.h"
@@ -35,6 +37,7 @@ typedef struct {
     float *scratch;        // (threads, scratch_per) attention score rows
     size_t scratch_per;    // floats per thread in scratch (longest sequence seen)
     int plain;             // plain-C loops instead of OpenBLAS (cpu_set_plain)
+    int blas_threads;      // threads OpenBLAS gets: b->threads capped by cpu_blas_max_threads()
 } cpu_impl_t;
 
 /* The CPU backend's private state of b. */
@@ -444,7 +447,7 @@ void cpu_attention(backend_t *b, void *out, const void *q, const void *k, const 
     /* Each task's sgemv must run on its own pool thread, not fan out to OpenBLAS's threads. */
     if (c.blas) openblas_set_num_threads(1);
     cpu_pool_run(im->pool, bt->T, attn_task, &c);
-    if (c.blas) openblas_set_num_threads(b->threads);
+    if (c.blas) openblas_set_num_threads(im->blas_threads);
 #else
     cpu_pool_run(im->pool, bt->T, attn_task, &c);
 #endif
@@ -570,6 +573,20 @@ static const backend_ops_t cpu_ops = {
     .to_host = cpu_to_host,
 };
 
+int cpu_blas_max_threads(void) {
+#ifdef LM_HAVE_OPENBLAS
+    const char *cfg = openblas_get_config();
+    const char *p = cfg ? strstr(cfg, "MAX_THREADS=") : NULL;
+    int n = p ? atoi(p + strlen("MAX_THREADS=")) : 0;
+    if (n <= 0) n = openblas_get_num_procs();
+    return n > 0 ? n : 1;
+#else
+    return 0;
+#endif
+}
+
+int cpu_blas_threads(const backend_t *b) { return ((const cpu_impl_t *)b->impl)->blas_threads; }
+
 backend_t *backend_cpu_create(int threads, err_t *err) {
     if (threads < 0) {
         err_code(err, EXIT_USAGE, "cpu backend: --threads must be >= 0 (0 = all cores), got %d", threads);
@@ -584,8 +601,15 @@ backend_t *backend_cpu_create(int threads, err_t *err) {
         return NULL;
     }
 #ifdef LM_HAVE_OPENBLAS
-    /* OpenBLAS keeps its own threads; never run more of them than we were given. */
-    openblas_set_num_threads(threads);
+    /* OpenBLAS keeps its own threads; never run more of them than we were given, nor more than
+     * it was built for. */
+    int blas_max = cpu_blas_max_threads();
+    im->blas_threads = threads < blas_max ? threads : blas_max;
+    if (threads > blas_max)
+        fprintf(stderr, "lm-worker: note: --threads %d: this OpenBLAS was built for at most %d threads; "
+                        "matrix products use %d, the rest of the CPU backend %d\n",
+                threads, blas_max, blas_max, threads);
+    openblas_set_num_threads(im->blas_threads);
 #endif
     backend_t *b = xcalloc(1, sizeof *b);
     b->ops = &cpu_ops;

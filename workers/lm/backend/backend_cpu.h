@@ -42,6 +42,13 @@ bweight_t cpu_weight_wrap(float *data, int rows, int cols);
  * shape and rounds differently. Without OpenBLAS the plain loops are always used. */
 void cpu_set_plain(backend_t *b, int on);
 
+/* The threads OpenBLAS was built for: MAX_THREADS from openblas_get_config(), else its processor
+ * count; 0 without OpenBLAS. Some builds segfault when handed more. */
+int cpu_blas_max_threads(void);
+
+/* The threads b hands OpenBLAS: min(b->threads, cpu_blas_max_threads()); 0 without OpenBLAS. */
+int cpu_blas_threads(const backend_t *b);
+
 /* Largest head_dim the rope op supports (its per-row cos/sin table lives on the stack); the op
  * table's max_head_dim, which model_load checks. */
 #define CPU_ROPE_MAX_HEAD_DIM 1024

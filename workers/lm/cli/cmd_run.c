@@ -182,9 +182,16 @@ static int run_batches(run_t *r, const batch_plan_t *plan, const model_config_t 
         for (size_t k = 0; k < B && rc == 0; k++) {
             size_t row = plan->order[k0 + k];
             if (probs_softmax(logits + k * L, L, r->probs + row * L) < 0) {
-                rc = err_code(err, EXIT_SOFTWARE, "%s: line %zu: id %.64s: the model produced non-finite "
-                              "logits (try --dtype fp32)", r->o.input, r->table.lines[row],
-                              csv_cell(&r->table, row, (size_t)r->cols.id));
+                // In fp32 with finite weights (model_load checks them) this is the model files'
+                // doing, and every run repeats it: bad input, not retried. In bf16/fp16 it may
+                // be the reduced range.
+                int fp32 = r->backend->compute == DT_F32;
+                rc = err_code(err, fp32 ? EXIT_DATAERR : EXIT_SOFTWARE,
+                              "%s: line %zu: id %.64s: the model produced non-finite logits%s", r->o.input,
+                              r->table.lines[row], csv_cell(&r->table, row, (size_t)r->cols.id),
+                              fp32 ? " in fp32: its activations overflow; check the model files (and an "
+                                     "adapter's lora_alpha)"
+                                   : " (try --dtype fp32)");
             }
         }
         progress_report(prog, k0 + B, plan->n_rows);

@@ -9,6 +9,7 @@
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
+#include <float.h>
 #include <math.h>
 #include <pcre2.h>
 
@@ -53,6 +54,9 @@ static int pattern_parse(const json_t *v, const char *path, const char *field, i
                     : !json_is_number(x) || !isfinite(json_number_value(x)))
             return err_fmt(err, "%s: %s[\"%s\"] must be %s", path, field, k,
                            integer ? "a positive integer rank" : "a number");
+        if (!integer && fabs(json_number_value(x)) > FLT_MAX)
+            return err_fmt(err, "%s: %s[\"%s\"] is %g: not finite in fp32, where the merge scales by it / r",
+                           path, field, k, json_number_value(x));
         (*out)[*n].key = xstrdup(k);
         (*out)[(*n)++].value = json_number_value(x);
     }
@@ -79,6 +83,9 @@ static int config_fill(lora_config_t *c, const json_t *root, const char *path, e
         return err_fmt(err, "%s: field 'r' must be a positive integer", path);
     if (!json_is_number(a) || !isfinite(json_number_value(a)))
         return err_fmt(err, "%s: field 'lora_alpha' must be a number", path);
+    if (fabs(json_number_value(a)) > FLT_MAX)
+        return err_fmt(err, "%s: field 'lora_alpha' is %g: not finite in fp32, where the merge scales by lora_alpha / r",
+                       path, json_number_value(a));
     c->r = (int)json_integer_value(r);
     c->alpha = json_number_value(a);
     c->use_rslora = json_is_true(json_object_get(root, "use_rslora"));

@@ -1,8 +1,8 @@
 /* weights.c: checkpoint tensors -> backend weights, with shapes checked against config.json.
  *
  * The list of tensors an architecture needs is built from the config (weights_specs); each is
- * converted to fp32 on the host one at a time, passed through the LoRA merge when an adapter is
- * given, and uploaded. Peak host memory is therefore one tensor, not the model.
+ * converted to fp32 on the host one at a time, checked to be finite, passed through the LoRA merge
+ * when an adapter is given (and checked again), and uploaded. Peak host memory is therefore one tensor, not the model.
  *
  * Checkpoint tensors we do not use are an error, except the ones weights_ignorable() names:
  * rotary inv_freq buffers (older transformers saved them; we recompute them exactly) and an
@@ -10,6 +10,7 @@
  * classifier never reads it). Anything else unexpected means a different architecture or a
  * misnamed checkpoint, and silently ignoring it would hide the problem.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -111,6 +112,22 @@ typedef struct {
     size_t cap;
 } host_buf_t;
 
+/* Check that the fp32 values of spec s (rows x cols, or a rows vector) are finite: a NaN or inf in
+ * a checkpoint is a model-file problem that every run repeats. Returns 0, or -1 with err naming
+ * file, the tensor, the first bad element and `when` (appended to the message). */
+static int check_finite(const float *v, const weight_spec_t *s, const char *file, const char *when, err_t *err) {
+    size_t n = (size_t)s->rows * (size_t)(s->cols ? s->cols : 1);
+    for (size_t i = 0; i < n; i++) {
+        if (isfinite(v[i])) continue;
+        if (s->cols)
+            return err_code(err, EXIT_DATAERR, "%s: tensor '%s': row %zu, column %zu is %g: not finite%s", file,
+                            s->name, i / (size_t)s->cols, i % (size_t)s->cols, (double)v[i], when);
+        return err_code(err, EXIT_DATAERR, "%s: tensor '%s': element %zu is %g: not finite%s", file, s->name, i,
+                        (double)v[i], when);
+    }
+    return 0;
+}
+
 /* Load one spec through buf: find, check shape, convert, LoRA, upload. */
 static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_spec_t *s, const char *dir_hint,
                     host_buf_t *buf, err_t *err) {
@@ -137,7 +154,9 @@ static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_s
     }
     float *host = buf->p;
     int rc = st_to_f32(st, t, host, err);
+    if (!rc) rc = check_finite(host, s, file, "", err);
     if (!rc && lora) rc = lora_apply(lora, s->name, host, s->rows, s->cols, err);
+    if (!rc && lora) rc = check_finite(host, s, file, " after merging the LoRA adapter (is lora_alpha / r too large?)", err);
     if (rc) {
         err->code = EXIT_DATAERR;
         return -1;
