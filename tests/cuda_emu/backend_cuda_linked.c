@@ -8,3 +8,8 @@
 backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err) {
     return lm_cuda_plugin_v1()->create(dt, quant_int8, err);
 }
+
+int backend_cuda_usable(err_t *err) {
+    (void)err;
+    return 0; // linked in; whether the emulated device exists is backend_cuda_create's to say
+}

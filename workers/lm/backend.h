@@ -116,4 +116,9 @@ backend_t *backend_cpu_create(int threads, err_t *err);
  * device is present, or the dtype is unsupported on the device (bf16 below sm_80). */
 backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err);
 
+/* 0 when the CUDA backend can be loaded (driver new enough with a device, cuBLAS found, the
+ * plugin matching; backend_cuda_load.c), else -1 with err (code EXIT_UNAVAILABLE) saying why,
+ * the same reason backend_cuda_create gives. Creates no backend. For diagnostics. */
+int backend_cuda_usable(err_t *err);
+
 #endif

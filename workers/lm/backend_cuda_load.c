@@ -180,19 +180,25 @@ static const lm_cuda_plugin_t *plugin_open(const char *path, err_t *err) {
     return p;
 }
 
-backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err) {
-    static int probed;                 // 1 once the steps ran
+/* The loaded plugin, running steps 1-4 on the first call; NULL with err set (the cached reason)
+ * when CUDA cannot be used. */
+static const lm_cuda_plugin_t *plugin_get(err_t *err) {
+    static int probed;                     // 1 once the steps ran
     static const lm_cuda_plugin_t *plugin; // the loaded plugin, or NULL
-    static err_t why;                  // why not, when plugin is NULL
+    static err_t why;                      // why not, when plugin is NULL
     if (!probed) {
         probed = 1;
         char path[PATH_MAX], dir[PATH_MAX];
         if (driver_probe(&why) == 0 && plugin_find(path, dir, &why) == 0 && cublas_load(dir, &why) == 0)
             plugin = plugin_open(path, &why);
     }
-    if (!plugin) {
-        *err = why;
-        return NULL;
-    }
-    return plugin->create(dt, quant_int8, err);
+    if (!plugin) *err = why;
+    return plugin;
+}
+
+int backend_cuda_usable(err_t *err) { return plugin_get(err) ? 0 : -1; }
+
+backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err) {
+    const lm_cuda_plugin_t *plugin = plugin_get(err);
+    return plugin ? plugin->create(dt, quant_int8, err) : NULL;
 }

@@ -4,10 +4,14 @@
 #include "backend.h"
 #include "exit_codes.h"
 
+int backend_cuda_usable(err_t *err) {
+    return err_code(err, EXIT_UNAVAILABLE,
+                    "this lm-worker was built without CUDA (no nvcc at configure time); "
+                    "rebuild on a machine with the CUDA toolkit, or use --device cpu");
+}
+
 backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err) {
     (void)dt, (void)quant_int8;
-    err_code(err, EXIT_UNAVAILABLE,
-             "this lm-worker was built without CUDA (no nvcc at configure time); "
-             "rebuild on a machine with the CUDA toolkit, or use --device cpu");
+    backend_cuda_usable(err);
     return NULL;
 }
