@@ -157,10 +157,15 @@ cp "$ROOT/LICENSE" "$stage/LICENSES/orchestrate.LICENSE"
   echo "orchestrate, lm-worker and lib/liblm_cuda.so: this project's licence (orchestrate.LICENSE)."
   [ -z "$plugin" ] || echo "lib/liblm_cuda.so also contains NVIDIA's CUDA runtime (libcudart_static), redistributable under the NVIDIA CUDA Toolkit EULA (CUDA-EULA.txt)."
   echo
+  echo "The common-licenses-*.txt files are the full licence texts the copyright files refer to."
+  echo
   echo "| file in lib/ | from (Debian package) | licence text |"
   echo "|---|---|---|"
 } > "$stage/LICENSES/README.md"
 for so in $(printf '%s\n' "${!shipped[@]}" | sort); do
+  case "$so" in libcublas*)   # --with-cublas: NVIDIA's, under the CUDA EULA like the runtime
+    echo "| $so | NVIDIA cuBLAS (${shipped[$so]}) | CUDA-EULA.txt |" >> "$stage/LICENSES/README.md"; continue ;;
+  esac
   pkg=$(dpkg -S "${shipped[$so]}" 2>/dev/null | head -1 | cut -d: -f1) || pkg=""
   if [ -z "$pkg" ]; then   # dpkg records the path before usrmerge (/lib vs /usr/lib)
     alt=${shipped[$so]#/usr}
@@ -169,6 +174,10 @@ for so in $(printf '%s\n' "${!shipped[@]}" | sort); do
   [ -n "$pkg" ] && [ -f "/usr/share/doc/$pkg/copyright" ] || die "$so (${shipped[$so]}): cannot find its Debian package's copyright file"
   cp "/usr/share/doc/$pkg/copyright" "$stage/LICENSES/$pkg.copyright"
   echo "| $so | $pkg $(dpkg-query -W -f='${Version}' "$pkg") | $pkg.copyright |" >> "$stage/LICENSES/README.md"
+  # Debian's copyright files point at the full texts (GPL-3, LGPL-2.1, ...): ship those too.
+  for lic in $(grep -o '/usr/share/common-licenses/[A-Za-z0-9.+_-]*' "/usr/share/doc/$pkg/copyright" | sed 's/\.$//' | sort -u); do
+    [ -f "$lic" ] && cp "$lic" "$stage/LICENSES/common-licenses-$(basename "$lic").txt"
+  done
 done
 if [ -n "$plugin" ]; then
   # The toolkit the build used: its EULA.txt (NVIDIA's installer layout), the runtime wheel's
@@ -185,7 +194,8 @@ if [ -n "$plugin" ]; then
   cp "$eula" "$stage/LICENSES/CUDA-EULA.txt"
 fi
 if [ -n "${shipped[libcsv.so.3]:-}" ]; then
-  printf '\n%s\n' "libcsv is licensed under the GNU LGPL (version 2.1 or later; see libcsv3.copyright). It is shipped unmodified as the separate shared library lib/libcsv.so.3, which orchestrate and lm-worker load at run time: you may replace it with your own build of libcsv (same soname) without relinking anything. Its source is at https://github.com/rgamble/libcsv and in Debian's libcsv source package." >> "$stage/LICENSES/README.md"
+  cp /usr/share/common-licenses/LGPL-2.1 "$stage/LICENSES/common-licenses-LGPL-2.1.txt"
+  printf '\n%s\n' "libcsv is licensed under the GNU LGPL (version 2.1 or later; see libcsv3.copyright and common-licenses-LGPL-2.1.txt). It is shipped unmodified as the separate shared library lib/libcsv.so.3, which orchestrate and lm-worker load at run time: you may replace it with your own build of libcsv (same soname) without relinking anything. Its source is at https://github.com/rgamble/libcsv and in Debian's libcsv source package." >> "$stage/LICENSES/README.md"
 fi
 
 # --- example plan, demo, README ---
