@@ -330,11 +330,14 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
         fail_run(ctx, &err);
         return;
     }
-    if (code == EXIT_DATAERR || code == EXIT_USAGE) {
+    if (code == EXIT_DATAERR || code == EXIT_USAGE || code == EXIT_UNAVAILABLE) {
         job->status = JOB_FAILED;
         attempt_remove_outputs(job);
         err_fmt(&err, "job %s: worker %s (exit %d): %s (log: %s)", job->name,
-                code == EXIT_DATAERR ? "reported bad input" : "rejected its command line", code,
+                code == EXIT_DATAERR  ? "reported bad input"
+                : code == EXIT_USAGE ? "rejected its command line"
+                                     : "found a resource missing",
+                code,
                 job->last_error, job->log_path);
         fail_run(ctx, &err);
         return;

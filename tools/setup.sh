@@ -3,7 +3,7 @@
 # Idempotent and quiet when everything is there. Needs root (or sudo) only when installing.
 # The CUDA toolkit is not installed here: the CUDA backend is built when nvcc is found.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config clang libclang-rt-dev gzip libuv1-dev libcsv-dev libjansson-dev libpcre2-dev libxxhash-dev xxhash libopenblas-dev)
+pkgs=(build-essential cmake pkg-config clang libclang-rt-dev gzip libuv1-dev libcsv-dev libjansson-dev libpcre2-dev libxxhash-dev xxhash libopenblas-dev patchelf)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

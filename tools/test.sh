@@ -2,7 +2,8 @@
 # tools/test.sh: the project's test command (README, CI). Installs missing packages, then runs
 # two builds and their ctest suites:
 #   1. build/        Release, -Werror, the CUDA backend compiled when nvcc is present (no GPU is
-#                    needed: GPU-only tests report "skipped");
+#                    needed: GPU-only tests report "skipped"); integration_bundle packages it with
+#                    tools/bundle.sh and runs it in a mount namespace, so it needs root;
 #   2. build-asan/   clang, ASan+UBSan, every unit and integration test again plus a short run of
 #                    each libFuzzer target over its seed corpus.
 # Set TEST_FAST=1 to run only the first build. Wall-clock benchmarks (ctest label "bench") are

@@ -15,6 +15,15 @@ last_line | grep -q "^orchestrate: failed: job m1\..*: worker reported bad input
 report_flat | grep -q '"status":"failed"' || fail "report status"
 no_leftovers
 
+# Exit 69 (a resource missing: no CUDA driver, device or cuBLAS for --device cuda) is not retried.
+write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]' '"retries": 5' --exit 69)"
+rm -f "$T/trace.log"
+run_orch --plan "$T/plan.json"
+expect_rc 1
+[ "$(trace_count)" -le 2 ] || fail "exit 69 was retried: $(trace_count) starts"
+last_line | grep -q "^orchestrate: failed: job m1\..*: worker found a resource missing (exit 69): fake_worker: exiting with 69 as asked" \
+    || { show_log; fail "wrong failure line for exit 69"; }
+
 # A worker command that does not exist is a configuration error (127), not retried either.
 write_plan "$T/plan.json" "" '{"name": "m1", "command": ["no-such-worker-xyz", "--x"], "retries": 5}'
 run_orch --plan "$T/plan.json"

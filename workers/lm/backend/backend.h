@@ -143,5 +143,9 @@ int weight_round_wrap(backend_t *b, const char *mode, err_t *err);
  * through; fp16 overflows to infinity like a cast does. */
 float round_bf16(float x);
 float round_f16(float x);
+/* 0 when the CUDA backend can be loaded (driver new enough with a device, cuBLAS found, the
+ * plugin matching; backend_cuda_load.c), else -1 with err (code EXIT_UNAVAILABLE) saying why,
+ * the same reason backend_cuda_create gives. Creates no backend. For diagnostics. */
+int backend_cuda_usable(err_t *err);
 
 #endif

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cuda_plugin.h"
 #include "clock_util.h"
 #include "exit_codes.h"
 #include "kernels.h"
@@ -576,7 +577,8 @@ static const backend_ops_t cuda_ops = {
     .to_host = cuda_to_host,
 };
 
-backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err) {
+/* backend_cuda_create's contract (backend.h), reached through the plugin descriptor below. */
+static backend_t *cuda_create(dtype_t dt, int quant_int8, err_t *err) {
     if (dt != DT_F32 && dt != DT_BF16 && dt != DT_F16) {
         err_code(err, EXIT_USAGE, "cuda backend: compute dtype must be fp32, bf16 or fp16, not %s", dtype_name(dt));
         return NULL;
@@ -585,7 +587,7 @@ backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err) {
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
         const char *vis = getenv("CUDA_VISIBLE_DEVICES");
-        err_code(err, EXIT_USAGE,
+        err_code(err, EXIT_UNAVAILABLE,
                  "no CUDA device: cudaGetDeviceCount %s%s (CUDA_VISIBLE_DEVICES=%s); check the NVIDIA driver "
                  "(nvidia-smi) or run with --device cpu",
                  e != cudaSuccess ? "failed: " : "found 0 devices", e != cudaSuccess ? cudaGetErrorString(e) : "",
@@ -631,4 +633,18 @@ backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err) {
         return NULL;
     }
     return b;
+}
+
+/* The plugin's one exported symbol (backend_cuda_plugin.h); liblm_cuda.so's version script
+ * hides everything else. */
+__attribute__((visibility("default"))) const lm_cuda_plugin_t *lm_cuda_plugin_v1(void) {
+    static const lm_cuda_plugin_t plugin = {
+        .abi = LM_CUDA_PLUGIN_ABI,
+        .cuda_version = CUDART_VERSION,
+        .backend_size = sizeof(backend_t),
+        .ops_size = sizeof(backend_ops_t),
+        .err_size = sizeof(err_t),
+        .create = cuda_create,
+    };
+    return &plugin;
 }

@@ -61,7 +61,7 @@ backend_t *device_open(const char *device, const char *dtype, int quant_int8, in
     err_t cuda_err = {0};
     backend_t *b = cuda_open(dt, is_auto, quant_int8, &cuda_err);
     if (b) return b;
-    fprintf(stderr, "note: no usable CUDA device (%s); running on the CPU in fp32%s\n", cuda_err.msg,
+    fprintf(stderr, "note: --device auto: CUDA not usable: %s; running on the CPU in fp32%s\n", cuda_err.msg,
             (!is_auto && dt != DT_F32) || quant_int8 ? ", ignoring --dtype/--quant" : "");
     return backend_cpu_create(threads, err);
 }
