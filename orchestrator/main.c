@@ -21,6 +21,7 @@
 #include "memcheck.h"
 #include "nvml.h"
 #include "orch.h"
+#include "preflight.h"
 #include "report.h"
 #include "run.h"
 #include "shim.h"
@@ -43,6 +44,7 @@ static const char EXAMPLE_PLAN[] =
 static void usage(FILE *f) {
     fprintf(f,
             "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--quiet]\n"
+            "                   [--no-preflight]\n"
             "       orchestrate --help | --version\n"
             "\n"
             "Runs the plan's models (one stage each) as worker processes, one per GPU (or cpu_workers\n"
@@ -55,6 +57,8 @@ static void usage(FILE *f) {
             "  --work-dir DIR   override the plan's work_dir\n"
             "  --gpus SPEC      override the plan's gpus: \"cpu\", \"auto\" or a list such as 0,1\n"
             "  --quiet          do not echo the workers' output (it is still in work_dir/logs)\n"
+            "  --no-preflight   skip the checks made before the first stage (workers, lm-worker check,\n"
+            "                   output and work_dir writable); --dry-run makes them too\n"
             "\n"
             "Exit status: 0 when the submission was written; 1 on failure (the reason is the last line);\n"
             "64 for a bad command line; 130/143 when stopped by SIGINT/SIGTERM.\n"
@@ -66,6 +70,7 @@ typedef struct {
     const char *work_dir;     // --work-dir, or NULL for the plan's work_dir
     const char *gpus;         // --gpus, or NULL for the plan's gpus
     int dry_run, fresh, quiet; // the flags of the same names
+    int no_preflight;          // --no-preflight
 } cli_t;
 
 /* Print the failure line last (stdout flushed first, so it cannot come out before). */
@@ -89,6 +94,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         {"fresh", no_argument, NULL, 'f'},       {"work-dir", required_argument, NULL, 'w'},
         {"gpus", required_argument, NULL, 'g'},  {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
+        {"no-preflight", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     memset(cli, 0, sizeof *cli);
@@ -103,6 +109,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         case 'w': cli->work_dir = optarg; break;
         case 'g': cli->gpus = optarg; break;
         case 'q': cli->quiet = 1; break;
+        case 'P': cli->no_preflight = 1; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("orchestrate %s\n", ORCH_VERSION); exit(0);
         default:
@@ -303,6 +310,13 @@ int main(int argc, char **argv) {
     if (!failed && slots_init(&r.plan, r.nvml, &r.slots, &r.n_slots, note, sizeof note, &err) != 0) failed = 1;
     if (!failed && note[0]) printf("orchestrate: note: %s\n", note);
     if (failed) err.code = 1;
+    if (!failed && !cli.no_preflight) {
+        int problems = preflight_run(&r.plan, r.slots, r.n_slots, cli.work_dir ? "--work-dir" : "work_dir", stderr);
+        if (problems) {
+            failed = 1;
+            err_code(&err, 1, "preflight found %d problem(s), listed above; no stage was started", problems);
+        }
+    }
 
     if (!failed && cli.dry_run) {
         failed = dry_run(&r, &cli, &err) != 0;
