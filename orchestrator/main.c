@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "doctor.h"
 #include "exit_codes.h"
 #include "memcheck.h"
 #include "nvml.h"
@@ -45,6 +46,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--quiet]\n"
             "                   [--no-preflight]\n"
+            "       orchestrate doctor [--plan FILE]   (GPUs, driver, lm-worker's device, can each stage run)\n"
             "       orchestrate --help | --version\n"
             "\n"
             "Runs the plan's models (one stage each) as worker processes, one per GPU (or cpu_workers\n"
@@ -273,6 +275,7 @@ static void finish_report(run_t *r, const err_t *err, int failed) {
 
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], SHIM_FLAG) == 0) return shim_main(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "doctor") == 0) return doctor_main(argc - 1, argv + 1);
 
     cli_t cli;
     int rc = parse_cli(argc, argv, &cli);

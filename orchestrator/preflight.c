@@ -36,10 +36,7 @@ static void buf_append(char **buf, size_t *len, const char *p, size_t n) {
     (*buf)[*len] = '\0';
 }
 
-/* Run argv with envp, capturing stdout and stderr (each malloc'd, NUL-terminated) until it
- * exits. *status: its exit status, 128 + signal when killed. Returns 0, or -1 with err set when
- * it could not be started. */
-static int run_capture(char *const *argv, char *const *envp, char **out, char **errout, int *status,
+int preflight_capture(char *const *argv, char *const *envp, char **out, char **errout, int *status,
                        err_t *err) {
     int po[2], pe[2];
     if (pipe2(po, O_CLOEXEC) != 0) return err_fmt(err, "pipe: %s", strerror(errno));
@@ -125,7 +122,7 @@ int preflight_lm_check(const plan_t *plan, int m, const slot_t *slot, lm_check_t
     argv[1] = xstrdup("check");
     char **env = spawn_build_env(plan, &job, slot, batch, environ);
     char *stdout_txt = NULL;
-    int rc = run_capture(argv, env, &stdout_txt, &out->stderr_txt, &out->status, err);
+    int rc = preflight_capture(argv, env, &stdout_txt, &out->stderr_txt, &out->status, err);
     if (rc == 0) out->json = last_line(stdout_txt);
     else out->stderr_txt = xstrdup("");
     free(stdout_txt);
@@ -291,7 +288,7 @@ static const char *option_key(const plan_model_t *m, const char *option) {
     static const char *const map[][2] = {
         {"--model", "model"},       {"--adapter", "adapter"}, {"--template", "template"},
         {"--truncation", "truncation"}, {"--max-length", "max_length"}, {"--dtype", "dtype"},
-        {"--quant", "quant"},       {"--device", "dtype"},
+        {"--quant", "quant"},       {"--device", "gpus"},  {"--input", "input"},
     };
     if (strcmp(option, "--tokenizer") == 0) return m->tokenizer ? "tokenizer" : "model";
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
@@ -356,12 +353,18 @@ static void check_lm_model(pf_t *p, int mi, const slot_t *slot) {
     } else if (json_is_object(j) && json_is_string(json_object_get(j, "error"))) {
         const char *opt = json_string_value(json_object_get(j, "option"));
         const char *k = option_key(m, opt ? opt : "");
-        if (strcmp(k, "input") == 0) snprintf(key, sizeof key, "input");
-        else snprintf(key, sizeof key, "models[%d].%s", mi, k);
+        // The input and the device (chosen by `gpus`) are top-level settings: name the model too.
+        char who[160] = "";
+        if (strcmp(k, "input") == 0 || strcmp(k, "gpus") == 0) {
+            snprintf(key, sizeof key, "%s", k);
+            snprintf(who, sizeof who, "models[%d] '%s': ", mi, m->name);
+        } else {
+            snprintf(key, sizeof key, "models[%d].%s", mi, k);
+        }
         // lm-worker names its option; say which plan key sets it when the names differ.
         int tok_hint = opt && strcmp(opt, "--tokenizer") == 0 && !m->tokenizer;
-        problem(p, key, "%s (lm-worker check, exit %d)%s", json_string_value(json_object_get(j, "error")),
-                c.status, tok_hint ? "; in the plan, set \"tokenizer\" for this model" : "");
+        problem(p, key, "%s%s (lm-worker check, exit %d)%s", who, json_string_value(json_object_get(j, "error")), c.status,
+                tok_hint ? "; in the plan, set \"tokenizer\" for this model" : "");
     } else {
         char *line = last_line(c.stderr_txt);
         snprintf(key, sizeof key, "models[%d].%s", mi, m->n_extra_args ? "args" : "worker");
@@ -375,18 +378,19 @@ static void check_lm_model(pf_t *p, int mi, const slot_t *slot) {
 
 /* ------------------------------------------------------------------ all */
 
-int preflight_run(const plan_t *plan, const slot_t *slots, int n_slots, const char *work_dir_key, FILE *f) {
+int preflight_paths(const plan_t *plan, const char *work_dir_key, FILE *f) {
     pf_t p = {.plan = plan, .f = f};
-    ASSERT(n_slots > 0);
     check_output(&p);
     check_work_dir(&p, work_dir_key);
-    for (int mi = 0; mi < plan->n_models; mi++) {
-        const plan_model_t *m = &plan->models[mi];
-        if (m->is_lm_worker) {
-            check_lm_model(&p, mi, &slots[0]);
-            continue;
-        }
-        if (strchr(m->command[0], '{')) continue;  // known only at spawn time
+    return p.problems;
+}
+
+int preflight_model(const plan_t *plan, int mi, const slot_t *slot, FILE *f) {
+    pf_t p = {.plan = plan, .f = f};
+    const plan_model_t *m = &plan->models[mi];
+    if (m->is_lm_worker) {
+        check_lm_model(&p, mi, slot);
+    } else if (!strchr(m->command[0], '{')) {  // else known only at spawn time
         char why[PATH_MAX + 512], key[64];
         char *prog = preflight_resolve_program(plan, mi, why, sizeof why);
         snprintf(key, sizeof key, "models[%d].command[0]", mi);
@@ -394,4 +398,11 @@ int preflight_run(const plan_t *plan, const slot_t *slots, int n_slots, const ch
         free(prog);
     }
     return p.problems;
+}
+
+int preflight_run(const plan_t *plan, const slot_t *slots, int n_slots, const char *work_dir_key, FILE *f) {
+    ASSERT(n_slots > 0);
+    int problems = preflight_paths(plan, work_dir_key, f);
+    for (int mi = 0; mi < plan->n_models; mi++) problems += preflight_model(plan, mi, &slots[0], f);
+    return problems;
 }

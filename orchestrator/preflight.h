@@ -37,6 +37,18 @@ void lm_check_free(lm_check_t *c);
  * number of problems (0: the run may start). */
 int preflight_run(const plan_t *plan, const slot_t *slots, int n_slots, const char *work_dir_key, FILE *f);
 
+/* The output and work_dir checks of preflight_run alone. Returns the number of problems. */
+int preflight_paths(const plan_t *plan, const char *work_dir_key, FILE *f);
+
+/* The checks of model m alone (its program, or `lm-worker check` on slot). Returns the number
+ * of problems. */
+int preflight_model(const plan_t *plan, int m, const slot_t *slot, FILE *f);
+
+/* Run argv (argv[0] a path) with envp, capturing its stdout and stderr (each malloc'd and
+ * NUL-terminated) until it exits; stdin is /dev/null. *status: its exit status, 128 + signal
+ * when killed. Returns 0, or -1 with err set when it could not be started. */
+int preflight_capture(char *const *argv, char *const *envp, char **out, char **errout, int *status, err_t *err);
+
 /* Where command model m's program (command[0]) resolves: the path it runs (malloc'd) or NULL
  * with why (a sentence) in `why`. A program given with a '/' is relative to the plan's
  * directory; a bare name is looked up on the model's PATH (its env, else orchestrate's). */

@@ -5,9 +5,9 @@
  * read), the tokenizer, the adapter's adapter_config.json and headers, the template and
  * truncation policy against --max-length (the template's own ids must leave room for text), the
  * input's columns when --input is given, and the device `run` would open (a backend without
- * weights). It prints one JSON line on stdout: what it found ({"ok":true, ...}), or
- * {"ok":false,"option":"--max-length","error":"..."} naming the option at fault, which is how
- * orchestrate's preflight names the plan key. The error is also printed on stderr.
+ * weights); without --model, only the device. It prints one JSON line on stdout: what it found
+ * ({"ok":true, ...}), or {"ok":false,"option":"--max-length","error":"..."} naming the option at
+ * fault, which is how orchestrate's preflight names the plan key. The error also goes to stderr.
  *
  * Exit codes (common/exit_codes.h): 0 ok, 64 bad command line, 65 a file or a setting that cannot
  * work (missing tokenizer, template too long for --max-length, ...), and the device's own code
@@ -41,13 +41,14 @@ typedef struct {
 /* Print `lm-worker check`'s options and their defaults to f. */
 static void check_usage(FILE *f) {
     fprintf(f,
-        "usage: lm-worker check --model DIR [run's options]\n"
+        "usage: lm-worker check [--model DIR] [run's options]\n"
         "\n"
         "Check, without loading weights, what `lm-worker run` with the same options would load:\n"
         "config.json, the safetensors headers, the tokenizer, the adapter, the template against\n"
         "--max-length, the input's columns (with --input) and the device. Prints one JSON line.\n"
+        "Without --model only the device is checked (`orchestrate doctor` does that).\n"
         "\n"
-        "  --model DIR         checkpoint directory: config.json + *.safetensors (required)\n"
+        "  --model DIR         checkpoint directory: config.json + *.safetensors\n"
         "  --adapter DIR       PEFT LoRA adapter: adapter_config.json + adapter_model.safetensors\n"
         "  --tokenizer FILE    tokenizer.json (default: DIR/tokenizer.json)\n"
         "  --input CSV         when given, must have the columns id, prompt, response_a, response_b\n"
@@ -117,10 +118,6 @@ static int check_parse(int argc, char **argv, check_opts_t *o) {
     }
     if (optind < argc) {
         fprintf(stderr, "lm-worker check: unexpected argument '%s'\n", argv[optind]);
-        goto usage;
-    }
-    if (!o->model) {
-        fprintf(stderr, "lm-worker check: --model is required\n");
         goto usage;
     }
     if (strcmp(o->quant, "none") != 0 && strcmp(o->quant, "int8") != 0) {
@@ -280,8 +277,8 @@ int cmd_check(int argc, char **argv) {
     if (rc >= 0) return rc;
     c.out = json_object();
     json_object_set_new(c.out, "ok", json_true());  // replaced by false on a failure
-    rc = check_model(&c);
-    if (rc == 0) rc = check_text(&c);
+    rc = c.o.model ? check_model(&c) : 0;
+    if (rc == 0 && c.o.model) rc = check_text(&c);
     if (rc == 0) rc = check_device(&c);
     char *line = json_dumps(c.out, JSON_COMPACT | JSON_PRESERVE_ORDER);
     printf("%s\n", line);
