@@ -283,6 +283,12 @@ char *preflight_resolve_program(const plan_t *plan, int mi, char *why, size_t wh
 
 /* ------------------------------------------------------------------ lm-worker */
 
+/* The string member key of j, or "?" when absent (a stand-in lm-worker may print less). */
+static const char *jstr(json_t *j, const char *key) {
+    const char *s = json_string_value(json_object_get(j, key));
+    return s ? s : "?";
+}
+
 /* The plan key of model m that `lm-worker check`'s --option comes from. */
 static const char *option_key(const plan_model_t *m, const char *option) {
     static const char *const map[][2] = {
@@ -339,16 +345,15 @@ static void check_lm_model(pf_t *p, int mi, const slot_t *slot) {
     }
     json_t *j = c.json ? json_loads(c.json, 0, NULL) : NULL;
     if (c.status == 0 && json_is_object(j)) {
-        json_t *dev = json_object_get(j, "device");
         fprintf(p->f, "orchestrate: preflight: models[%d] '%s': lm-worker check ok: %s, %lld layers, %lld "
                 "labels; template %s takes %lld of max_length %lld ids; device %s\n", mi, m->name,
-                json_string_value(json_object_get(j, "model_type")),
+                jstr(j, "model_type"),
                 (long long)json_integer_value(json_object_get(j, "layers")),
                 (long long)json_array_size(json_object_get(j, "labels")),
-                json_string_value(json_object_get(j, "template")),
+                jstr(j, "template"),
                 (long long)json_integer_value(json_object_get(j, "template_ids")),
                 (long long)json_integer_value(json_object_get(j, "max_length")),
-                dev ? json_string_value(dev) : "?");
+                jstr(j, "device"));
         check_labels(p, mi, j);
     } else if (json_is_object(j) && json_is_string(json_object_get(j, "error"))) {
         const char *opt = json_string_value(json_object_get(j, "option"));
@@ -363,7 +368,7 @@ static void check_lm_model(pf_t *p, int mi, const slot_t *slot) {
         }
         // lm-worker names its option; say which plan key sets it when the names differ.
         int tok_hint = opt && strcmp(opt, "--tokenizer") == 0 && !m->tokenizer;
-        problem(p, key, "%s%s (lm-worker check, exit %d)%s", who, json_string_value(json_object_get(j, "error")), c.status,
+        problem(p, key, "%s%s (lm-worker check, exit %d)%s", who, jstr(j, "error"), c.status,
                 tok_hint ? "; in the plan, set \"tokenizer\" for this model" : "");
     } else {
         char *line = last_line(c.stderr_txt);
