@@ -48,7 +48,7 @@ int preflight_capture(char *const *argv, char *const *envp, char **out, char **e
     // async-signal-safe functions.
     pid_t pid = fork();
     if (pid == 0) {
-        int devnull = open("/dev/null", O_RDONLY);
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0) _exit(127);
         execve(argv[0], argv, envp);
         _exit(127);
