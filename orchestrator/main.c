@@ -19,10 +19,12 @@
 
 #include "atomic_file.h"
 #include "build_info.h"
+#include "doctor.h"
 #include "exit_codes.h"
 #include "memcheck.h"
 #include "nvml.h"
 #include "orch.h"
+#include "preflight.h"
 #include "report.h"
 #include "run.h"
 #include "shim.h"
@@ -45,6 +47,8 @@ static const char EXAMPLE_PLAN[] =
 static void usage(FILE *f) {
     fprintf(f,
             "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--quiet]\n"
+            "                   [--no-preflight]\n"
+            "       orchestrate doctor [--plan FILE]   (GPUs, driver, lm-worker's device, can each stage run)\n"
             "       orchestrate -h|--help | -V|--version\n"
             "\n"
             "Runs the plan's models (one stage each) as worker processes, one per GPU (or cpu_workers\n"
@@ -57,6 +61,8 @@ static void usage(FILE *f) {
             "  --work-dir DIR   override the plan's work_dir\n"
             "  --gpus SPEC      override the plan's gpus: \"cpu\", \"auto\" or a list such as 0,1\n"
             "  --quiet          do not echo the workers' output (it is still in work_dir/logs)\n"
+            "  --no-preflight   skip the checks made before the first stage (workers, lm-worker check,\n"
+            "                   output and work_dir writable); --dry-run makes them too\n"
             "\n"
             "Exit status: 0 when the submission was written; 1 on failure (the reason is the last line);\n"
             "64 for a bad command line; 130/143/129 when stopped by SIGINT/SIGTERM/SIGHUP.\n"
@@ -68,6 +74,7 @@ typedef struct {
     const char *work_dir;     // --work-dir, or NULL for the plan's work_dir
     const char *gpus;         // --gpus, or NULL for the plan's gpus
     int dry_run, fresh, quiet; // the flags of the same names
+    int no_preflight;          // --no-preflight
 } cli_t;
 
 /* Print the failure line last (stdout flushed first, so it cannot come out before). */
@@ -91,6 +98,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         {"fresh", no_argument, NULL, 'f'},       {"work-dir", required_argument, NULL, 'w'},
         {"gpus", required_argument, NULL, 'g'},  {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
+        {"no-preflight", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     memset(cli, 0, sizeof *cli);
@@ -105,6 +113,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         case 'w': cli->work_dir = optarg; break;
         case 'g': cli->gpus = optarg; break;
         case 'q': cli->quiet = 1; break;
+        case 'P': cli->no_preflight = 1; break;
         case 'h': usage(stdout); exit(0);
         case 'V': version = 1; break;
         default:
@@ -275,6 +284,7 @@ static void finish_report(run_t *r, const err_t *err, int failed) {
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], SHIM_FLAG) == 0) return shim_main(argc - 2, argv + 2);
     signal(SIGPIPE, SIG_IGN);  // a closed stdout must not kill the run (the shim restores it for workers)
+    if (argc >= 2 && strcmp(argv[1], "doctor") == 0) return doctor_main(argc - 1, argv + 1);
 
     cli_t cli;
     int rc = parse_cli(argc, argv, &cli);
@@ -312,6 +322,13 @@ int main(int argc, char **argv) {
     if (!failed && slots_init(&r.plan, r.nvml, &r.slots, &r.n_slots, note, sizeof note, &err) != 0) failed = 1;
     if (!failed && note[0]) printf("orchestrate: note: %s\n", note);
     if (failed) err.code = 1;
+    if (!failed && !cli.no_preflight) {
+        int problems = preflight_run(&r.plan, r.slots, r.n_slots, cli.work_dir ? "--work-dir" : "work_dir", stderr);
+        if (problems) {
+            failed = 1;
+            err_code(&err, 1, "preflight found %d problem(s), listed above; no stage was started", problems);
+        }
+    }
 
     if (!failed && cli.dry_run) {
         failed = dry_run(&r, &cli, &err) != 0;

@@ -4,7 +4,8 @@
  * NVML's header is not needed: the types used are declared here as the NVML API defines them
  * (nvmlMemory_t is three unsigned long longs; nvmlProcessInfo_t is {pid, usedGpuMemory,
  * gpuInstanceId, computeInstanceId} for the _v2/_v3 calls and {pid, usedGpuMemory} for v1).
- * It does not query anything but memory: utilisation, clocks and so on are not our business.
+ * It queries memory, and for `orchestrate doctor` the device names and the driver's versions;
+ * utilisation, clocks and so on are not our business.
  */
 #include "nvml.h"
 
@@ -48,11 +49,17 @@ struct nvml {
     nvml_ret_t (*get_procs)(nvml_device_t, unsigned int *, void *); // nvmlDeviceGetComputeRunningProcesses_v3, _v2 or v1 (procs_v1)
     int procs_v1;                  // get_procs fills nvml_proc_v1_t
     const char *(*error_string)(nvml_ret_t);  // nvmlErrorString, may be NULL
+    nvml_ret_t (*get_name)(nvml_device_t, char *, unsigned int);  // nvmlDeviceGetName, may be NULL
+    nvml_ret_t (*driver_version)(char *, unsigned int);           // nvmlSystemGetDriverVersion, may be NULL
+    nvml_ret_t (*cuda_version)(int *);                            // nvmlSystemGetCudaDriverVersion(_v2), may be NULL
     int count;                     // devices
     // the fake
     int fake;
     fake_line_t *lines;            // (n_lines)
     int n_lines, next_line, last_line;  // readings; the next one to return; the last returned (-1 none)
+    double fake_total;             // total= MiB of every fake GPU (0: not given)
+    char fake_driver[64];          // driver= version ("" when not given)
+    int fake_cuda;                 // cuda= version (0 when not given)
 };
 
 /* ------------------------------------------------------------------ the fake */
@@ -80,7 +87,13 @@ static nvml_t *fake_open(const char *path, char *note, size_t note_len) {
         int n_used = 0;
         char *save2 = NULL;
         for (char *tok = strtok_r(line, " \t\r", &save2); tok; tok = strtok_r(NULL, " \t\r", &save2)) {
-            if (strncmp(tok, "pids=", 5) == 0) {
+            if (strncmp(tok, "total=", 6) == 0) {
+                n->fake_total = atof(tok + 6);
+            } else if (strncmp(tok, "driver=", 7) == 0) {
+                snprintf(n->fake_driver, sizeof n->fake_driver, "%s", tok + 7);
+            } else if (strncmp(tok, "cuda=", 5) == 0) {
+                n->fake_cuda = atoi(tok + 5);
+            } else if (strncmp(tok, "pids=", 5) == 0) {
                 char *save3 = NULL;
                 for (char *p = strtok_r(tok + 5, ",", &save3); p && fl->n_pids < FAKE_MAX_PIDS;
                      p = strtok_r(NULL, ",", &save3))
@@ -110,7 +123,8 @@ nvml_t *nvml_open(char *note, size_t note_len) {
 
     void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
-        snprintf(note, note_len, "NVML (libnvidia-ml.so.1) not available, so GPU memory is not checked");
+        snprintf(note, note_len, "NVML is not available: no NVIDIA driver (libnvidia-ml.so.1 not found), so GPU "
+                 "memory is not checked");
         return NULL;
     }
     nvml_t *n = xcalloc(1, sizeof *n);
@@ -121,6 +135,10 @@ nvml_t *nvml_open(char *note, size_t note_len) {
     n->get_handle = (nvml_ret_t (*)(unsigned int, nvml_device_t *))dlsym(lib, "nvmlDeviceGetHandleByIndex_v2");
     n->get_memory = (nvml_ret_t (*)(nvml_device_t, nvml_memory_t *))dlsym(lib, "nvmlDeviceGetMemoryInfo");
     n->error_string = (const char *(*)(nvml_ret_t))dlsym(lib, "nvmlErrorString");
+    n->get_name = (nvml_ret_t (*)(nvml_device_t, char *, unsigned int))dlsym(lib, "nvmlDeviceGetName");
+    n->driver_version = (nvml_ret_t (*)(char *, unsigned int))dlsym(lib, "nvmlSystemGetDriverVersion");
+    n->cuda_version = (nvml_ret_t (*)(int *))dlsym(lib, "nvmlSystemGetCudaDriverVersion_v2");
+    if (!n->cuda_version) n->cuda_version = (nvml_ret_t (*)(int *))dlsym(lib, "nvmlSystemGetCudaDriverVersion");
     // Newest first; v3 and v2 share the struct layout, v1 is shorter.
     n->get_procs = (nvml_ret_t (*)(nvml_device_t, unsigned int *, void *))dlsym(lib, "nvmlDeviceGetComputeRunningProcesses_v3");
     if (!n->get_procs)
@@ -223,4 +241,39 @@ int nvml_holders(nvml_t *n, int gpu, pid_t *pids, int max) {
         return k;
     }
     return 0;
+}
+
+int nvml_gpu_info(nvml_t *n, int gpu, nvml_gpu_info_t *info, err_t *err) {
+    memset(info, 0, sizeof *info);
+    if (gpu < 0 || gpu >= n->count) return err_fmt(err, "GPU %d: not a device (NVML sees %d)", gpu, n->count);
+    if (n->fake) {
+        snprintf(info->name, sizeof info->name, "fake GPU (ORCHESTRATE_FAKE_NVML)");
+        double used = n->lines[n->n_lines - 1].used[gpu];
+        info->total_mib = n->fake_total;
+        info->free_mib = n->fake_total > used ? n->fake_total - used : 0;
+        return 0;
+    }
+    nvml_device_t dev;
+    nvml_memory_t mem;
+    nvml_ret_t rc = n->get_handle((unsigned int)gpu, &dev);
+    if (rc == 0) rc = n->get_memory(dev, &mem);
+    if (rc != 0)
+        return err_fmt(err, "GPU %d: NVML query failed: %s", gpu, n->error_string ? n->error_string(rc) : "unknown error");
+    if (!n->get_name || n->get_name(dev, info->name, sizeof info->name) != 0)
+        snprintf(info->name, sizeof info->name, "unknown");
+    info->total_mib = (double)mem.total / (1024.0 * 1024.0);
+    info->free_mib = (double)mem.free / (1024.0 * 1024.0);
+    return 0;
+}
+
+void nvml_driver_info(nvml_t *n, char *buf, size_t len, int *cuda) {
+    buf[0] = '\0';
+    *cuda = 0;
+    if (n->fake) {
+        snprintf(buf, len, "%s", n->fake_driver);
+        *cuda = n->fake_cuda;
+        return;
+    }
+    if (n->driver_version && n->driver_version(buf, (unsigned int)len) != 0) buf[0] = '\0';
+    if (n->cuda_version && n->cuda_version(cuda) != 0) *cuda = 0;
 }

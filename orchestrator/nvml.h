@@ -9,7 +9,9 @@
  * start with '#' is one reading of every GPU, "<used MiB gpu0> [<used MiB gpu1> ...]
  * [pids=<pid>,<pid>...]"; line i answers the i-th nvml_read_used call and the last line repeats.
  * The number of fields on the first line is the device count; the pids, when given, are what
- * nvml_holders reports for every GPU on that reading.
+ * nvml_holders reports for every GPU on that reading. For `orchestrate doctor`, tokens
+ * "total=<MiB>" (every GPU's memory), "driver=<version>" and "cuda=<NVML CUDA version, e.g. 12040>"
+ * on any line describe the fake devices; they are not readings.
  */
 #ifndef ORCH_NVML_H
 #define ORCH_NVML_H
@@ -37,6 +39,21 @@ int nvml_read_used(nvml_t *n, const int *gpus, int n_gpus, double *used_mib, err
 /* List up to max processes holding memory on gpu (as of the last reading for the fake). Returns
  * the number listed (0 when NVML cannot say). */
 int nvml_holders(nvml_t *n, int gpu, pid_t *pids, int max);
+
+/* One GPU as `orchestrate doctor` shows it. */
+typedef struct {
+    char name[96];       // "NVIDIA H100 80GB HBM3" ("fake GPU" for the fake)
+    double total_mib;    // memory size
+    double free_mib;     // memory free now
+} nvml_gpu_info_t;
+
+/* Describe GPU gpu (an NVML index). Returns 0, or -1 with err set. */
+int nvml_gpu_info(nvml_t *n, int gpu, nvml_gpu_info_t *info, err_t *err);
+
+/* The driver's version ("550.54.15") into buf, and the newest CUDA version it supports as
+ * NVML reports it (major * 1000 + minor * 10, e.g. 12040 for 12.4; 0 when unknown) into
+ * *cuda. buf is "" when unknown. */
+void nvml_driver_info(nvml_t *n, char *buf, size_t len, int *cuda);
 
 /* 1 when this handle is the ORCHESTRATE_FAKE_NVML fake. */
 int nvml_is_fake(const nvml_t *n);

@@ -102,6 +102,11 @@ int plan_load_buf(plan_t *plan, const char *buf, size_t len, const char *name, e
  * err naming the model that needs it. */
 int plan_resolve_lm_worker(plan_t *plan, err_t *err);
 
+/* The lm-worker executable plan_resolve_lm_worker would use: next to this executable first,
+ * then on PATH. Returns a malloc'd path, or NULL; exe_dir receives this executable's directory
+ * (for messages). */
+char *plan_find_lm_worker(char *exe_dir, size_t exe_dir_len);
+
 /* Apply the CLI's --gpus: "cpu", "auto" or a comma-separated list of GPU indices ("0,1").
  * Returns 0, or -1 with err set (plan unchanged). */
 int plan_apply_gpus_override(plan_t *plan, const char *gpus_arg, err_t *err);

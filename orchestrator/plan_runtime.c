@@ -32,6 +32,27 @@ static char *executable_in(const char *dir, const char *prog) {
     return NULL;
 }
 
+char *plan_find_lm_worker(char *exe_dir, size_t exe_dir_len) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    snprintf(exe_dir, exe_dir_len, "?");
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        snprintf(exe_dir, exe_dir_len, "%s", exe);
+        char *found = executable_in(exe, "lm-worker");
+        if (found) return found;
+    }
+    const char *path = getenv("PATH");
+    char *copy = xstrdup(path ? path : "");
+    char *found = NULL;
+    for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save))
+        found = executable_in(dir, "lm-worker");
+    free(copy);
+    return found;
+}
+
 int plan_resolve_lm_worker(plan_t *plan, err_t *err) {
     free(plan->lm_worker_path);
     plan->lm_worker_path = NULL;
@@ -39,27 +60,12 @@ int plan_resolve_lm_worker(plan_t *plan, err_t *err) {
     for (int i = plan->n_models - 1; i >= 0; i--)
         if (plan->models[i].is_lm_worker) first = i;
     if (first < 0) return 0;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    char *exe_dir = NULL;
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = '\0';
-        exe_dir = exe;
-        plan->lm_worker_path = executable_in(exe_dir, "lm-worker");
-        if (plan->lm_worker_path) return 0;
-    }
-    const char *path = getenv("PATH");
-    char *copy = xstrdup(path ? path : "");
-    for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir && !plan->lm_worker_path;
-         dir = strtok_r(NULL, ":", &save))
-        plan->lm_worker_path = executable_in(dir, "lm-worker");
-    free(copy);
+    char exe_dir[PATH_MAX];
+    plan->lm_worker_path = plan_find_lm_worker(exe_dir, sizeof exe_dir);
     if (plan->lm_worker_path) return 0;
     return err_fmt(err, "%s: models[%d] ('%s') uses worker \"lm-worker\", but no executable lm-worker "
                    "was found next to orchestrate (in %s) or on PATH; build it or put it on PATH",
-                   plan->path, first, plan->models[first].name, exe_dir ? exe_dir : "?");
+                   plan->path, first, plan->models[first].name, exe_dir);
 }
 
 int plan_apply_gpus_override(plan_t *plan, const char *arg, err_t *err) {

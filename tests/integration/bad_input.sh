@@ -24,9 +24,14 @@ expect_rc 1
 last_line | grep -q "^orchestrate: failed: job m1\..*: worker found a resource missing (exit 69): fake_worker: exiting with 69 as asked" \
     || { show_log; fail "wrong failure line for exit 69"; }
 
-# A worker command that does not exist is a configuration error (127), not retried either.
+# A worker command that does not exist: preflight names it before any stage starts; without
+# preflight it is a configuration error (127) at spawn time, not retried either.
 write_plan "$T/plan.json" "" '{"name": "m1", "command": ["no-such-worker-xyz", "--x"], "retries": 5}'
 run_orch --plan "$T/plan.json"
+expect_rc 1
+grep -q "preflight: $T/plan.json: models\[0\].command\[0\]: 'no-such-worker-xyz' was not found on PATH" "$T/out.log" \
+    || { show_log; fail "preflight did not name the missing command"; }
+run_orch --plan "$T/plan.json" --no-preflight
 expect_rc 1
 last_line | grep -q "could not be started (exit 127): orchestrate: cannot run worker command 'no-such-worker-xyz'" \
     || { show_log; fail "wrong failure line for a missing command"; }

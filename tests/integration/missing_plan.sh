@@ -13,7 +13,8 @@ grep -q "docs/plan.md" "$T/out.log" || fail "no pointer to the docs"
 # The example is a real plan: it loads once the files it names exist.
 sed -n '/^{$/,/^}$/p' "$T/out.log" >"$T/plan.json"
 cp "$SAMPLE" "$T/test.csv"
-mkdir -p "$T/gemma-2-9b-cls"
+# Preflight runs `lm-worker check` on the model even in a dry run: a tiny real checkpoint.
+cp -r "$FX/models/tiny-llama" "$T/gemma-2-9b-cls"
 # lm-worker is found next to orchestrate or on PATH; a stand-in on PATH is enough for a dry run.
 mkdir -p "$T/bin"
 printf '#!/bin/sh\nexit 70\n' >"$T/bin/lm-worker"

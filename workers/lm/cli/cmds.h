@@ -20,6 +20,10 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 void cmd_run_usage(FILE *f);
 
+/* lm-worker check: run's options -> one JSON line saying what a run would load (config,
+ * tokenizer, adapter, template ids, device) or which option cannot work (cmd_check.c). */
+int cmd_check(int argc, char **argv);
+
 /* lm-worker bench: developer timing (--batch/--len) and golden checks (--golden) of the forward
  * pass on any device (cmd_bench.c; used by tools/gpu-check.sh). */
 int cmd_bench(int argc, char **argv);

@@ -29,6 +29,7 @@ static const subcommand_t subcommands[] = {
     {"run", cmd_run, "score a competition CSV: id,prompt,response_a,response_b -> id,<labels>"},
     {"tokenize", cmd_tokenize, "print the token ids of texts (checks a tokenizer.json)"},
     {"logits", cmd_logits, "run given token ids through a model and print logits"},
+    {"check", cmd_check, "check run's options without loading weights (orchestrate's preflight)"},
     {"info", cmd_info, "describe a checkpoint: config, tensors, memory needed"},
     {"bench", cmd_bench, "time forward passes on synthetic batches"},
 };

@@ -5,7 +5,8 @@
  * forward pass uses, the parameter count, the checkpoint dtypes and memory estimates: weights in
  * fp32/bf16/fp16/int8 and activations for a batch. It is how a user sizes --batch-tokens before
  * a run (`lm-worker info`, cli/cmd_info.c, parses the options). It deliberately does not
- * validate tensor shapes (loading does that).
+ * validate tensor shapes (loading does that). model_files_check is the same reading for
+ * `lm-worker check`, with a summary instead of a print.
  */
 #include <jansson.h>
 #include <math.h>
@@ -164,4 +165,32 @@ int model_info_print(const char *model_dir, const char *adapter_dir, int max_len
 fail:
     err->code = EXIT_DATAERR;
     return -1;
+}
+
+int model_files_check(const char *model_dir, const char *adapter_dir, model_files_t *out, int *adapter_at_fault,
+                      err_t *err) {
+    *out = (model_files_t){0};
+    *adapter_at_fault = 0;
+    st_set_t st = {0};
+    if (st_open_dir(&st, model_dir, err) < 0) return -1;
+    out->n_tensors = st.n_tensors;
+    st_close(&st);
+    if (!adapter_dir) return 0;
+    *adapter_at_fault = 1;
+    char path[4096];
+    lora_config_t lora = {0};
+    snprintf(path, sizeof path, "%s/adapter_config.json", adapter_dir);
+    if (lora_config_load(&lora, path, err) < 0) {
+        lora_config_free(&lora);
+        return -1;
+    }
+    out->adapter_r = lora.r;
+    out->adapter_alpha = lora.alpha;
+    lora_config_free(&lora);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", adapter_dir);
+    if (st_open_file(&st, path, err) < 0) return -1;
+    out->adapter_tensors = st.n_tensors;
+    st_close(&st);
+    *adapter_at_fault = 0;
+    return 0;
 }

@@ -91,4 +91,19 @@ size_t model_activation_bytes(const model_config_t *cfg, int T, int work_bytes);
  * (model/info.c; `lm-worker info`). Returns 0, or -1 with err set (err->code EXIT_DATAERR). */
 int model_info_print(const char *model_dir, const char *adapter_dir, int max_length, int batch_tokens, err_t *err);
 
+/* What model_files_check found, without reading tensor data. */
+typedef struct {
+    int n_tensors;        // tensors in the checkpoint's safetensors files
+    int adapter_r;        // the adapter's default rank (0 without an adapter)
+    double adapter_alpha; // its lora_alpha
+    int adapter_tensors;  // tensors in adapter_model.safetensors
+} model_files_t;
+
+/* Open model_dir's safetensors headers and, when adapter_dir is not NULL, its
+ * adapter_config.json and adapter_model.safetensors headers (model/info.c; `lm-worker check`).
+ * Reads no tensor data. Returns 0 with *out filled, or -1 with err set (code EXIT_DATAERR) and
+ * *adapter_at_fault 1 when the adapter, not the checkpoint, is what failed. */
+int model_files_check(const char *model_dir, const char *adapter_dir, model_files_t *out, int *adapter_at_fault,
+                      err_t *err);
+
 #endif

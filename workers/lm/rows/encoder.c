@@ -101,6 +101,10 @@ encoder_t *encoder_create(const template_t *tmpl, const tokenizer_t *tok, trunc_
     return e;
 }
 
+size_t encoder_fixed_ids(const encoder_t *e) {
+    return e->fixed0 + e->per_block;
+}
+
 void encoder_free(encoder_t *e) {
     if (!e) return;
     ids_free(&e->prefix);

@@ -131,6 +131,11 @@ encoder_t *encoder_create(const template_t *tmpl, const tokenizer_t *tok, trunc_
  * not freed. */
 void encoder_free(encoder_t *e);
 
+/* The ids every row spends on fixed text: the special affixes, the template's prefix and
+ * suffix, and the before/after strings of one block (TPL_BLOCKS) or one turn (TPL_TURNS).
+ * max_length minus this is what the longest row can keep of its own text. */
+size_t encoder_fixed_ids(const encoder_t *e);
+
 /* What encoding one row did, for statistics and tests. */
 typedef struct {
     size_t full_len;           // ids the row would have without truncation
