@@ -25,6 +25,7 @@
 #include "run.h"
 #include "shim.h"
 #include "slots.h"
+#include "workdir.h"
 
 static const char EXAMPLE_PLAN[] =
     "{\n"
@@ -42,7 +43,7 @@ static const char EXAMPLE_PLAN[] =
 /* Print the command line help to f. */
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--quiet]\n"
+            "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--limit N] [--quiet]\n"
             "       orchestrate --help | --version\n"
             "\n"
             "Runs the plan's models (one stage each) as worker processes, one per GPU (or cpu_workers\n"
@@ -52,8 +53,11 @@ static void usage(FILE *f) {
             "  --dry-run        print the slots, the jobs (model, variant, shard, rows, cost, reuse)\n"
             "                   and the schedule; start no worker (shard files are still written)\n"
             "  --fresh          discard the work directory's outputs, logs and resume records first\n"
+            "                   (only in a work directory orchestrate made; other files are kept)\n"
             "  --work-dir DIR   override the plan's work_dir\n"
             "  --gpus SPEC      override the plan's gpus: \"cpu\", \"auto\" or a list such as 0,1\n"
+            "  --limit N        a smoke run on the input's first N rows: its own work_dir/limit-N, and\n"
+            "                   the submission beside the real one, as <output>.limit-N.csv\n"
             "  --quiet          do not echo the workers' output (it is still in work_dir/logs)\n"
             "\n"
             "Exit status: 0 when the submission was written; 1 on failure (the reason is the last line);\n"
@@ -65,6 +69,7 @@ typedef struct {
     const char *plan_path;    // --plan (default "plan.json")
     const char *work_dir;     // --work-dir, or NULL for the plan's work_dir
     const char *gpus;         // --gpus, or NULL for the plan's gpus
+    size_t limit;             // --limit N, or 0 for every row
     int dry_run, fresh, quiet; // the flags of the same names
 } cli_t;
 
@@ -88,6 +93,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         {"plan", required_argument, NULL, 'p'},  {"dry-run", no_argument, NULL, 'n'},
         {"fresh", no_argument, NULL, 'f'},       {"work-dir", required_argument, NULL, 'w'},
         {"gpus", required_argument, NULL, 'g'},  {"quiet", no_argument, NULL, 'q'},
+        {"limit", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
@@ -103,6 +109,17 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         case 'w': cli->work_dir = optarg; break;
         case 'g': cli->gpus = optarg; break;
         case 'q': cli->quiet = 1; break;
+        case 'l': {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(optarg, &end, 10);
+            if (optarg[0] < '0' || optarg[0] > '9' || *end || errno || n == 0 || n > (1ULL << 40)) {
+                usage(stderr);
+                return fail(EXIT_USAGE, "--limit '%s': expected a number of rows >= 1", optarg);
+            }
+            cli->limit = (size_t)n;
+            break;
+        }
         case 'h': usage(stdout); exit(0);
         case 'V': printf("orchestrate %s\n", ORCH_VERSION); exit(0);
         default:
@@ -183,7 +200,11 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
     }
     r->times.build_jobs_s += run_now_mono() - t;
     int reused = 0;
-    for (int j = 0; j < n_jobs; j++) reused += jobs[j].status == JOB_REUSED;
+    for (int j = 0; j < n_jobs; j++) {
+        reused += jobs[j].status == JOB_REUSED;
+        if (jobs[j].status == JOB_REUSED) progress_note(con, "reused: %s (resume key matches)", jobs[j].name);
+        else if (jobs[j].why[0]) progress_note(con, "rerun: %s: %s", jobs[j].name, jobs[j].why);
+    }
     progress_note(con, "== stage %d/%d: model %s: %d job(s) on %d slot(s), %d reused ==", m + 1,
                   plan->n_models, plan->models[m].name, n_jobs, r->n_slots, reused);
 
@@ -213,7 +234,10 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
  * or -1 with err set (err->code 128 + signal when interrupted). */
 static int run_all(run_t *r, const cli_t *cli, err_t *err) {
     plan_t *plan = &r->plan;
-    if (fs_mkdir_p(plan->work_dir, err) != 0) return -1;
+    char *base = workdir_path(plan, NULL, NULL);   // work_dir, or work_dir/limit-N
+    int rc = fs_mkdir_p(base, err);
+    free(base);
+    if (rc != 0) return -1;
     r->ctx = run_ctx_create(plan, cli->quiet, err);
     if (!r->ctx) return -1;
     if (r->nvml && slots_use_gpu(r->slots, r->n_slots)) {
@@ -253,9 +277,7 @@ static void finish_report(run_t *r, const err_t *err, int failed) {
     r->times.validate_s = run_ctx_validate_seconds(r->ctx);
     r->times.spawned = run_ctx_spawned(r->ctx);
     const char *status = !failed ? "ok" : err->code == 130 || err->code == 143 ? "interrupted" : "failed";
-    size_t n = strlen(r->plan.work_dir) + 16;
-    char *path = xmalloc(n);
-    snprintf(path, n, "%s/report.json", r->plan.work_dir);
+    char *path = workdir_path(&r->plan, WD_REPORT, NULL);
     err_t werr = {0};
     if (report_write(r->report, path, status, failed ? err->msg : NULL, &r->times, &werr) != 0)
         fprintf(stderr, "orchestrate: warning: %s\n", werr.msg);
@@ -285,15 +307,24 @@ int main(int argc, char **argv) {
         return fail(EXIT_USAGE, "--gpus: %s", err.msg);
     }
     if (cli.work_dir) plan_set_work_dir(&r.plan, cli.work_dir);
+    if (cli.limit) plan_apply_limit(&r.plan, cli.limit);
+    workdir_t wd = {.lock_fd = -1};
+    if (workdir_check_paths(&r.plan, &err) != 0 || workdir_open(&wd, &r.plan, cli.fresh && !cli.dry_run, &err) != 0) {
+        plan_free(&r.plan);
+        return fail(1, "%s", err.msg);
+    }
+    if (cli.fresh && !cli.dry_run)
+        printf("orchestrate: --fresh: discarded earlier outputs, logs and resume records in %s\n", r.plan.work_dir);
     // A submission from an earlier run must not survive a failed one: exit 0 <=> it is new.
     if (!cli.dry_run && unlink(r.plan.output) == 0)
         printf("orchestrate: removed the previous %s; it is rewritten when this run succeeds\n", r.plan.output);
-    if (cli.fresh && !cli.dry_run) {
-        if (workdir_discard(&r.plan, &err) != 0) failed = 1;
-        else printf("orchestrate: --fresh: discarded earlier outputs, logs and resume records in %s\n", r.plan.work_dir);
-    }
     double t = run_now_mono();
     if (!failed && csv_table_read(&r.input, r.plan.input, &err) != 0) failed = 1;
+    if (!failed && cli.limit) {
+        csv_table_truncate(&r.input, cli.limit);
+        printf("orchestrate: --limit %zu: running on the input's first %zu row(s), in %s/%s%zu; the submission "
+               "goes to %s\n", cli.limit, r.input.n_rows, r.plan.work_dir, WD_LIMIT_PREFIX, cli.limit, r.plan.output);
+    }
     if (!failed && input_validate(&r.plan, &r.input, &err) != 0) failed = 1;
     r.times.read_input_s = run_now_mono() - t;
     if (!failed && !r.plan.use_cpu) {
@@ -325,6 +356,7 @@ int main(int argc, char **argv) {
     free(r.slots);
     csv_table_free(&r.input);
     plan_free(&r.plan);
+    workdir_close(&wd);
     if (failed) return fail(err.code, "%s", err.msg);
     fflush(stdout);
     return 0;

@@ -20,8 +20,8 @@ int output_table_check(const char *const *labels, int n_labels, char *const *ids
 /* work_dir/done/<key>.csv: where resume_record keeps job's validated output. malloc'd. */
 char *resume_path(const plan_t *plan, const char *key);
 
-/* Join path parts with '/'; returns a malloc'd string. */
-char *path_join3(const char *a, const char *b, const char *c);
+/* work_dir/done/<job name>.parts: the parts of the key of the job's last record. malloc'd. */
+char *resume_parts_path(const plan_t *plan, const char *job_name);
 
 /* The TTA variant's name as written in plans and job names. */
 const char *tta_name(tta_t t);

@@ -77,7 +77,7 @@ TEST(test_csv_write_roundtrip) {
     fclose(f);
     size_t len;
     err_t err = {0};
-    char *data = fs_read_all(path, &len, &err);
+    char *data = fs_read_all(path, FS_LIMIT_CSV, &len, &err);
     EXPECT(data && strstr(data, "2,plain\n") != NULL);  // no quotes when not needed
     csv_table_t t;
     EXPECT(csv_table_read(&t, path, &err) == 0);
@@ -100,7 +100,7 @@ TEST(test_atomic_file) {
     fputs("half", af.f);
     atomic_file_abort(&af);
     size_t len;
-    char *data = fs_read_all(path, &len, &err);
+    char *data = fs_read_all(path, FS_LIMIT_CSV, &len, &err);
     EXPECT(data && strcmp(data, "hello\n") == 0);  // abort left the old file alone
     free(data);
     char dir[512];
@@ -132,12 +132,62 @@ TEST(test_err_helpers) {
     EXPECT(err_fmt(NULL, "ignored") == -1);
 }
 
+
+TEST(test_csv_spaces_kept_byte_for_byte) {
+    // libcsv trims unquoted blanks by default: a response "  lead " must stay as it is.
+    const char *text = "id,text\n 3 ,  lead \n\" 4 \",\"  q \"\n5,\t tab\t\n";
+    csv_table_t t;
+    err_t err = {0};
+    EXPECT(csv_table_parse(&t, text, strlen(text), "s.csv", &err) == 0);
+    EXPECT(t.n_rows == 3);
+    EXPECT(strcmp(csv_cell(&t, 0, 0), " 3 ") == 0);
+    EXPECT(strcmp(csv_cell(&t, 0, 1), "  lead ") == 0 && csv_cell_len(&t, 0, 1) == 7);
+    EXPECT(strcmp(csv_cell(&t, 1, 0), " 4 ") == 0);
+    EXPECT(strcmp(csv_cell(&t, 1, 1), "  q ") == 0);
+    EXPECT(strcmp(csv_cell(&t, 2, 1), "\t tab\t") == 0);
+    csv_table_free(&t);
+    // The writer quotes a field with blanks at either end, so that a trimming reader keeps them.
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    EXPECT(csv_write_field(f, " a", 2) == 0 && fputc('|', f) != EOF);
+    EXPECT(csv_write_field(f, "b\t", 2) == 0 && fputc('|', f) != EOF);
+    EXPECT(csv_write_field(f, "c d", 3) == 0);
+    fclose(f);
+    EXPECT_MSG(strcmp(buf, "\" a\"|\"b\t\"|c d") == 0, "got [%s]", buf);
+    free(buf);
+}
+
+TEST(test_fs_read_all_limits) {
+    err_t err = {0};
+    size_t len = 0;
+    // Not a regular file: refused at once (before, /dev/zero was read until memory ran out).
+    EXPECT(fs_read_all("/dev/zero", 1 << 20, &len, &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "/dev/zero: not a regular file");
+    EXPECT(fs_read_all(tmpdir, 1 << 20, &len, &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "not a regular file");
+    // Over the limit: refused before reading, naming the size and the limit.
+    char path[512];
+    snprintf(path, sizeof path, "%s/ten.txt", tmpdir);
+    FILE *f = fopen(path, "w");
+    fputs("0123456789", f);
+    fclose(f);
+    EXPECT(fs_read_all(path, 9, &len, &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "ten.txt: 10 bytes is larger than the limit of 9 bytes");
+    char *buf = fs_read_all(path, 10, &len, &err);
+    EXPECT(buf && len == 10 && strcmp(buf, "0123456789") == 0);
+    free(buf);
+    EXPECT(fs_read_all("/nonexistent/x", 10, &len, &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "/nonexistent/x: cannot open");
+}
+
 int main(void) {
     make_tmpdir();
     tt_fn_ fns[] = {test_csv_parse_quotes_and_lines, test_csv_multiline_first_field_line, test_csv_errors_name_line, test_csv_bom_and_crlf,
-                    test_csv_write_roundtrip, test_atomic_file, test_json_errors, test_err_helpers};
+                    test_csv_write_roundtrip, test_atomic_file, test_json_errors, test_err_helpers,
+                    test_csv_spaces_kept_byte_for_byte, test_fs_read_all_limits};
     int rc = tt_run_("csv_parse_quotes_and_lines, csv_multiline_first_field_line, csv_errors_name_line, csv_bom_and_crlf, csv_write_roundtrip, "
-                     "atomic_file, json_errors, err_helpers", fns, (int)(sizeof fns / sizeof fns[0]));
+                     "atomic_file, json_errors, err_helpers, csv_spaces_kept_byte_for_byte, fs_read_all_limits", fns, (int)(sizeof fns / sizeof fns[0]));
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) return 1;
