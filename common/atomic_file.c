@@ -64,6 +64,17 @@ void atomic_file_abort(atomic_file_t *af) {
     memset(af, 0, sizeof *af);
 }
 
+int atomic_file_write(const char *path, const void *data, size_t len, err_t *err) {
+    atomic_file_t af;
+    if (atomic_file_open(&af, path, err) != 0) return -1;
+    if (len && fwrite(data, 1, len, af.f) != len) {
+        int e = errno;
+        atomic_file_abort(&af);
+        return err_fmt(err, "%s: write failed: %s", path, strerror(e));
+    }
+    return atomic_file_commit(&af, err);
+}
+
 int fs_mkdir_p(const char *dir, err_t *err) {
     char *p = xstrdup(dir);
     for (char *s = p + 1; ; s++) {

@@ -26,6 +26,10 @@ int atomic_file_commit(atomic_file_t *af, err_t *err);
 /* Close and remove the temp file; path is untouched. Safe on a zeroed or committed af. */
 void atomic_file_abort(atomic_file_t *af);
 
+/* Write len bytes of data to path atomically (open, write, commit). Returns 0, or -1 with err
+ * set (path untouched). */
+int atomic_file_write(const char *path, const void *data, size_t len, err_t *err);
+
 /* Create dir and its parents (mode 0777 & umask). Returns 0, or -1 with err set. */
 int fs_mkdir_p(const char *dir, err_t *err);
 

@@ -234,7 +234,7 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
  * or -1 with err set (err->code 128 + signal when interrupted). */
 static int run_all(run_t *r, const cli_t *cli, err_t *err) {
     plan_t *plan = &r->plan;
-    char *base = workdir_path(plan, NULL, NULL);   // work_dir, or work_dir/limit-N
+    char *base = workdir_path(plan, NULL, NULL, NULL);   // work_dir, or work_dir/limit-N
     int rc = fs_mkdir_p(base, err);
     free(base);
     if (rc != 0) return -1;
@@ -277,7 +277,7 @@ static void finish_report(run_t *r, const err_t *err, int failed) {
     r->times.validate_s = run_ctx_validate_seconds(r->ctx);
     r->times.spawned = run_ctx_spawned(r->ctx);
     const char *status = !failed ? "ok" : err->code == 130 || err->code == 143 ? "interrupted" : "failed";
-    char *path = workdir_path(&r->plan, WD_REPORT, NULL);
+    char *path = workdir_path(&r->plan, WD_REPORT, NULL, NULL);
     err_t werr = {0};
     if (report_write(r->report, path, status, failed ? err->msg : NULL, &r->times, &werr) != 0)
         fprintf(stderr, "orchestrate: warning: %s\n", werr.msg);

@@ -17,32 +17,11 @@
 #include "workdir.h"
 
 char *resume_path(const plan_t *plan, const char *key) {
-    size_t n = strlen(key) + 8;
-    char *file = xmalloc(n);
-    snprintf(file, n, "%s.csv", key);
-    char *p = workdir_path(plan, WD_DONE, file);
-    free(file);
-    return p;
+    return workdir_path(plan, WD_DONE, key, ".csv");
 }
 
 char *resume_parts_path(const plan_t *plan, const char *job_name) {
-    size_t n = strlen(job_name) + 8;
-    char *file = xmalloc(n);
-    snprintf(file, n, "%s.parts", job_name);
-    char *p = workdir_path(plan, WD_DONE, file);
-    free(file);
-    return p;
-}
-
-/* Write text to path atomically. Returns 0, or -1 with err set. */
-static int write_text(const char *path, const char *text, err_t *err) {
-    atomic_file_t af;
-    if (atomic_file_open(&af, path, err) != 0) return -1;
-    if (fputs(text, af.f) == EOF) {
-        atomic_file_abort(&af);
-        return err_fmt(err, "%s: write failed: %s", path, strerror(errno));
-    }
-    return atomic_file_commit(&af, err);
+    return workdir_path(plan, WD_DONE, job_name, ".parts");
 }
 
 /* Copy src to dst atomically (temp file, fsync, rename). Returns 0, or -1 with err set. */
@@ -50,20 +29,13 @@ static int copy_file(const char *src, const char *dst, err_t *err) {
     size_t len;
     char *data = fs_read_all(src, FS_LIMIT_CSV, &len, err);
     if (!data) return -1;
-    atomic_file_t af;
-    int rc = atomic_file_open(&af, dst, err);
-    if (rc == 0 && len && fwrite(data, 1, len, af.f) != len) {
-        atomic_file_abort(&af);
-        rc = err_fmt(err, "%s: write failed: %s", dst, strerror(errno));
-    } else if (rc == 0) {
-        rc = atomic_file_commit(&af, err);
-    }
+    int rc = atomic_file_write(dst, data, len, err);
     free(data);
     return rc;
 }
 
 int resume_record(const plan_t *plan, const job_t *job, err_t *err) {
-    char *dir = workdir_path(plan, WD_DONE, NULL);
+    char *dir = workdir_path(plan, WD_DONE, NULL, NULL);
     int rc = fs_mkdir_p(dir, err);
     free(dir);
     if (rc != 0) return -1;
@@ -86,7 +58,7 @@ int resume_record(const plan_t *plan, const job_t *job, err_t *err) {
     }
     if (rc == 0 && job->parts) {
         char *parts = resume_parts_path(plan, job->name);
-        rc = write_text(parts, job->parts, err);
+        rc = atomic_file_write(parts, job->parts, strlen(job->parts), err);
         free(parts);
     }
     if (rc != 0) err_prefix(err, "recording %s for resume", job->name);

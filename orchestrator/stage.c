@@ -105,13 +105,7 @@ static int write_shard(const char *path, const char *data, size_t len, err_t *er
         free(have);
         if (same) return 0;
     }
-    atomic_file_t af;
-    if (atomic_file_open(&af, path, err) != 0) return -1;
-    if (len && fwrite(data, 1, len, af.f) != len) {
-        atomic_file_abort(&af);
-        return err_fmt(err, "%s: write failed: %s", path, strerror(errno));
-    }
-    return atomic_file_commit(&af, err);
+    return atomic_file_write(path, data, len, err);
 }
 
 /* A copy of the ids of rows[0..n) in one allocation: free(ids) frees the strings too. */
@@ -138,12 +132,11 @@ static int job_fill(const plan_t *plan, const csv_table_t *input, const size_t *
     size_t len;
     char *csv = shard_csv(input, rows, n, job->variant == TTA_SWAP_AB, &len);
     digest_t d;
-    char content[DIGEST_HEX_LEN + 1], key[DIGEST_HEX_LEN + 1], file[DIGEST_HEX_LEN + 8];
+    char content[DIGEST_HEX_LEN + 1], key[DIGEST_HEX_LEN + 1];
     digest_init(&d);
     digest_update(&d, csv, len);
     digest_hex(&d, content);
-    snprintf(file, sizeof file, "%s.csv", content);
-    job->input_path = workdir_path(plan, WD_SHARDS, file);
+    job->input_path = workdir_path(plan, WD_SHARDS, content, ".csv");
     int rc = write_shard(job->input_path, csv, len, err);
     free(csv);
     if (rc != 0) return -1;
@@ -162,13 +155,8 @@ static int job_fill(const plan_t *plan, const csv_table_t *input, const size_t *
     job->ids = copy_ids(input, rows, n);
     job->n_rows = n;
     for (size_t i = 0; i < n; i++) job->cost += shard_row_cost(input, rows[i]);
-    char out_name[sizeof job->name + 8];
-    snprintf(out_name, sizeof out_name, "%s.csv", job->name);
-    char sub[sizeof WD_OUTPUTS + 80];   // model names are at most 64 characters (plan.c)
-    ASSERT((size_t)snprintf(sub, sizeof sub, "%s/%s", WD_OUTPUTS, m->name) < sizeof sub);
-    job->output_path = workdir_path(plan, sub, out_name);
-    snprintf(out_name, sizeof out_name, "%s.log", job->name);
-    job->log_path = workdir_path(plan, WD_LOGS, out_name);
+    job->output_path = workdir_output_path(plan, m->name, job->name);
+    job->log_path = workdir_path(plan, WD_LOGS, job->name, ".log");
     job->slot = -1;
     job->batch_size = m->batch_size;
 
@@ -210,7 +198,7 @@ int stage_jobs_build(const plan_t *plan, const csv_table_t *input, int model, in
 
     const char *subdirs[] = {WD_SHARDS, WD_OUTPUTS, WD_LOGS, WD_DONE};
     for (int i = 0; i < 4; i++) {
-        char *dir = workdir_path(plan, subdirs[i], i == 1 ? m->name : NULL);
+        char *dir = workdir_path(plan, subdirs[i], i == 1 ? m->name : NULL, NULL);
         int rc = fs_mkdir_p(dir, err);
         free(dir);
         if (rc != 0) return -1;

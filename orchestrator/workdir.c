@@ -24,14 +24,23 @@ static const char MARKER_TEXT[] =
     "This folder is an orchestrate work directory. `orchestrate --fresh` deletes shards/,\n"
     "outputs/, logs/, done/, models/, limit-*/ and report.json here, and nothing else.\n";
 
-char *workdir_path(const plan_t *plan, const char *sub, const char *name) {
+char *workdir_path(const plan_t *plan, const char *sub, const char *name, const char *ext) {
     char limit[48] = "";
     if (plan->limit_rows) snprintf(limit, sizeof limit, "/" WD_LIMIT_PREFIX "%zu", plan->limit_rows);
     size_t n = strlen(plan->work_dir) + strlen(limit) + (sub ? strlen(sub) + 1 : 0) +
-               (name ? strlen(name) + 1 : 0) + 1;
+               (name ? strlen(name) + 1 : 0) + (ext ? strlen(ext) : 0) + 1;
     char *p = xmalloc(n);
-    snprintf(p, n, "%s%s%s%s%s%s", plan->work_dir, limit, sub ? "/" : "", sub ? sub : "", name ? "/" : "",
-             name ? name : "");
+    snprintf(p, n, "%s%s%s%s%s%s%s", plan->work_dir, limit, sub ? "/" : "", sub ? sub : "", name ? "/" : "",
+             name ? name : "", ext ? ext : "");
+    return p;
+}
+
+char *workdir_output_path(const plan_t *plan, const char *model, const char *job) {
+    char *dir = workdir_path(plan, WD_OUTPUTS, model, NULL);
+    size_t n = strlen(dir) + strlen(job) + 6;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s.csv", dir, job);
+    free(dir);
     return p;
 }
 
@@ -171,12 +180,7 @@ static int discard_owned(const char *dir, err_t *err) {
 /* Write the marker into dir (atomically). Returns 0, or -1 with err set. */
 static int write_marker(const char *dir, err_t *err) {
     char *p = pf_join(dir, WD_MARKER);
-    atomic_file_t af;
-    int rc = atomic_file_open(&af, p, err);
-    if (rc == 0) {
-        fputs(MARKER_TEXT, af.f);
-        rc = atomic_file_commit(&af, err);
-    }
+    int rc = atomic_file_write(p, MARKER_TEXT, strlen(MARKER_TEXT), err);
     free(p);
     return rc;
 }

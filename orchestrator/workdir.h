@@ -35,9 +35,12 @@ typedef struct {
     int lock_fd;        // the lock file, held (flock LOCK_EX) until workdir_close; -1 when none
 } workdir_t;
 
-/* base/sub/name, where base is plan->work_dir or, with plan->limit_rows, work_dir/limit-<N>.
- * sub and name may be NULL (then left out). malloc'd. */
-char *workdir_path(const plan_t *plan, const char *sub, const char *name);
+/* base/sub/<name><ext>, where base is plan->work_dir or, with plan->limit_rows,
+ * work_dir/limit-<N>. sub, name and ext may be NULL (then left out). malloc'd. */
+char *workdir_path(const plan_t *plan, const char *sub, const char *name, const char *ext);
+
+/* base/outputs/<model>/<job>.csv: where job's worker writes. malloc'd. */
+char *workdir_output_path(const plan_t *plan, const char *model, const char *job);
 
 /* Refuse a plan whose output is the same file as its input or as the plan file (by device and
  * inode, so another spelling or a link does not hide it), or lies inside (or is) work_dir (by
