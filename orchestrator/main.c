@@ -200,13 +200,13 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
     }
     r->times.build_jobs_s += run_now_mono() - t;
     int reused = 0;
-    for (int j = 0; j < n_jobs; j++) {
-        reused += jobs[j].status == JOB_REUSED;
+    for (int j = 0; j < n_jobs; j++) reused += jobs[j].status == JOB_REUSED;
+    progress_note(con, "== stage %d/%d: model %s: %d job(s) on %d slot(s), %d reused ==", m + 1,
+                  plan->n_models, plan->models[m].name, n_jobs, r->n_slots, reused);
+    for (int j = 0; j < n_jobs; j++) {   // what resume did, and why
         if (jobs[j].status == JOB_REUSED) progress_note(con, "reused: %s (resume key matches)", jobs[j].name);
         else if (jobs[j].why[0]) progress_note(con, "rerun: %s: %s", jobs[j].name, jobs[j].why);
     }
-    progress_note(con, "== stage %d/%d: model %s: %d job(s) on %d slot(s), %d reused ==", m + 1,
-                  plan->n_models, plan->models[m].name, n_jobs, r->n_slots, reused);
 
     double t_stage = run_now_mono();
     int rc = run_stage(r->ctx, jobs, n_jobs, r->slots, r->n_slots, err);
@@ -313,8 +313,11 @@ int main(int argc, char **argv) {
         plan_free(&r.plan);
         return fail(1, "%s", err.msg);
     }
-    if (cli.fresh && !cli.dry_run)
-        printf("orchestrate: --fresh: discarded earlier outputs, logs and resume records in %s\n", r.plan.work_dir);
+    if (cli.fresh && !cli.dry_run) {
+        char *base = workdir_path(&r.plan, NULL, NULL, NULL);
+        printf("orchestrate: --fresh: discarded earlier outputs, logs and resume records in %s\n", base);
+        free(base);
+    }
     // A submission from an earlier run must not survive a failed one: exit 0 <=> it is new.
     if (!cli.dry_run && unlink(r.plan.output) == 0)
         printf("orchestrate: removed the previous %s; it is rewritten when this run succeeds\n", r.plan.output);
@@ -322,8 +325,10 @@ int main(int argc, char **argv) {
     if (!failed && csv_table_read(&r.input, r.plan.input, &err) != 0) failed = 1;
     if (!failed && cli.limit) {
         csv_table_truncate(&r.input, cli.limit);
-        printf("orchestrate: --limit %zu: running on the input's first %zu row(s), in %s/%s%zu; the submission "
-               "goes to %s\n", cli.limit, r.input.n_rows, r.plan.work_dir, WD_LIMIT_PREFIX, cli.limit, r.plan.output);
+        char *base = workdir_path(&r.plan, NULL, NULL, NULL);
+        printf("orchestrate: --limit %zu: running on the input's first %zu row(s), in %s; the submission goes "
+               "to %s\n", cli.limit, r.input.n_rows, base, r.plan.output);
+        free(base);
     }
     if (!failed && input_validate(&r.plan, &r.input, &err) != 0) failed = 1;
     r.times.read_input_s = run_now_mono() - t;

@@ -235,7 +235,11 @@ int workdir_open(workdir_t *wd, const plan_t *plan, int fresh, err_t *err) {
     if (!marked && write_marker(dir, err) != 0) return -1;
     int fd = take_lock(dir, err);
     if (fd < 0) return -1;
-    if (fresh && discard_owned(dir, err) != 0) {
+    // --fresh clears the base: all of work_dir, or only limit-<N> for a --limit run.
+    char *base = workdir_path(plan, NULL, NULL, NULL);
+    int rc = fresh && access(base, F_OK) == 0 ? discard_owned(base, err) : 0;
+    free(base);
+    if (rc != 0) {
         close(fd);
         return -1;
     }

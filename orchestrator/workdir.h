@@ -53,7 +53,8 @@ int workdir_check_paths(const plan_t *plan, err_t *err);
  * (without: that entry is the user's, and orchestrate would write into it and later delete it);
  * write the marker; take an exclusive flock on the lock file (a second run fails at once naming
  * the PID that holds it) and write this PID there; with fresh, delete the layout's entries
- * (and every limit-<N> folder) and nothing else. Returns 0, or -1 with err set (wd->lock_fd
+ * (and every limit-<N> folder) and nothing else; for a --limit run, only those in its
+ * limit-<N> folder. Returns 0, or -1 with err set (wd->lock_fd
  * is then -1). */
 int workdir_open(workdir_t *wd, const plan_t *plan, int fresh, err_t *err);
 

@@ -30,6 +30,14 @@ expect_rc 0
 [ "$(trace_count)" = 8 ] || fail "the full run reran"
 compare_probs "$T/sub.csv" "$T/expected.csv"
 
+# --fresh --limit clears only the limited run's folder: the full run's records stay.
+run_orch --plan "$T/plan.json" --limit 5 --fresh
+expect_rc 0
+[ "$(trace_count)" = 12 ] || fail "--fresh --limit did not rerun the limited jobs ($(trace_count))"
+run_orch --plan "$T/plan.json"
+expect_rc 0
+[ "$(trace_count)" = 12 ] || fail "--fresh --limit discarded the full run's records"
+
 # --limit larger than the input: every row; 0 or junk is a usage error.
 run_orch --plan "$T/plan.json" --limit 100000
 expect_rc 0
