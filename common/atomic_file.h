@@ -36,6 +36,7 @@ int fs_mkdir_p(const char *dir, err_t *err);
 /* Size limits for fs_read_all, per kind of file (docs/plan.md and docs/lm-worker.md list them). */
 #define FS_LIMIT_TEXT ((size_t)16 << 20)       // plan.json, config.json, adapter_config.json: 16 MiB
 #define FS_LIMIT_TOKENIZER ((size_t)64 << 20)  // tokenizer.json: 64 MiB
+#define FS_LIMIT_JSON ((size_t)64 << 20)       // other JSON files (json_util_load_file): 64 MiB
 #define FS_LIMIT_CSV ((size_t)4 << 30)         // any CSV (input, shards, worker outputs): 4 GiB
 
 /* Read a whole regular file of at most max_bytes into a NUL-terminated buffer. Anything else

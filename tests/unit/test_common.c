@@ -179,6 +179,15 @@ TEST(test_fs_read_all_limits) {
     free(buf);
     EXPECT(fs_read_all("/nonexistent/x", 10, &len, &err) == NULL);
     EXPECT_STR_CONTAINS(err.msg, "/nonexistent/x: cannot open");
+    // JSON files go through the same reader: a FIFO (which used to block the open forever) and
+    // /dev/zero are refused at once.
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s/fifo.json", tmpdir);
+    EXPECT(mkfifo(fifo, 0600) == 0);
+    EXPECT(json_util_load_file(fifo, &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "fifo.json: not a regular file (a FIFO)");
+    EXPECT(json_util_load_file("/dev/zero", &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "/dev/zero: not a regular file (a character device)");
 }
 
 int main(void) {
