@@ -64,6 +64,17 @@ void atomic_file_abort(atomic_file_t *af) {
     memset(af, 0, sizeof *af);
 }
 
+int atomic_file_write(const char *path, const void *data, size_t len, err_t *err) {
+    atomic_file_t af;
+    if (atomic_file_open(&af, path, err) != 0) return -1;
+    if (len && fwrite(data, 1, len, af.f) != len) {
+        int e = errno;
+        atomic_file_abort(&af);
+        return err_fmt(err, "%s: write failed: %s", path, strerror(e));
+    }
+    return atomic_file_commit(&af, err);
+}
+
 int fs_mkdir_p(const char *dir, err_t *err) {
     char *p = xstrdup(dir);
     for (char *s = p + 1; ; s++) {
@@ -88,26 +99,59 @@ int fs_mkdir_p(const char *dir, err_t *err) {
     return 0;
 }
 
-char *fs_read_all(const char *path, size_t *len, err_t *err) {
-    FILE *f = fopen(path, "rbe");
-    if (!f) {
+/* What kind of file mode describes, for messages ("a directory", "a character device", ...). */
+static const char *file_kind(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a plain file";
+}
+
+char *fs_read_all(const char *path, size_t max_bytes, size_t *len, err_t *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
         err_fmt(err, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    size_t cap = 1 << 16, n = 0;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        err_fmt(err, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        err_fmt(err, "%s: not a regular file (%s)", path, file_kind(st.st_mode));
+        close(fd);
+        return NULL;
+    }
+    if ((unsigned long long)st.st_size > max_bytes) {
+        err_fmt(err, "%s: %lld bytes is larger than the limit of %zu bytes", path, (long long)st.st_size, max_bytes);
+        close(fd);
+        return NULL;
+    }
+    // Read to EOF rather than trusting st_size: /proc files report 0, and a file may grow.
+    size_t cap = (size_t)st.st_size + 1 > 4096 ? (size_t)st.st_size + 1 : 4096, n = 0;
     char *buf = xmalloc(cap);
     for (;;) {
         if (n + 1 >= cap) buf = xrealloc(buf, cap *= 2);
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
+        ssize_t got = read(fd, buf + n, cap - n - 1);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            err_fmt(err, "%s: read error: %s", path, strerror(errno));
+            close(fd), free(buf);
+            return NULL;
+        }
         if (got == 0) break;
+        n += (size_t)got;
+        if (n > max_bytes) {
+            err_fmt(err, "%s: grew past the limit of %zu bytes while being read", path, max_bytes);
+            close(fd), free(buf);
+            return NULL;
+        }
     }
-    if (ferror(f)) {
-        err_fmt(err, "%s: read error: %s", path, strerror(errno));
-        fclose(f), free(buf);
-        return NULL;
-    }
-    fclose(f);
+    close(fd);
     buf[n] = '\0';
     if (len) *len = n;
     return buf;

@@ -110,11 +110,19 @@ static void on_row(int term, void *data) {
     c->row_line = 0;
 }
 
+/* libcsv's space test: nothing is a space. By default libcsv trims unquoted blanks at both ends
+ * of a field, so a response "  lead " would reach a worker as "lead". */
+static int no_space(unsigned char c) {
+    (void)c;
+    return 0;
+}
+
 int csv_table_parse(csv_table_t *t, const char *data, size_t len, const char *name, err_t *err) {
     memset(t, 0, sizeof *t);
     struct csv_parser p;
     if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0)
         return err_fmt(err, "%s: csv_init failed", name);
+    csv_set_space_func(&p, no_space);
     csv_ctx_t c = {.t = t, .line = 1, .name = name, .err = err};
     size_t off = 0;
     // Skip a UTF-8 byte order mark: Excel writes one, and it must not become part of "id".
@@ -152,7 +160,7 @@ int csv_table_parse(csv_table_t *t, const char *data, size_t len, const char *na
 
 int csv_table_read(csv_table_t *t, const char *path, err_t *err) {
     size_t len;
-    char *data = fs_read_all(path, &len, err);
+    char *data = fs_read_all(path, FS_LIMIT_CSV, &len, err);
     if (!data) {
         memset(t, 0, sizeof *t);
         return -1;
@@ -160,6 +168,10 @@ int csv_table_read(csv_table_t *t, const char *path, err_t *err) {
     int rc = csv_table_parse(t, data, len, path, err);
     free(data);
     return rc;
+}
+
+void csv_table_truncate(csv_table_t *t, size_t n) {
+    if (t->n_rows > n) t->n_rows = n;   // the arena keeps the rest until csv_table_free
 }
 
 void csv_table_free(csv_table_t *t) {
@@ -175,7 +187,9 @@ int csv_table_col(const csv_table_t *t, const char *name) {
 }
 
 int csv_write_field(FILE *f, const char *s, size_t len) {
-    int quote = 0;
+    // Blanks at either end are quoted too: a reader that trims unquoted blanks (libcsv's
+    // default) must still get the field byte for byte.
+    int quote = len && (s[0] == ' ' || s[0] == '\t' || s[len - 1] == ' ' || s[len - 1] == '\t');
     for (size_t i = 0; i < len && !quote; i++)
         quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
     if (!quote) return fwrite(s, 1, len, f) == len ? 0 : -1;

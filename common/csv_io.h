@@ -2,8 +2,10 @@
  *
  * The reader keeps, for every data row, the 1-based line where it starts, so that every error
  * about a row can name its line. It requires a header row and the same number of fields in
- * every row. The writer quotes only when a field holds a comma, a quote, CR or LF (pandas'
- * QUOTE_MINIMAL), so our CSVs look like the competition's.
+ * every row. Every field is kept byte for byte: blanks around an unquoted field are part of it
+ * (libcsv would trim them by default). The writer quotes only when a field holds a comma, a
+ * quote, CR or LF (pandas' QUOTE_MINIMAL), or begins or ends with a blank (so that a trimming
+ * reader keeps it), so our CSVs look like the competition's.
  *
  * Cost: fields are copied into 1 MB chunks; a 25k-row LMSYS test.csv (~100 MB of text) reads in well under a
  * second. It is not meant for files larger than memory.
@@ -29,8 +31,12 @@ typedef struct {
  * err naming the file and line. t is left zeroed on failure. */
 int csv_table_parse(csv_table_t *t, const char *data, size_t len, const char *name, err_t *err);
 
-/* Read and parse the file at path. Returns 0, or -1 with err set. */
+/* Read and parse the file at path: a regular file of at most FS_LIMIT_CSV (4 GiB) bytes.
+ * Returns 0, or -1 with err set. */
 int csv_table_read(csv_table_t *t, const char *path, err_t *err);
+
+/* Keep only the first n data rows of t (nothing changes when it has n or fewer). */
+void csv_table_truncate(csv_table_t *t, size_t n);
 
 /* Free everything t owns and zero it. Safe on a zeroed table. */
 void csv_table_free(csv_table_t *t);

@@ -5,7 +5,9 @@
 #include <jansson.h>
 #include "check.h"
 
-/* Load the JSON file at path. Returns a new reference, or NULL with err = "path:line:col: msg". */
+/* Load the JSON file at path: a regular file of at most FS_LIMIT_JSON (64 MiB) bytes, read with
+ * fs_read_all. Returns a new reference, or NULL with err = "path:line:col: msg" (or naming the
+ * file when it cannot be read). */
 json_t *json_util_load_file(const char *path, err_t *err);
 
 /* Parse len bytes of JSON text; `name` is used in errors. Same contract as json_util_load_file. */

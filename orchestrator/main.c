@@ -29,6 +29,7 @@
 #include "run.h"
 #include "shim.h"
 #include "slots.h"
+#include "workdir.h"
 
 static const char EXAMPLE_PLAN[] =
     "{\n"
@@ -46,8 +47,8 @@ static const char EXAMPLE_PLAN[] =
 /* Print the command line help to f. */
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--quiet]\n"
-            "                   [--no-preflight]\n"
+            "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--limit N]\n"
+            "                   [--quiet] [--no-preflight]\n"
             "       orchestrate doctor [--plan FILE]   (GPUs, driver, lm-worker's device, can each stage run)\n"
             "       orchestrate -h|--help | -V|--version\n"
             "\n"
@@ -58,8 +59,11 @@ static void usage(FILE *f) {
             "  --dry-run        print the slots, the jobs (model, variant, shard, rows, cost, reuse)\n"
             "                   and the schedule; start no worker (shard files are still written)\n"
             "  --fresh          discard the work directory's outputs, logs and resume records first\n"
+            "                   (only in a work directory orchestrate made; other files are kept)\n"
             "  --work-dir DIR   override the plan's work_dir\n"
             "  --gpus SPEC      override the plan's gpus: \"cpu\", \"auto\" or a list such as 0,1\n"
+            "  --limit N        a smoke run on the input's first N rows: its own work_dir/limit-N, and\n"
+            "                   the submission beside the real one, as <output>.limit-N.csv\n"
             "  --quiet          do not echo the workers' output (it is still in work_dir/logs)\n"
             "  --no-preflight   skip the checks made before the first stage (workers, lm-worker check,\n"
             "                   output and work_dir writable); --dry-run makes them too\n"
@@ -73,6 +77,7 @@ typedef struct {
     const char *plan_path;    // --plan (default "plan.json")
     const char *work_dir;     // --work-dir, or NULL for the plan's work_dir
     const char *gpus;         // --gpus, or NULL for the plan's gpus
+    size_t limit;             // --limit N, or 0 for every row
     int dry_run, fresh, quiet; // the flags of the same names
     int no_preflight;          // --no-preflight
 } cli_t;
@@ -97,6 +102,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         {"plan", required_argument, NULL, 'p'},  {"dry-run", no_argument, NULL, 'n'},
         {"fresh", no_argument, NULL, 'f'},       {"work-dir", required_argument, NULL, 'w'},
         {"gpus", required_argument, NULL, 'g'},  {"quiet", no_argument, NULL, 'q'},
+        {"limit", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
         {"no-preflight", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
@@ -114,6 +120,17 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         case 'g': cli->gpus = optarg; break;
         case 'q': cli->quiet = 1; break;
         case 'P': cli->no_preflight = 1; break;
+        case 'l': {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(optarg, &end, 10);
+            if (optarg[0] < '0' || optarg[0] > '9' || *end || errno || n == 0 || n > (1ULL << 40)) {
+                usage(stderr);
+                return fail(EXIT_USAGE, "--limit '%s': expected a number of rows >= 1", optarg);
+            }
+            cli->limit = (size_t)n;
+            break;
+        }
         case 'h': usage(stdout); exit(0);
         case 'V': version = 1; break;
         default:
@@ -202,6 +219,10 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
     for (int j = 0; j < n_jobs; j++) reused += jobs[j].status == JOB_REUSED;
     progress_note(con, "== stage %d/%d: model %s: %d job(s) on %d slot(s), %d reused ==", m + 1,
                   plan->n_models, plan->models[m].name, n_jobs, r->n_slots, reused);
+    for (int j = 0; j < n_jobs; j++) {   // what resume did, and why
+        if (jobs[j].status == JOB_REUSED) progress_note(con, "reused: %s (resume key matches)", jobs[j].name);
+        else if (jobs[j].why[0]) progress_note(con, "rerun: %s: %s", jobs[j].name, jobs[j].why);
+    }
 
     double t_stage = clock_mono_s();
     int rc = run_stage(r->ctx, jobs, n_jobs, r->slots, r->n_slots, err);
@@ -229,7 +250,10 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
  * or -1 with err set (err->code 128 + signal when interrupted). */
 static int run_all(run_t *r, const cli_t *cli, err_t *err) {
     plan_t *plan = &r->plan;
-    if (fs_mkdir_p(plan->work_dir, err) != 0) return -1;
+    char *base = workdir_path(plan, NULL, NULL, NULL);   // work_dir, or work_dir/limit-N
+    int rc = fs_mkdir_p(base, err);
+    free(base);
+    if (rc != 0) return -1;
     r->ctx = run_ctx_create(plan, cli->quiet, err);
     if (!r->ctx) return -1;
     if (r->nvml && slots_use_gpu(r->slots, r->n_slots)) {
@@ -270,9 +294,7 @@ static void finish_report(run_t *r, const err_t *err, int failed) {
     r->times.spawned = run_ctx_spawned(r->ctx);
     int sig = err->code - 128;
     const char *status = !failed ? "ok" : sig == SIGINT || sig == SIGTERM || sig == SIGHUP ? "interrupted" : "failed";
-    size_t n = strlen(r->plan.work_dir) + 16;
-    char *path = xmalloc(n);
-    snprintf(path, n, "%s/report.json", r->plan.work_dir);
+    char *path = workdir_path(&r->plan, WD_REPORT, NULL, NULL);
     err_t werr = {0};
     if (report_write(r->report, path, status, failed ? err->msg : NULL, &r->times, &werr) != 0)
         fprintf(stderr, "orchestrate: warning: %s\n", werr.msg);
@@ -304,15 +326,21 @@ int main(int argc, char **argv) {
         return fail(EXIT_USAGE, "--gpus: %s", err.msg);
     }
     if (cli.work_dir) plan_set_work_dir(&r.plan, cli.work_dir);
-    // A submission from an earlier run must not survive a failed one: exit 0 <=> it is new.
-    if (!cli.dry_run && unlink(r.plan.output) == 0)
-        printf("orchestrate: removed the previous %s; it is rewritten when this run succeeds\n", r.plan.output);
-    if (cli.fresh && !cli.dry_run) {
-        if (workdir_discard(&r.plan, &err) != 0) failed = 1;
-        else printf("orchestrate: --fresh: discarded earlier outputs, logs and resume records in %s\n", r.plan.work_dir);
+    if (cli.limit) plan_apply_limit(&r.plan, cli.limit);
+    workdir_t wd = {.lock_fd = -1};
+    if (workdir_check_paths(&r.plan, &err) != 0) {
+        plan_free(&r.plan);
+        return fail(1, "%s", err.msg);
     }
     double t = clock_mono_s();
     if (!failed && csv_table_read(&r.input, r.plan.input, &err) != 0) failed = 1;
+    if (!failed && cli.limit) {
+        csv_table_truncate(&r.input, cli.limit);
+        char *base = workdir_path(&r.plan, NULL, NULL, NULL);
+        printf("orchestrate: --limit %zu: running on the input's first %zu row(s), in %s; the submission goes "
+               "to %s\n", cli.limit, r.input.n_rows, base, r.plan.output);
+        free(base);
+    }
     if (!failed && input_validate(&r.plan, &r.input, &err) != 0) failed = 1;
     r.times.read_input_s = clock_mono_s() - t;
     if (!failed && !r.plan.use_cpu) {
@@ -329,6 +357,20 @@ int main(int argc, char **argv) {
             err_code(&err, 1, "preflight found %d problem(s), listed above; no stage was started", problems);
         }
     }
+    // Only now, with every check passed, does the run take the work directory (its lock, --fresh)
+    // and the output's place: a plan that cannot run changes nothing on disk.
+    if (!failed && workdir_open(&wd, &r.plan, cli.fresh && !cli.dry_run, &err) != 0) {
+        failed = 1;
+        err.code = 1;
+    }
+    if (!failed && cli.fresh && !cli.dry_run) {
+        char *base = workdir_path(&r.plan, NULL, NULL, NULL);
+        printf("orchestrate: --fresh: discarded earlier outputs, logs and resume records in %s\n", base);
+        free(base);
+    }
+    // A submission from an earlier run must not survive a failed one: exit 0 <=> it is new.
+    if (!failed && !cli.dry_run && unlink(r.plan.output) == 0)
+        printf("orchestrate: removed the previous %s; it is rewritten when this run succeeds\n", r.plan.output);
 
     if (!failed && cli.dry_run) {
         failed = dry_run(&r, &cli, &err) != 0;
@@ -351,6 +393,7 @@ int main(int argc, char **argv) {
     free(r.slots);
     csv_table_free(&r.input);
     plan_free(&r.plan);
+    workdir_close(&wd);
     if (failed) return fail(err.code, "%s", err.msg);
     fflush(stdout);
     return 0;

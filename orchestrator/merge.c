@@ -18,6 +18,7 @@
 #include "idmap.h"
 #include "planning.h"
 #include "probs.h"
+#include "workdir.h"
 
 #define P_CLAMP 1e-7   // geometric and logit_mean: probabilities are clamped to [1e-7, 1 - 1e-7]
 
@@ -124,9 +125,7 @@ int merge_model(const plan_t *plan, const csv_table_t *input, int model, const j
     free(seen);
     idmap_free(&rows_by_id);
     if (rc != 0) return -1;
-    char file[96];  // model names are at most 64 characters
-    snprintf(file, sizeof file, "%s.csv", m->name);
-    char *path = path_join3(plan->work_dir, "models", file);
+    char *path = workdir_path(plan, WD_MODELS, m->name, ".csv");
     rc = write_probs(plan, input, probs, path, err);
     free(path);
     return rc;

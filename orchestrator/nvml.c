@@ -69,7 +69,7 @@ struct nvml {
  * the handle, or NULL with the reason in note. */
 static nvml_t *fake_open(const char *path, char *note, size_t note_len) {
     err_t err = {0};
-    char *text = fs_read_all(path, NULL, &err);
+    char *text = fs_read_all(path, FS_LIMIT_TEXT, NULL, &err);
     if (!text) {
         snprintf(note, note_len, "ORCHESTRATE_FAKE_NVML: %s", err.msg);
         return NULL;

@@ -58,6 +58,9 @@ typedef struct {
     int retries;                // extra attempts after the first (default 2)
     char **env;                 // (n_env) "KEY=VALUE" added to the worker's environment
     int n_env;                  // entries in env
+    char **depends_on;          // (n_depends_on) absolute paths of files/folders whose content the
+                                // resume keys digest (fingerprint.h)
+    int n_depends_on;           // entries in depends_on
     char *settings_key;         // hex digest of every setting that changes outputs (not weight)
 } plan_model_t;
 
@@ -82,6 +85,7 @@ typedef struct {
     mem_leak_policy_t mem_leak; // what to do when memory did not come back (default fail)
     char *lm_worker_path;       // resolved lm-worker executable (NULL when no model uses it)
     char *base_dir;             // absolute directory of the plan file; relative paths resolve here
+    size_t limit_rows;          // --limit N: run on the input's first N rows (0 = all of them)
 } plan_t;
 
 /* Load and validate the plan at path. Errors name the JSON path and line:column, e.g.
@@ -115,6 +119,11 @@ int plan_apply_gpus_override(plan_t *plan, const char *gpus_arg, err_t *err);
  * caches the work directory before stage_jobs_build, so call it any time before that. */
 void plan_set_work_dir(plan_t *plan, const char *dir);
 
+/* Apply the CLI's --limit n (n >= 1): plan->limit_rows = n (the work directory's layout moves to
+ * work_dir/limit-<n>, see workdir.h) and the output becomes "<output minus .csv>.limit-<n>.csv"
+ * beside the real one, which a smoke run must neither replace nor delete. */
+void plan_apply_limit(plan_t *plan, size_t n);
+
 /* ---------------------------------------------------------------- slots */
 
 typedef struct {
@@ -137,7 +146,10 @@ typedef struct {
     char *input_path;           // shard CSV (columns exchanged for swap_ab), written before running
     char *output_path;          // where the worker must write its probability CSV
     char *log_path;             // work_dir/logs/<name>.log
-    char *key;                  // resume key: digest of shard content + variant + settings_key
+    char *key;                  // resume key: the digest of parts
+    char *parts;                // "label\tdigest\n" lines: shard rows, variant, settings, files
+                                // (fingerprint.h); kept beside the record to say why a job reran
+    char why[320];              // why a job that had a record runs again ("x.py changed"); "" else
     char **ids;                 // (n_rows) ids the output must contain, each exactly once
     size_t n_rows;              // entries in ids (rows of the shard)
     size_t cost;                // text bytes in the shard: longest-first order and ETA
@@ -169,7 +181,7 @@ int validate_output(const plan_t *plan, const job_t *job, err_t *err);
 /* Build the jobs of model `model`'s stage: one per (TTA variant, shard) with n_shards = n_slots.
  * Shards are assigned once per input (shard_assign) and written as CSVs under work_dir/shards,
  * with response_a/response_b exchanged for swap_ab (every other column as in the input). A job
- * whose key has a validated output recorded in work_dir (see resume_record) is marked
+ * whose key has a validated output recorded in the work directory (see resume_record) is marked
  * JOB_REUSED and its output_path points at the recorded file. *jobs is allocated; free with
  * stage_jobs_free. Returns 0, or -1 with err set. */
 int stage_jobs_build(const plan_t *plan, const csv_table_t *input, int model, int n_slots,

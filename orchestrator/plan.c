@@ -24,7 +24,8 @@ static const char *const TOP_KEYS[] = {"input", "output", "work_dir", "labels", 
 static const char *const MODEL_KEYS[] = {"name", "command", "worker", "model", "adapter",
                                          "tokenizer", "max_length", "batch_size", "dtype",
                                          "quant", "template", "truncation", "threads", "args",
-                                         "weight", "tta", "timeout_s", "retries", "env", NULL};
+                                         "weight", "tta", "timeout_s", "retries", "env",
+                                         "depends_on", NULL};
 /* Settings only lm-worker understands; a command worker takes its settings in its argv. */
 static const char *const LM_ONLY_KEYS[] = {"adapter", "tokenizer", "dtype", "quant", "template",
                                            "truncation", "threads", "args", NULL};
@@ -49,6 +50,13 @@ const char *const plan_template_builtins[] = {"plain", "gemma-chat", "turns", NU
 static const char *const DEFAULT_LABELS[] = {"winner_model_a", "winner_model_b", "winner_tie"};
 
 #define MAX_MODEL_NAME 64
+
+/* Upper bounds of the numeric keys (docs/plan.md lists them): far above any real use, and low
+ * enough that no conversion (seconds to milliseconds, sums of weights) can overflow. */
+#define MAX_WEIGHT 1e6          // weight: (0, 1e6]; 1000 models cannot sum to infinity
+#define MAX_TIMEOUT_S 1e6       // timeout_s: [0, 1e6] seconds (11.6 days)
+#define MAX_GRACE_S 3600.0      // kill_grace_s and memory.wait_s: [0, 3600] seconds
+#define MAX_TOLERANCE_MIB 1e7   // memory.tolerance_mib: [0, 1e7] MiB (10 TiB)
 
 /* 1 when p exists and is a directory (following links), else 0. */
 static int is_dir(const char *p) {
@@ -200,6 +208,26 @@ static int parse_env(pctx_t *c, json_t *jm, plan_model_t *m) {
     return 0;
 }
 
+/* models[i].depends_on: files or folders (resolved against the plan's directory) whose content
+ * the resume keys digest; each must exist. Returns 0, or -1 with the error at the element. */
+static int parse_depends_on(pctx_t *c, json_t *jm, plan_model_t *m) {
+    if (pf_string_list(c, jm, "depends_on", 0, 0, &m->depends_on, &m->n_depends_on) != 0) return -1;
+    for (int i = 0; i < m->n_depends_on; i++) {
+        char *p = pf_join(c->base_dir, m->depends_on[i]);
+        free(m->depends_on[i]);
+        m->depends_on[i] = p;
+        struct stat st;
+        if (stat(p, &st) == 0) continue;
+        char show[80];
+        pctx_key(c, "depends_on");
+        pctx_index(c, i);
+        pctx_fail(c, 0, "'%s' does not exist", pf_show(p, show));
+        c->depth -= 2;
+        return -1;
+    }
+    return 0;
+}
+
 /* lm-worker settings: paths must exist now, not hours later when the stage starts. */
 static int parse_lm_settings(pctx_t *c, json_t *jm, plan_model_t *m) {
     if (pf_path(c, jm, "model", 0, &m->model) != 0) return -1;
@@ -337,11 +365,12 @@ static int parse_model(pctx_t *c, json_t *jm, plan_model_t *m) {
     }
     if (pf_int(c, jm, "max_length", 1, 1 << 20, &m->max_length) != 0) return -1;
     if (pf_int(c, jm, "batch_size", 1, 1 << 16, &m->batch_size) != 0) return -1;
-    if (pf_number(c, jm, "weight", 0, 1, &m->weight) != 0) return -1;
+    if (pf_number(c, jm, "weight", 0, 1, MAX_WEIGHT, &m->weight) != 0) return -1;
     if (parse_tta(c, jm, m) != 0) return -1;
-    if (pf_number(c, jm, "timeout_s", 0, 0, &m->timeout_s) != 0) return -1;
+    if (pf_number(c, jm, "timeout_s", 0, 0, MAX_TIMEOUT_S, &m->timeout_s) != 0) return -1;
     if (pf_int(c, jm, "retries", 0, JOB_MAX_ATTEMPTS - 1, &m->retries) != 0) return -1;
     if (parse_env(c, jm, m) != 0) return -1;
+    if (parse_depends_on(c, jm, m) != 0) return -1;
     m->settings_key = settings_key(m);
     return 0;
 }
@@ -471,14 +500,14 @@ static int parse_top(pctx_t *c, json_t *root, plan_t *plan) {
     if (ens) pctx_pop(c);
     plan->ensemble = (ensemble_method_t)idx;
     plan->kill_grace_s = 5;
-    if (pf_number(c, root, "kill_grace_s", 0, 0, &plan->kill_grace_s) != 0) return -1;
+    if (pf_number(c, root, "kill_grace_s", 0, 0, MAX_GRACE_S, &plan->kill_grace_s) != 0) return -1;
     plan->mem_tolerance_mib = 64;
     plan->mem_wait_s = 10;
     if (sub_object(c, root, "memory", MEMORY_KEYS, &mem) != 0) return -1;
     if (mem) {
         idx = MEM_LEAK_FAIL;
-        if (pf_number(c, mem, "tolerance_mib", 0, 0, &plan->mem_tolerance_mib) != 0) return -1;
-        if (pf_number(c, mem, "wait_s", 0, 0, &plan->mem_wait_s) != 0) return -1;
+        if (pf_number(c, mem, "tolerance_mib", 0, 0, MAX_TOLERANCE_MIB, &plan->mem_tolerance_mib) != 0) return -1;
+        if (pf_number(c, mem, "wait_s", 0, 0, MAX_GRACE_S, &plan->mem_wait_s) != 0) return -1;
         if (pf_enum(c, mem, "on_leak", "policy", LEAK_NAMES, &idx) != 0) return -1;
         plan->mem_leak = (mem_leak_policy_t)idx;
         pctx_pop(c);
@@ -522,7 +551,7 @@ int plan_load_buf(plan_t *plan, const char *buf, size_t len, const char *name, e
 int plan_load(plan_t *plan, const char *path, err_t *err) {
     memset(plan, 0, sizeof *plan);
     size_t len;
-    char *buf = fs_read_all(path, &len, err);
+    char *buf = fs_read_all(path, FS_LIMIT_TEXT, &len, err);
     if (!buf) return -1;
     int rc = plan_load_buf(plan, buf, len, path, err);
     free(buf);
@@ -539,6 +568,7 @@ void plan_free(plan_t *plan) {
         pf_strv_free(m->command, m->n_command);
         pf_strv_free(m->extra_args, m->n_extra_args);
         pf_strv_free(m->env, m->n_env);
+        pf_strv_free(m->depends_on, m->n_depends_on);
         free(m->name), free(m->model), free(m->adapter), free(m->tokenizer), free(m->dtype);
         free(m->quant), free(m->template_name), free(m->truncation), free(m->settings_key);
     }

@@ -298,7 +298,7 @@ int pf_int(pctx_t *c, json_t *obj, const char *key, long long lo, long long hi, 
     return rc;
 }
 
-int pf_number(pctx_t *c, json_t *obj, const char *key, double lo, int lo_open, double *out) {
+int pf_number(pctx_t *c, json_t *obj, const char *key, double lo, int lo_open, double hi, double *out) {
     json_t *v = pf_member(obj, key);
     if (!v) return 0;
     pctx_key(c, key);
@@ -307,8 +307,8 @@ int pf_number(pctx_t *c, json_t *obj, const char *key, double lo, int lo_open, d
         rc = pctx_fail(c, 0, "must be a number, not %s", pf_type_name(v));
     } else {
         double x = json_number_value(v);
-        if (!isfinite(x) || (lo_open ? x <= lo : x < lo))
-            rc = pctx_fail(c, 0, "%g must be %s %g", x, lo_open ? ">" : ">=", lo);
+        if (!isfinite(x) || (lo_open ? x <= lo : x < lo) || x > hi)
+            rc = pctx_fail(c, 0, "%g is out of range %c%g, %g]", x, lo_open ? '(' : '[', lo, hi);
         else *out = x;
     }
     pctx_pop(c);

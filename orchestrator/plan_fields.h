@@ -77,8 +77,8 @@ int pf_string(pctx_t *c, json_t *obj, const char *key, int required, char **out)
 int pf_path(pctx_t *c, json_t *obj, const char *key, int required, char **out);
 /* An integer in [lo, hi]. */
 int pf_int(pctx_t *c, json_t *obj, const char *key, long long lo, long long hi, int *out);
-/* A finite number >= lo (> lo when lo_open). */
-int pf_number(pctx_t *c, json_t *obj, const char *key, double lo, int lo_open, double *out);
+/* A finite number in [lo, hi] ((lo, hi] when lo_open); fails with "x is out of range [lo, hi]". */
+int pf_number(pctx_t *c, json_t *obj, const char *key, double lo, int lo_open, double hi, double *out);
 /* A string among names (NULL-terminated); *out receives its index. `noun` names the kind in errors. */
 int pf_enum(pctx_t *c, json_t *obj, const char *key, const char *noun, const char *const *names,
             int *out);

@@ -1,5 +1,6 @@
 /* plan_runtime.c: the parts of the plan settled at run time rather than read from plan.json:
- * where the lm-worker executable is, and the command line's --gpus and --work-dir overrides.
+ * where the lm-worker executable is, and the command line's --gpus, --work-dir and --limit
+ * overrides.
  * Kept apart from plan.c so that plan_load_buf (and its fuzz target) never depends on this
  * process's executable or PATH. It deliberately does not re-validate the rest of the plan.
  */
@@ -108,4 +109,16 @@ void plan_set_work_dir(plan_t *plan, const char *dir) {
     char cwd[PATH_MAX];
     free(plan->work_dir);
     plan->work_dir = dir[0] != '/' && getcwd(cwd, sizeof cwd) ? pf_join(cwd, dir) : xstrdup(dir);
+}
+
+void plan_apply_limit(plan_t *plan, size_t n) {
+    ASSERT(n >= 1);
+    plan->limit_rows = n;
+    size_t len = strlen(plan->output);
+    if (len > 4 && strcmp(plan->output + len - 4, ".csv") == 0) len -= 4;
+    size_t cap = len + 48;
+    char *out = xmalloc(cap);
+    snprintf(out, cap, "%.*s.limit-%zu.csv", (int)len, plan->output, n);
+    free(plan->output);
+    plan->output = out;
 }

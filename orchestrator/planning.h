@@ -24,7 +24,7 @@ char *resume_path(const plan_t *plan, const char *key);
  * (plan_fields.c; every planning-side message that quotes a user string uses it.) */
 const char *pf_show(const char *s, char buf[80]);
 
-/* Join path parts with '/'; returns a malloc'd string. */
-char *path_join3(const char *a, const char *b, const char *c);
+/* work_dir/done/<job name>.parts: the parts of the key of the job's last record. malloc'd. */
+char *resume_parts_path(const plan_t *plan, const char *job_name);
 
 #endif

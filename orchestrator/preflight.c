@@ -23,6 +23,7 @@
 #include "planning.h"
 #include "plan_fields.h"
 #include "spawn.h"
+#include "workdir.h"
 
 extern char **environ;
 
@@ -107,7 +108,7 @@ static char *last_line(const char *s) {
 int preflight_lm_check(const plan_t *plan, int m, const slot_t *slot, lm_check_t *out, err_t *err) {
     memset(out, 0, sizeof *out);
     out->status = -1;
-    char *dummy_out = path_join3(plan->work_dir, "outputs", "preflight-never-written.csv");
+    char *dummy_out = workdir_path(plan, WD_OUTPUTS, "preflight-never-written", ".csv");
     job_t job = {.model = m, .variant = TTA_IDENTITY, .shard = 0, .n_shards = 1,
                  .input_path = plan->input, .output_path = dummy_out, .slot = -1};
     int batch = plan->models[m].batch_size;

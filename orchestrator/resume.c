@@ -6,42 +6,36 @@
  * filesystem allows it (no copy of a large file), else a copy. Either way it appears atomically
  * (link or write to a temp name, then rename), so a crash never leaves a half record. Workers
  * replace their output by rename, never in place, so a later write to the output path cannot
- * change a linked record. It deliberately does not expire records: deleting work_dir is the
+ * change a linked record. Beside it, done/<job>.parts keeps what the key was made of
+ * (fingerprint.h), so that the next run can say why the job reran. It deliberately does not expire records: deleting work_dir is the
  * way to start over.
  */
 #include <unistd.h>
 
 #include "atomic_file.h"
 #include "planning.h"
+#include "workdir.h"
 
 char *resume_path(const plan_t *plan, const char *key) {
-    size_t n = strlen(key) + 8;
-    char *file = xmalloc(n);
-    snprintf(file, n, "%s.csv", key);
-    char *p = path_join3(plan->work_dir, "done", file);
-    free(file);
-    return p;
+    return workdir_path(plan, WD_DONE, key, ".csv");
+}
+
+char *resume_parts_path(const plan_t *plan, const char *job_name) {
+    return workdir_path(plan, WD_DONE, job_name, ".parts");
 }
 
 /* Copy src to dst atomically (temp file, fsync, rename). Returns 0, or -1 with err set. */
 static int copy_file(const char *src, const char *dst, err_t *err) {
     size_t len;
-    char *data = fs_read_all(src, &len, err);
+    char *data = fs_read_all(src, FS_LIMIT_CSV, &len, err);
     if (!data) return -1;
-    atomic_file_t af;
-    int rc = atomic_file_open(&af, dst, err);
-    if (rc == 0 && len && fwrite(data, 1, len, af.f) != len) {
-        atomic_file_abort(&af);
-        rc = err_fmt(err, "%s: write failed: %s", dst, strerror(errno));
-    } else if (rc == 0) {
-        rc = atomic_file_commit(&af, err);
-    }
+    int rc = atomic_file_write(dst, data, len, err);
     free(data);
     return rc;
 }
 
 int resume_record(const plan_t *plan, const job_t *job, err_t *err) {
-    char *dir = path_join3(plan->work_dir, "done", NULL);
+    char *dir = workdir_path(plan, WD_DONE, NULL, NULL);
     int rc = fs_mkdir_p(dir, err);
     free(dir);
     if (rc != 0) return -1;
@@ -61,6 +55,11 @@ int resume_record(const plan_t *plan, const job_t *job, err_t *err) {
         }
     } else {
         rc = copy_file(job->output_path, dst, err);   // EXDEV, EPERM (no hard links), ...
+    }
+    if (rc == 0 && job->parts) {
+        char *parts = resume_parts_path(plan, job->name);
+        rc = atomic_file_write(parts, job->parts, strlen(job->parts), err);
+        free(parts);
     }
     if (rc != 0) err_prefix(err, "recording %s for resume", job->name);
     free(tmp);

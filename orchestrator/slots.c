@@ -1,10 +1,7 @@
-/* slots.c: slots from the plan's gpus setting, the --dry-run stage listing, and --fresh. */
+/* slots.c: slots from the plan's gpus setting and the --dry-run stage listing. */
 #include "slots.h"
 
-#include <ftw.h>
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* Make s a CPU slot: no GPU, device "cpu", and an empty CUDA_VISIBLE_DEVICES. */
 static void slot_cpu(slot_t *s) {
@@ -120,38 +117,4 @@ void slots_print_stage_plan(FILE *f, const plan_t *plan, int model, const job_t 
     free(load);
     free(slot_of);
     free(order);
-}
-
-/* ------------------------------------------------------------------ --fresh */
-
-/* nftw callback for --fresh: remove a file, or a directory after its contents (FTW_DP). Returns 0
- * (also when already gone), or -1 to stop the walk. */
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)ftw;
-    int rc = flag == FTW_DP ? rmdir(path) : unlink(path);
-    return rc != 0 && errno != ENOENT ? -1 : 0;
-}
-
-int workdir_discard(const plan_t *plan, err_t *err) {
-    static const char *const subdirs[] = {"shards", "outputs", "logs", "done", "models"};
-    for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
-        size_t n = strlen(plan->work_dir) + strlen(subdirs[i]) + 2;
-        char *p = xmalloc(n);
-        snprintf(p, n, "%s/%s", plan->work_dir, subdirs[i]);
-        struct stat st;
-        int rc = 0;
-        if (lstat(p, &st) == 0) {
-            // FTW_PHYS: never follow a symlink out of the work directory.
-            rc = nftw(p, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-            if (rc != 0) err_fmt(err, "%s: cannot remove: %s", p, strerror(errno));
-        }
-        free(p);
-        if (rc != 0) return -1;
-    }
-    size_t n = strlen(plan->work_dir) + 16;
-    char *rep = xmalloc(n);
-    snprintf(rep, n, "%s/report.json", plan->work_dir);
-    int rc = unlink(rep) != 0 && errno != ENOENT ? err_fmt(err, "%s: cannot remove: %s", rep, strerror(errno)) : 0;
-    free(rep);
-    return rc;
 }

@@ -1,5 +1,5 @@
-/* slots.h: the places a worker can run (one per GPU, or cpu_workers on the CPU), the --dry-run
- * listing, and --fresh's clean-up of the work directory. Small pieces of main.c's flow that
+/* slots.h: the places a worker can run (one per GPU, or cpu_workers on the CPU) and the
+ * --dry-run listing. Small pieces of main.c's flow that
  * are easier to read (and test) on their own. */
 #ifndef ORCH_SLOTS_H
 #define ORCH_SLOTS_H
@@ -23,10 +23,5 @@ int slots_use_gpu(const slot_t *slots, int n_slots);
  * and the longest-first schedule the run would follow, estimating time by cost. */
 void slots_print_stage_plan(FILE *f, const plan_t *plan, int model, const job_t *jobs, int n_jobs,
                             const slot_t *slots, int n_slots, int fresh);
-
-/* --fresh: delete what earlier runs left in work_dir: shards/, outputs/, logs/, done/ (resume
- * records), models/ and report.json. Nothing else in work_dir is touched. Returns 0, or -1
- * with err set. */
-int workdir_discard(const plan_t *plan, err_t *err);
 
 #endif

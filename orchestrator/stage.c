@@ -2,16 +2,12 @@
  *
  * A stage runs one model over the whole input: one job per (TTA variant, shard). Each job's
  * shard is written as a CSV whose file name is the digest of its bytes, so an identical shard
- * (the same rows for another model, or a rerun) is written once and reused. The job's resume
- * key digests the shard bytes, the variant and the model's settings_key: when
+ * (the same rows for another model, or a rerun) is written once and reused (after checking that
+ * its bytes are still the shard's). The job's resume key digests the shard bytes, the variant,
+ * the model's settings_key and the files the model depends on (fingerprint.h): when
  * work_dir/done/<key>.csv exists and still validates, the job is JOB_REUSED and never runs.
  *
- * Work directory layout (docs/plan.md):
- *   shards/<digest>.csv            shard inputs (response_a/response_b exchanged for swap_ab)
- *   outputs/<model>/<job>.csv      worker outputs
- *   logs/<job>.log                 worker stdout+stderr (written by the running side)
- *   done/<key>.csv                 validated outputs, by resume key (resume.c)
- *   models/<model>.csv             merged per-model probabilities (merge.c)
+ * The work directory's layout is workdir.h's.
  *
  * It deliberately does not run anything or decide the number of slots; main.c and run.c do.
  */
@@ -20,16 +16,11 @@
 
 #include "atomic_file.h"
 #include "digest.h"
+#include "fingerprint.h"
 #include "idmap.h"
 #include "planning.h"
+#include "workdir.h"
 
-char *path_join3(const char *a, const char *b, const char *c) {
-    size_t n = strlen(a) + strlen(b) + (c ? strlen(c) : 0) + 3;
-    char *s = xmalloc(n);
-    if (c) snprintf(s, n, "%s/%s/%s", a, b, c);
-    else snprintf(s, n, "%s/%s", a, b);
-    return s;
-}
 
 /* 1 when some model asks for the swap_ab variant (*first: the first such model), else 0. */
 static int needs_swap(const plan_t *plan, int *first) {
@@ -100,18 +91,19 @@ static char *shard_csv(const csv_table_t *input, const size_t *rows, size_t n, i
     return buf;
 }
 
-/* Write data to path atomically unless a file of exactly that size is already there: shard
- * names are content digests, and atomic writes leave no partial file behind. */
+/* Write data to path atomically unless the file there already holds exactly these bytes (shard
+ * names are content digests, so it usually does; but a file edited on disk, even without a size
+ * change, must not reach a worker). Atomic writes leave no partial file behind. */
 static int write_shard(const char *path, const char *data, size_t len, err_t *err) {
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len) return 0;
-    atomic_file_t af;
-    if (atomic_file_open(&af, path, err) != 0) return -1;
-    if (len && fwrite(data, 1, len, af.f) != len) {
-        atomic_file_abort(&af);
-        return err_fmt(err, "%s: write failed: %s", path, strerror(errno));
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len) {
+        size_t have_len = 0;
+        char *have = fs_read_all(path, len, &have_len, NULL);
+        int same = have && have_len == len && memcmp(have, data, len) == 0;
+        free(have);
+        if (same) return 0;
     }
-    return atomic_file_commit(&af, err);
+    return atomic_file_write(path, data, len, err);
 }
 
 /* A copy of the ids of rows[0..n) in one allocation: free(ids) frees the strings too. */
@@ -129,47 +121,40 @@ static char **copy_ids(const csv_table_t *input, const size_t *rows, size_t n) {
     return ids;
 }
 
-/* Fill job (already named, with its model and variant) from its shard's rows: shard file, key,
- * paths, and the resume lookup. Returns 0, or -1 with err set. */
-static int job_fill(const plan_t *plan, const csv_table_t *input, const size_t *rows, size_t n, job_t *job,
-                    err_t *err) {
+/* Fill job (already named, with its model and variant) from its shard's rows: shard file, key
+ * (from model_parts, fingerprint_model's), paths, and the resume lookup (with why it reruns
+ * when an earlier record does not match). Returns 0, or -1 with err set. */
+static int job_fill(const plan_t *plan, const csv_table_t *input, const size_t *rows, size_t n,
+                    const char *model_parts, job_t *job, err_t *err) {
     const plan_model_t *m = &plan->models[job->model];
     size_t len;
     char *csv = shard_csv(input, rows, n, job->variant == TTA_SWAP_AB, &len);
     digest_t d;
-    char content[DIGEST_HEX_LEN + 1], key[DIGEST_HEX_LEN + 1], file[DIGEST_HEX_LEN + 8];
+    char content[DIGEST_HEX_LEN + 1], key[DIGEST_HEX_LEN + 1];
     digest_init(&d);
     digest_update(&d, csv, len);
     digest_hex(&d, content);
-    snprintf(file, sizeof file, "%s.csv", content);
-    job->input_path = path_join3(plan->work_dir, "shards", file);
+    job->input_path = workdir_path(plan, WD_SHARDS, content, ".csv");
     int rc = write_shard(job->input_path, csv, len, err);
     free(csv);
     if (rc != 0) return -1;
 
+    // The key digests the job's named parts (fingerprint.h): its rows, its variant, then the
+    // model's settings and files.
+    FILE *f = open_memstream(&job->parts, &len);
+    ASSERT(f);
+    fprintf(f, "input rows\t%s\nvariant\t%s\n%s", content, tta_name(job->variant), model_parts);
+    ASSERT(fclose(f) == 0);
     digest_init(&d);
-    digest_field(&d, "shard", content);
-    digest_field(&d, "variant", tta_name(job->variant));
-    digest_field(&d, "settings", m->settings_key);
-    // The files the settings name, and the worker binary, by size and mtime: a checkpoint
-    // retrained in place or a rebuilt lm-worker must not be answered from stale records.
-    digest_path_stamp(&d, "model-files", m->model);
-    digest_path_stamp(&d, "adapter-files", m->adapter);
-    digest_path_stamp(&d, "tokenizer-file", m->tokenizer);
-    if (m->is_lm_worker) digest_path_stamp(&d, "worker-binary", plan->lm_worker_path);
+    digest_field(&d, "version", "orchestrate-key-2");
+    digest_update(&d, job->parts, len);
     digest_hex(&d, key);
     job->key = xstrdup(key);
     job->ids = copy_ids(input, rows, n);
     job->n_rows = n;
     for (size_t i = 0; i < n; i++) job->cost += shard_row_cost(input, rows[i]);
-    char out_name[sizeof job->name + 8];
-    snprintf(out_name, sizeof out_name, "%s.csv", job->name);
-    job->output_path = path_join3(plan->work_dir, "outputs", m->name);
-    char *out_path = path_join3(job->output_path, out_name, NULL);
-    free(job->output_path);
-    job->output_path = out_path;
-    snprintf(out_name, sizeof out_name, "%s.log", job->name);
-    job->log_path = path_join3(plan->work_dir, "logs", out_name);
+    job->output_path = workdir_output_path(plan, m->name, job->name);
+    job->log_path = workdir_path(plan, WD_LOGS, job->name, ".log");
     job->slot = -1;
     job->batch_size = m->batch_size;
 
@@ -187,6 +172,11 @@ static int job_fill(const plan_t *plan, const csv_table_t *input, const size_t *
     }
     job->output_path = pending_out;
     free(done);
+    char *parts_path = resume_parts_path(plan, job->name);
+    char *old_parts = access(parts_path, F_OK) == 0 ? fs_read_all(parts_path, FS_LIMIT_TEXT, NULL, &ignored) : NULL;
+    fingerprint_why(old_parts, job->parts, job->why, sizeof job->why);
+    free(old_parts);
+    free(parts_path);
     // A stale output from an earlier run must not pass for this run's work.
     if (unlink(job->output_path) != 0 && errno != ENOENT)
         return err_fmt(err, "%s: cannot remove stale output: %s", job->output_path, strerror(errno));
@@ -204,9 +194,9 @@ int stage_jobs_build(const plan_t *plan, const csv_table_t *input, int model, in
     // More shards than rows would only start workers with nothing to do.
     int n = n_slots < 1 ? 1 : (size_t)n_slots > n_rows ? (int)n_rows : n_slots;
 
-    const char *subdirs[] = {"shards", "outputs", "logs", "done"};
+    const char *subdirs[] = {WD_SHARDS, WD_OUTPUTS, WD_LOGS, WD_DONE};
     for (int i = 0; i < 4; i++) {
-        char *dir = path_join3(plan->work_dir, subdirs[i], i == 1 ? m->name : NULL);
+        char *dir = workdir_path(plan, subdirs[i], i == 1 ? m->name : NULL, NULL);
         int rc = fs_mkdir_p(dir, err);
         free(dir);
         if (rc != 0) return -1;
@@ -224,6 +214,7 @@ int stage_jobs_build(const plan_t *plan, const csv_table_t *input, int model, in
     free(fill);
     free(shard_of);
 
+    char *model_parts = fingerprint_model(plan, model);
     job_t *js = xcalloc((size_t)(m->n_tta * n), sizeof *js);
     int count = 0, rc = 0;
     for (int v = 0; v < m->n_tta && rc == 0; v++) {
@@ -233,9 +224,10 @@ int stage_jobs_build(const plan_t *plan, const csv_table_t *input, int model, in
             job->variant = m->tta[v];
             job->shard = k, job->n_shards = n;
             snprintf(job->name, sizeof job->name, "%s.%s.s%dof%d", m->name, tta_name(job->variant), k, n);
-            rc = job_fill(plan, input, rows + start[k], start[k + 1] - start[k], job, err);
+            rc = job_fill(plan, input, rows + start[k], start[k + 1] - start[k], model_parts, job, err);
         }
     }
+    free(model_parts);
     free(start);
     free(rows);
     if (rc != 0) {
@@ -249,7 +241,7 @@ int stage_jobs_build(const plan_t *plan, const csv_table_t *input, int model, in
 void stage_jobs_free(job_t *jobs, int n_jobs) {
     for (int i = 0; jobs && i < n_jobs; i++) {
         free(jobs[i].input_path), free(jobs[i].output_path), free(jobs[i].log_path);
-        free(jobs[i].key), free(jobs[i].ids);
+        free(jobs[i].key), free(jobs[i].ids), free(jobs[i].parts);
     }
     free(jobs);
 }

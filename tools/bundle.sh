@@ -143,8 +143,23 @@ for elf in "$stage/orchestrate" "$stage/lm-worker" ${plugin:+"$stage/lib/liblm_c
     chmod u+w "$stage/lib/$so"
   done < <(ldd "$elf")
 done
-patchelf --set-rpath '$ORIGIN/lib' "$stage/orchestrate" "$stage/lm-worker"
-for so in "${!shipped[@]}"; do patchelf --set-rpath '$ORIGIN' "$stage/lib/$so"; done
+# Set a RUNPATH only where it is not already the one wanted (the programs are linked with
+# $ORIGIN/lib), and check that patchelf changed nothing else: patchelf 0.14 overwrites an old
+# RUNPATH string with X's, and ld lets a symbol name share that string's tail (".../openblas-
+# pthread" held "read"), so a rewrite can corrupt a symbol.
+set_runpath() { # FILE RUNPATH
+  local now
+  now=$(patchelf --print-rpath "$1")
+  [ "$now" = "$2" ] && return 0
+  local before after
+  before=$(nm -D --format=posix "$1" | cut -d' ' -f1,2 | sort)
+  patchelf --set-rpath "$2" "$1"
+  after=$(nm -D --format=posix "$1" | cut -d' ' -f1,2 | sort)
+  [ "$before" = "$after" ] || die "patchelf --set-rpath corrupted the dynamic symbols of $1 (old RUNPATH '$now')"
+}
+set_runpath "$stage/orchestrate" '$ORIGIN/lib'
+set_runpath "$stage/lm-worker" '$ORIGIN/lib'
+for so in "${!shipped[@]}"; do set_runpath "$stage/lib/$so" '$ORIGIN'; done
 
 # --- the glibc / libstdc++ bound (Ubuntu 22.04: glibc 2.35, GCC 12's GLIBCXX_3.4.30) ---
 "$ROOT/tools/bundle_check_elf.sh" "$stage"

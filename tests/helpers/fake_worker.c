@@ -64,9 +64,18 @@ static int parse(int argc, char **argv, opts_t *o) {
     o->oom_above = -1;
     o->exit_code = -1;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        // "--name=value" or "--name value". The first form keeps a file that the worker writes
+        // (the trace) from being a command argument that names an existing file, which
+        // orchestrate fingerprints for resume.
+        char name[64];
+        const char *a = argv[i], *eq = strchr(a, '=');
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define VAL() (v ? (i++, v) : (fprintf(stderr, "fake_worker: %s needs a value\n", a), exit(EXIT_USAGE), ""))
+        int inline_v = eq && strncmp(a, "--", 2) == 0 && (size_t)(eq - a) < sizeof name;
+        if (inline_v) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+            a = name, v = eq + 1;
+        }
+#define VAL() (v ? (i += !inline_v, v) : (fprintf(stderr, "fake_worker: %s needs a value\n", a), exit(EXIT_USAGE), ""))
         if (!strcmp(a, "--input")) o->input = VAL();
         else if (!strcmp(a, "--output")) o->output = VAL();
         else if (!strcmp(a, "--batch-size")) o->batch = atoi(VAL());

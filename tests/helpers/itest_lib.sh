@@ -101,12 +101,14 @@ write_plan() {
 EOF
 }
 
-# model_json NAME SEED WEIGHT TTA_JSON [EXTRA_MEMBERS] [FAKE_FLAGS...]: a fake_worker model.
+# model_json NAME SEED WEIGHT TTA_JSON [EXTRA_MEMBERS] [FAKE_FLAGS...]: a fake_worker model. The
+# trace file is passed as --trace=FILE: as a separate argument it would name an existing file,
+# which orchestrate fingerprints for resume, and it changes with every run.
 model_json() {
     local name=$1 seed=$2 weight=$3 tta=$4 extra=${5:-}
     shift 5 2>/dev/null || shift $#
     printf '{"name": "%s", "command": [%s], "weight": %s, "tta": %s%s}' "$name" \
-        "$(json_argv "$FAKE" --seed "$seed" --trace "$T/trace.log" "$@")" "$weight" "$tta" "${extra:+, $extra}"
+        "$(json_argv "$FAKE" --seed "$seed" --trace="$T/trace.log" "$@")" "$weight" "$tta" "${extra:+, $extra}"
 }
 
 # expected_model SEED TTA_LIST OUT: the probabilities one fake model should get after merging:

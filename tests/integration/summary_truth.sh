@@ -23,7 +23,7 @@ grep -q '^\[m2\] stage interrupted' "$T/out.log" || { show_log; fail "no 'stage 
 awk '$1 == "m1" { ok = ($5 == "200" && $7 ~ /^[0-9.]+$/) } END { exit !ok }' "$T/out.log" || { show_log; fail "m1 table row"; }
 awk '$1 == "m2" { ok = ($5 == "0/200" && $7 == "-") } END { exit !ok }' "$T/out.log" || { show_log; fail "m2 table row"; }
 grep -q '^a rerun will reuse 2 of 4 job(s)' "$T/out.log" || { show_log; fail "no rerun line"; }
-[ "$(ls "$T/work/done" | wc -l)" = 2 ] || fail "the rerun line does not match work_dir/done"
+[ "$(ls "$T/work/done"/*.csv | wc -l)" = 2 ] || fail "the rerun line does not match the records in work_dir/done"
 no_leftovers
 
 # A failed stage: no rows/s, "failed", and the rerun line.

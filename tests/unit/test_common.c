@@ -80,7 +80,7 @@ TEST(test_csv_write_roundtrip) {
     fclose(f);
     size_t len;
     err_t err = {0};
-    char *data = fs_read_all(path, &len, &err);
+    char *data = fs_read_all(path, FS_LIMIT_CSV, &len, &err);
     EXPECT(data && strstr(data, "2,plain\n") != NULL);  // no quotes when not needed
     csv_table_t t;
     EXPECT(csv_table_read(&t, path, &err) == 0);
@@ -103,7 +103,7 @@ TEST(test_atomic_file) {
     fputs("half", af.f);
     atomic_file_abort(&af);
     size_t len;
-    char *data = fs_read_all(path, &len, &err);
+    char *data = fs_read_all(path, FS_LIMIT_CSV, &len, &err);
     EXPECT(data && strcmp(data, "hello\n") == 0);  // abort left the old file alone
     free(data);
     char dir[512];
@@ -135,6 +135,63 @@ TEST(test_err_helpers) {
     EXPECT(err_fmt(NULL, "ignored") == -1);
 }
 
+TEST(test_csv_spaces_kept_byte_for_byte) {
+    // libcsv trims unquoted blanks by default: a response "  lead " must stay as it is.
+    const char *text = "id,text\n 3 ,  lead \n\" 4 \",\"  q \"\n5,\t tab\t\n";
+    csv_table_t t;
+    err_t err = {0};
+    EXPECT(csv_table_parse(&t, text, strlen(text), "s.csv", &err) == 0);
+    EXPECT(t.n_rows == 3);
+    EXPECT(strcmp(csv_cell(&t, 0, 0), " 3 ") == 0);
+    EXPECT(strcmp(csv_cell(&t, 0, 1), "  lead ") == 0 && csv_cell_len(&t, 0, 1) == 7);
+    EXPECT(strcmp(csv_cell(&t, 1, 0), " 4 ") == 0);
+    EXPECT(strcmp(csv_cell(&t, 1, 1), "  q ") == 0);
+    EXPECT(strcmp(csv_cell(&t, 2, 1), "\t tab\t") == 0);
+    csv_table_free(&t);
+    // The writer quotes a field with blanks at either end, so that a trimming reader keeps them.
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    EXPECT(csv_write_field(f, " a", 2) == 0 && fputc('|', f) != EOF);
+    EXPECT(csv_write_field(f, "b\t", 2) == 0 && fputc('|', f) != EOF);
+    EXPECT(csv_write_field(f, "c d", 3) == 0);
+    fclose(f);
+    EXPECT_MSG(strcmp(buf, "\" a\"|\"b\t\"|c d") == 0, "got [%s]", buf);
+    free(buf);
+}
+
+TEST(test_fs_read_all_limits) {
+    err_t err = {0};
+    size_t len = 0;
+    // Not a regular file: refused at once (before, /dev/zero was read until memory ran out).
+    EXPECT(fs_read_all("/dev/zero", 1 << 20, &len, &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "/dev/zero: not a regular file");
+    EXPECT(fs_read_all(tmpdir, 1 << 20, &len, &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "not a regular file");
+    // Over the limit: refused before reading, naming the size and the limit.
+    char path[512];
+    snprintf(path, sizeof path, "%s/ten.txt", tmpdir);
+    FILE *f = fopen(path, "w");
+    fputs("0123456789", f);
+    fclose(f);
+    EXPECT(fs_read_all(path, 9, &len, &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "ten.txt: 10 bytes is larger than the limit of 9 bytes");
+    char *buf = fs_read_all(path, 10, &len, &err);
+    EXPECT(buf && len == 10 && strcmp(buf, "0123456789") == 0);
+    free(buf);
+    EXPECT(fs_read_all("/nonexistent/x", 10, &len, &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "/nonexistent/x: cannot open");
+    // JSON files go through the same reader: a FIFO (which used to block the open forever) and
+    // /dev/zero are refused at once.
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s/fifo.json", tmpdir);
+    EXPECT(mkfifo(fifo, 0600) == 0);
+    EXPECT(json_util_load_file(fifo, &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "fifo.json: not a regular file (a FIFO)");
+    EXPECT(json_util_load_file("/dev/zero", &err) == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "/dev/zero: not a regular file (a character device)");
+}
+
 TEST(test_probs_softmax) {
     // logits log 1, log 2, log 3 (+ any shift): probabilities 1/6, 2/6, 3/6.
     float lg[3] = {100.0f + logf(1), 100.0f + logf(2), 100.0f + logf(3)};
@@ -158,7 +215,7 @@ TEST(test_probs_csv_write) {
     snprintf(path, sizeof path, "%s/probs.csv", tmpdir);
     EXPECT_MSG(probs_csv_write(path, labels, 2, &in, 1, p, &err) == 0, "%s", err.msg);
     size_t len;
-    char *got = fs_read_all(path, &len, &err);
+    char *got = fs_read_all(path, 1 << 20, &len, &err);
     // Labels and ids quoted only where needed, values with 9 significant digits.
     EXPECT(got && strcmp(got, "id,\"win \"\"a\"\"\",tie\n1,0.25,0.75\n\"a,b\",0.333333333,0.666666667\n") == 0);
     free(got);
@@ -174,4 +231,5 @@ static int teardown(void) { return tt_rm_tree(tmpdir); }
 TEST_MAIN_WITH(setup, teardown,
                test_csv_parse_quotes_and_lines, test_csv_multiline_first_field_line, test_csv_errors_name_line,
                test_csv_bom_and_crlf, test_csv_write_roundtrip, test_atomic_file, test_json_errors,
-               test_err_helpers, test_probs_softmax, test_probs_csv_write)
+               test_err_helpers, test_csv_spaces_kept_byte_for_byte, test_fs_read_all_limits, test_probs_softmax,
+               test_probs_csv_write)

@@ -105,10 +105,26 @@ TEST(test_top_level_errors) {
     expect_error_at(HEAD "\"models\": @[]}", "models: needs at least one model");
     expect_error_at(HEAD "\"models\": @{}}", "models: must be an array of models, not an object");
     expect_error_at(HEAD "\"cpu_workers\": @0, " ONE_MODEL "}", "cpu_workers: 0 is out of range [1, 1024]");
-    expect_error_at(HEAD "\"kill_grace_s\": @-1, " ONE_MODEL "}", "kill_grace_s: -1 must be >= 0");
-    expect_error_at(HEAD "\"kill_grace_s\": @\"5\", " ONE_MODEL "}", "kill_grace_s: must be a number, not a string");
+        expect_error_at(HEAD "\"kill_grace_s\": @\"5\", " ONE_MODEL "}", "kill_grace_s: must be a number, not a string");
     // A missing "models" points at the top-level object itself.
     expect_error_at("@" HEAD "\"cpu_workers\": 2}", "missing required key 'models'");
+}
+
+
+TEST(test_numbers_bounded) {
+    // Every number has an upper bound: 1e17 s overflowed a float-to-integer cast (an instant
+    // timeout, an instant kill), and weights of 1e308 summed to infinity.
+    expect_error_at(HEAD "\"models\": [{\"name\": \"m\", \"command\": [\"w\"], \"timeout_s\": @1e17}]}",
+                    "models[0].timeout_s: 1e+17 is out of range [0, 1e+06]");
+    expect_error_at(HEAD "\"kill_grace_s\": @1e17, " ONE_MODEL "}", "kill_grace_s: 1e+17 is out of range [0, 3600]");
+    expect_error_at(HEAD "\"models\": [{\"name\": \"m\", \"command\": [\"w\"], \"weight\": @1e308}]}",
+                    "models[0].weight: 1e+308 is out of range (0, 1e+06]");
+    expect_error_at(HEAD "\"memory\": {\"wait_s\": @1e9}, " ONE_MODEL "}", "memory.wait_s: 1e+09 is out of range [0, 3600]");
+    expect_error_at(HEAD "\"memory\": {\"tolerance_mib\": @1e300}, " ONE_MODEL "}",
+                    "memory.tolerance_mib: 1e+300 is out of range [0, 1e+07]");
+    expect_error_at(HEAD "\"models\": [{\"name\": \"m\", \"command\": [\"w\"], \"weight\": @0}]}",
+                    "models[0].weight: 0 is out of range (0, 1e+06]");
+    expect_error_at(HEAD "\"kill_grace_s\": @-1, " ONE_MODEL "}", "kill_grace_s: -1 is out of range [0, 3600]");
 }
 
 TEST(test_invalid_json_position) {
@@ -145,7 +161,7 @@ TEST(test_labels_gpus_ensemble_memory) {
                     "memory.tolerance: unknown key 'tolerance' (did you mean 'tolerance_mib'?)");
     expect_error_at(HEAD "\"memory\": {\"on_leak\": @\"ignore\"}, " ONE_MODEL "}",
                     "memory.on_leak: unknown policy 'ignore' (expected fail, kill or warn)");
-    expect_error_at(HEAD "\"memory\": {\"tolerance_mib\": @-5}, " ONE_MODEL "}", "memory.tolerance_mib: -5 must be >= 0");
+    expect_error_at(HEAD "\"memory\": {\"tolerance_mib\": @-5}, " ONE_MODEL "}", "memory.tolerance_mib: -5 is out of range [0, 1e+07]");
 }
 
 TEST(test_model_errors) {
@@ -184,11 +200,11 @@ TEST(test_model_errors) {
                     "models[0].batch_size: must be an integer, not a number");
     expect_error_at(HEAD "\"models\": [{\"name\": \"a\", \"command\": [\"w\"], \"max_length\": @0}]}",
                     "models[0].max_length: 0 is out of range");
-    expect_error_at(HEAD "\"models\": [{\"name\": \"a\", \"command\": [\"w\"], \"weight\": @0}]}", "models[0].weight: 0 must be > 0");
+    expect_error_at(HEAD "\"models\": [{\"name\": \"a\", \"command\": [\"w\"], \"weight\": @0}]}", "models[0].weight: 0 is out of range (0, 1e+06]");
     expect_error_at(HEAD "\"models\": [{\"name\": \"a\", \"command\": [\"w\"], \"retries\": @99}]}",
                     "models[0].retries: 99 is out of range [0, 31]");
     expect_error_at(HEAD "\"models\": [{\"name\": \"a\", \"command\": [\"w\"], \"timeout_s\": @-1}]}",
-                    "models[0].timeout_s: -1 must be >= 0");
+                    "models[0].timeout_s: -1 is out of range [0, 1e+06]");
     expect_error_at(HEAD "\"models\": [{\"name\": \"a\", \"command\": [\"w\"], \"tta\": [\"identity\", @\"identity\"]}]}",
                     "models[0].tta[1]: duplicate variant 'identity'");
     expect_error_at(HEAD "\"models\": [{\"name\": \"a\", \"command\": [\"w\"], \"tta\": @[]}]}", "models[0].tta: needs at least one variant");
@@ -206,7 +222,7 @@ TEST(test_positions_in_tricky_text) {
     // Strings full of JSON punctuation before the error must not confuse the locator.
     expect_error_at(HEAD "\"models\": [{\"name\": \"a\", \"command\": [\"sh\", \"-c\", \"echo '{\\\"k\\\": [1, {2}]}' ,:\"],\n"
                          "  \"env\": {\"X\": \"}]\\\"\"}, \"weight\": @-3}]}",
-                    "models[0].weight: -3 must be > 0");
+                    "models[0].weight: -3 is out of range (0, 1e+06]");
     // A key written with an escape is found by its decoded name.
     expect_error_at("{\"input\": \"in.csv\", \"out\\u0070ut\": @5, " ONE_MODEL "}", "output: must be a string, not an integer");
     // Columns count characters, not bytes: the é and the emoji count one each.
@@ -538,7 +554,7 @@ TEST(test_suggest) {
 static int teardown(void) { return tt_rm_tree(tmpdir); }
 
 TEST_MAIN_WITH(setup, teardown,
-               test_brief_example_position, test_top_level_errors, test_invalid_json_position,
+               test_brief_example_position, test_top_level_errors, test_numbers_bounded, test_invalid_json_position,
                test_labels_gpus_ensemble_memory, test_model_errors, test_positions_in_tricky_text,
                test_jansson_columns_agree, test_defaults, test_full_plan_values, test_lm_worker_paths_checked,
                test_lists_match_lm_worker, test_relative_paths_from_other_cwd, test_settings_key,

@@ -219,7 +219,7 @@ static int file_exists(const char *p) {
 
 static char *slurp(const char *p) {
     err_t err = {0};
-    char *s = fs_read_all(p, NULL, &err);
+    char *s = fs_read_all(p, FS_LIMIT_CSV, NULL, &err);
     return s ? s : xstrdup("");
 }
 

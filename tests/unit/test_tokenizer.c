@@ -52,7 +52,7 @@ static void ids_from_json(ids_t *v, json_t *a) {
 static size_t golden_read(const char *path, golden_t **out) {
     size_t len;
     err_t err = {0};
-    char *buf = fs_read_all(path, &len, &err);
+    char *buf = fs_read_all(path, FS_LIMIT_TOKENIZER, &len, &err);
     EXPECT_MSG(buf != NULL, "%s", err.msg);
     if (!buf) return 0;
     size_t n = 0, cap = 0;
@@ -400,6 +400,10 @@ TEST(unsupported_configs_are_rejected) {
     t = tokenizer_load("/nonexistent/tokenizer.json", &err);
     EXPECT(t == NULL);
     EXPECT_STR_CONTAINS(err.msg, "/nonexistent/tokenizer.json");
+    // /dev/zero used to be read until memory ran out (8.5 GB, then abort).
+    t = tokenizer_load("/dev/zero", &err);
+    EXPECT(t == NULL);
+    EXPECT_STR_CONTAINS(err.msg, "/dev/zero: not a regular file");
 }
 
 /* An encode error (unk_token needed but missing from the vocab) leaves `out` as it was. */

@@ -262,7 +262,7 @@ done:
 
 int model_config_load(model_config_t *cfg, const char *path, err_t *err) {
     size_t len;
-    char *buf = fs_read_all(path, &len, err);
+    char *buf = fs_read_all(path, FS_LIMIT_TEXT, &len, err);
     if (!buf) {
         memset(cfg, 0, sizeof *cfg);
         return -1;

@@ -143,7 +143,7 @@ int lora_config_parse(lora_config_t *c, const char *buf, size_t len, const char 
 
 int lora_config_load(lora_config_t *c, const char *path, err_t *err) {
     size_t len;
-    char *buf = fs_read_all(path, &len, err);
+    char *buf = fs_read_all(path, FS_LIMIT_TEXT, &len, err);
     if (!buf) {
         memset(c, 0, sizeof *c);
         return -1;

@@ -311,7 +311,7 @@ done:
 
 tokenizer_t *tokenizer_load(const char *path, err_t *err) {
     size_t len;
-    char *buf = fs_read_all(path, &len, err);
+    char *buf = fs_read_all(path, FS_LIMIT_TOKENIZER, &len, err);
     if (!buf) return NULL;
     tokenizer_t *tok = tokenizer_load_buf(buf, len, path, err);
     free(buf);

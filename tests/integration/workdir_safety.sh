@@ -1,0 +1,87 @@
+# workdir_safety: orchestrate never destroys what it did not make.
+#  - a plan whose output is its input or the plan itself (by another spelling: a symlink), or
+#    whose output lies inside work_dir, is refused before anything is deleted, naming both keys;
+#  - --fresh refuses a non-empty work_dir that orchestrate did not mark as its own, and a run
+#    refuses a work_dir where a folder of the work_dir layout (models/) was made by the user;
+#  - --fresh in a marked work_dir removes only orchestrate's entries;
+#  - a second run on a work_dir that another run is using fails at once, naming its PID.
+. "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
+set -e
+
+# --- output is the input, by a symlink (a string comparison would not see it)
+cp "$SAMPLE" "$T/in.csv"
+ln -s "$T/in.csv" "$T/link.csv"
+INPUT=$T/in.csv write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')"
+sed -i "s|\"output\": \"$T/sub.csv\"|\"output\": \"$T/link.csv\"|" "$T/plan.json"
+run_orch --plan "$T/plan.json"
+expect_rc 1
+last_line | grep -q "output .*input.*same file" || { show_log; fail "output = input not refused"; }
+cmp -s "$SAMPLE" "$T/in.csv" || fail "the input was changed or deleted"
+[ "$(trace_count)" = 0 ] || fail "a worker ran"
+
+# --- output is the plan file
+sed -i "s|\"output\": \"$T/link.csv\"|\"output\": \"$T/./plan.json\"|" "$T/plan.json"
+cp "$T/plan.json" "$T/plan.copy"
+run_orch --plan "$T/plan.json"
+expect_rc 1
+last_line | grep -q "output .*plan" || { show_log; fail "output = plan not refused"; }
+cmp -s "$T/plan.json" "$T/plan.copy" || fail "the plan was changed"
+
+# --- output inside work_dir (spelled through a symlink to the work_dir)
+mkdir -p "$T/work"
+ln -s "$T/work" "$T/wlink"
+INPUT=$T/in.csv write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')"
+sed -i "s|\"output\": \"$T/sub.csv\"|\"output\": \"$T/wlink/report.json\"|" "$T/plan.json"
+run_orch --plan "$T/plan.json"
+expect_rc 1
+last_line | grep -q "output .*inside work_dir" || { show_log; fail "output inside work_dir not refused"; }
+[ "$(trace_count)" = 0 ] || fail "a worker ran"
+rm -rf "$T/work" "$T/wlink"
+
+# --- --fresh with work_dir "." in a folder the user made: nothing is deleted
+mkdir -p "$T/proj/models/ckpt"
+echo weights >"$T/proj/models/ckpt/model.bin"
+echo mine >"$T/proj/notes.txt"
+write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')"
+cd "$T/proj"
+run_orch --plan "$T/plan.json" --work-dir . --fresh
+cd - >/dev/null
+expect_rc 1
+last_line | grep -q "not empty.*marker\|marker.*not empty" || { show_log; fail "--fresh in an unmarked folder not refused"; }
+[ -f "$T/proj/models/ckpt/model.bin" ] || fail "--fresh deleted the user's models/"
+[ -f "$T/proj/notes.txt" ] || fail "--fresh deleted the user's file"
+# A plain run there would write into (and later --fresh would delete) the user's models/.
+cd "$T/proj"
+run_orch --plan "$T/plan.json" --work-dir .
+cd - >/dev/null
+expect_rc 1
+last_line | grep -q "models" || { show_log; fail "a run in a folder with the user's models/ not refused"; }
+[ -f "$T/proj/models/ckpt/model.bin" ] || fail "the user's models/ was touched"
+[ "$(trace_count)" = 0 ] || fail "a worker ran"
+
+# --- a marked work_dir: --fresh removes orchestrate's entries and nothing else
+run_orch --plan "$T/plan.json"
+expect_rc 0
+[ -d "$T/work/done" ] && [ -d "$T/work/models" ] || fail "no work_dir layout"
+echo keep >"$T/work/notes.txt"
+mkdir "$T/work/mine"
+run_orch --plan "$T/plan.json" --fresh
+expect_rc 0
+[ -f "$T/work/notes.txt" ] && [ -d "$T/work/mine" ] || fail "--fresh removed entries it does not own"
+
+# --- two runs on one work_dir: the second fails at once and names the first's PID
+write_plan "$T/plan2.json" "" "$(model_json m1 1 1 '["identity"]' '' --hang)"
+"$ORCH" --plan "$T/plan2.json" --fresh >"$T/first.log" 2>&1 &
+first=$!
+for i in $(seq 1 100); do [ "$(trace_count)" -ge 6 ] && break; sleep 0.1; done
+[ "$(trace_count)" -ge 6 ] || { cat "$T/first.log"; fail "the first run did not start its workers"; }
+run_orch --plan "$T/plan.json"
+expect_rc 1
+last_line | grep -q "in use by another orchestrate run (PID $first)" || { show_log; fail "no lock refusal naming PID $first"; }
+[ -d "$T/work/shards" ] || fail "the second run deleted the first run's files"
+kill -TERM "$first"
+set +e
+wait "$first"
+set -e
+no_leftovers
+echo ok
