@@ -11,6 +11,7 @@
 #include "doctor.h"
 
 #include <getopt.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -95,11 +96,13 @@ static void doctor_lm_worker(void) {
     if (preflight_capture(check_argv, environ, &out, &errtxt, &status, &err) != 0) {
         printf("  device: %s\n", err.msg);
     } else {
-        const char *dev = strstr(out, "\"device\":\"");
-        char name[32] = "?";
-        if (dev) sscanf(dev + 10, "%31[^\"]", name);
-        printf("  lm-worker check --device auto: exit %d, device %s\n", status, name);
+        json_t *j = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
+        const char *name = json_string_value(json_object_get(j, "device"));
+        const char *cuda = json_string_value(json_object_get(j, "cuda"));
+        printf("  lm-worker check --device auto: exit %d, device %s\n", status, name ? name : "?");
+        if (cuda) printf("  CUDA backend: %s\n", cuda);
         print_indented(errtxt, "  ");
+        json_decref(j);
     }
     free(out), free(errtxt);
     free(lm);

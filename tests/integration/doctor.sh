@@ -32,6 +32,9 @@ grep -q "^  GPU 0: .*, 81559 MiB total, $((81559 - 1000)) MiB free$" "$T/out.log
 grep -q "^  GPU 1: .*, 81559 MiB total, $((81559 - 2500)) MiB free$" "$T/out.log" || { show_log; fail "GPU 1 line"; }
 grep -q "^lm-worker: $B/lm-worker (lm-worker [0-9.]*)" "$T/out.log" || { show_log; fail "lm-worker line"; }
 grep -Eq "^  lm-worker check --device auto: exit 0, device (cpu|cuda)$" "$T/out.log" || { show_log; fail "device line"; }
+# What the CUDA backend is built for, and where it was found or why it cannot be used.
+grep -Eq "^  CUDA backend: (none: this lm-worker was built without CUDA|built for CUDA [0-9]+\.[0-9]+; (not usable: .+|driver supports CUDA [0-9.]+; plugin .+; cuBLAS .+))$" \
+    "$T/out.log" || { show_log; fail "CUDA backend line"; }
 
 # 3. A plan (./plan.json by default) whose stages can all run on the CPU: exit 0, no worker ran.
 write_plan "$P" "" "$(model_json m0 1 1 '["identity"]')" \

@@ -143,9 +143,15 @@ int weight_round_wrap(backend_t *b, const char *mode, err_t *err);
  * through; fp16 overflows to infinity like a cast does. */
 float round_bf16(float x);
 float round_f16(float x);
+
 /* 0 when the CUDA backend can be loaded (driver new enough with a device, cuBLAS found, the
  * plugin matching; backend_cuda_load.c), else -1 with err (code EXIT_UNAVAILABLE) saying why,
  * the same reason backend_cuda_create gives. Creates no backend. For diagnostics. */
 int backend_cuda_usable(err_t *err);
+
+/* One line for diagnostics (`lm-worker check`, `orchestrate doctor`) into buf (n bytes): the
+ * CUDA version the backend is built for and, once backend_cuda_usable or backend_cuda_create has
+ * run, the plugin file, the driver's CUDA version and the cuBLAS file it loaded, or why not. */
+void backend_cuda_describe(char *buf, size_t n);
 
 #endif

@@ -22,6 +22,7 @@
 #include <dlfcn.h>
 #include <glob.h>
 #include <limits.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,11 @@ typedef int (*cu_init_fn)(unsigned int);   // cuInit
 /* The oldest driver branch that runs CUDA `major` (minor version compatibility), for messages. */
 static const char *driver_branch(int major) { return major >= 13 ? "R580" : major == 12 ? "R525" : "R450"; }
 
+/* What the probe found, for backend_cuda_describe. */
+static int found_driver_version;      // cuDriverGetVersion's answer (12040 = CUDA 12.4), 0 before
+static char found_plugin[PATH_MAX];   // the plugin file loaded, "" before
+static char found_cublas[PATH_MAX];   // the libcublas file loaded, "" before
+
 /* Step 1: the driver is there, new enough and sees a device. Returns 0, or -1 with err set. */
 static int driver_probe(err_t *err) {
     void *cu = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -56,6 +62,7 @@ static int driver_probe(err_t *err) {
     int version = 0;
     int rc = get_version(&version);
     if (rc != 0) return err_code(err, EXIT_UNAVAILABLE, "NVIDIA driver: cuDriverGetVersion failed (CUresult %d)", rc);
+    found_driver_version = version;
     if (version / 1000 < CUDA_MAJOR) {
         char advice[128];
         if (CUDA_MAJOR > 12 && version / 1000 == 12)
@@ -112,10 +119,14 @@ static int cublas_open_in(const char *dir, char *why) {
         }
     }
     for (int i = 0; i < 2; i++) {
-        if (!dlopen(path[i], RTLD_NOW | RTLD_GLOBAL)) {
+        void *h = dlopen(path[i], RTLD_NOW | RTLD_GLOBAL);
+        if (!h) {
             if (dir) snprintf(why, PATH_MAX + 256, "%s", dlerror());
             return 0;
         }
+        struct link_map *lm = NULL;  // where the dynamic linker found it (dir may be NULL)
+        if (i == 1 && dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name)
+            snprintf(found_cublas, sizeof found_cublas, "%s", lm->l_name);
     }
     return 1;
 }
@@ -191,12 +202,25 @@ static const lm_cuda_plugin_t *plugin_get(err_t *err) {
         char path[PATH_MAX], dir[PATH_MAX];
         if (driver_probe(&why) == 0 && plugin_find(path, dir, &why) == 0 && cublas_load(dir, &why) == 0)
             plugin = plugin_open(path, &why);
+        if (plugin) snprintf(found_plugin, sizeof found_plugin, "%s", path);
     }
     if (!plugin) *err = why;
     return plugin;
 }
 
 int backend_cuda_usable(err_t *err) { return plugin_get(err) ? 0 : -1; }
+
+void backend_cuda_describe(char *buf, size_t n) {
+    err_t why = {0};
+    int at = snprintf(buf, n, "built for CUDA %d.%d", CUDA_MAJOR, LM_CUDA_BUILD_VERSION % 1000 / 10);
+    if (at < 0 || (size_t)at >= n) return;
+    if (!plugin_get(&why)) {
+        snprintf(buf + at, n - (size_t)at, "; not usable: %s", why.msg);
+        return;
+    }
+    snprintf(buf + at, n - (size_t)at, "; driver supports CUDA %d.%d; plugin %s; cuBLAS %s", found_driver_version / 1000,
+             found_driver_version % 1000 / 10, found_plugin, found_cublas[0] ? found_cublas : "(path unknown)");
+}
 
 backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err) {
     const lm_cuda_plugin_t *plugin = plugin_get(err);

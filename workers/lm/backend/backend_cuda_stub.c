@@ -1,6 +1,8 @@
 /* backend_cuda_stub.c: backend_cuda_create() in builds without the CUDA toolkit, so that
  * `--device cuda` is a clear error rather than a link failure or a crash. Builds with CUDA use
  * backend_cuda_load.c (the plugin loader) instead. */
+#include <stdio.h>
+
 #include "backend.h"
 #include "exit_codes.h"
 
@@ -15,3 +17,5 @@ backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err) {
     backend_cuda_usable(err);
     return NULL;
 }
+
+void backend_cuda_describe(char *buf, size_t n) { snprintf(buf, n, "none: this lm-worker was built without CUDA"); }

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backend/backend.h"
 #include "cmds.h"
 #include "csv_io.h"
 #include "device.h"
@@ -216,6 +217,11 @@ static int check_device(check_t *c) {
     json_object_set_new(c->out, "device", json_string(name));
     // "auto" that ended on the CPU printed its reason as a "note:" line on stderr (device.c).
     json_object_set_new(c->out, "fallback", json_boolean(strcmp(o->device, "auto") == 0 && strcmp(name, "cpu") == 0));
+    if (strcmp(o->device, "cpu") != 0) { // what CUDA would be, or why not (doctor prints it)
+        char cuda[1024];
+        backend_cuda_describe(cuda, sizeof cuda);
+        json_object_set_new(c->out, "cuda", json_string(cuda));
+    }
     return 0;
 }
 
