@@ -24,6 +24,7 @@
 
 #include "check.h"
 #include "exit_codes.h"
+#include "proc_util.h"
 
 /* Give up on descendants that do not die within this many ms of the SIGKILL (a process stuck
  * in uninterruptible sleep): the shim exits anyway rather than hang the run. */
@@ -182,12 +183,12 @@ int shim_main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &waited, &old);
     // The death signal is delivered when the parent *thread* that forked us exits; libuv forks
     // from the loop thread, which is orchestrate's main thread, so that is the process.
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0 || prctl(PR_SET_PDEATHSIG, SHIM_PARENT_DIED) != 0) {
+    int gone = prctl(PR_SET_CHILD_SUBREAPER, 1) != 0 ? -1 : proc_die_with_parent(SHIM_PARENT_DIED, (pid_t)ppid);
+    if (gone < 0) {
         fprintf(stderr, "orchestrate --shim: prctl: %s\n", strerror(errno));
         return EXIT_SOFTWARE;
     }
-    // The parent may have died between fork and prctl; then nobody will signal us.
-    if ((long)getppid() != ppid) return 128 + SIGKILL;
+    if (gone) return 128 + SIGKILL; // orchestrate died between fork and prctl
     pid_t self = getpid();
     pid_t worker = fork();
     if (worker < 0) {
@@ -196,8 +197,7 @@ int shim_main(int argc, char **argv) {
     }
     if (worker == 0) {
         // The worker dies with the shim too, should the shim alone be killed.
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != self) _exit(128 + SIGKILL);
+        if (proc_die_with_parent(SIGKILL, self) != 0) _exit(128 + SIGKILL);
         signal(SIGPIPE, SIG_DFL);  // orchestrate ignores it; the worker gets the usual default
         sigprocmask(SIG_SETMASK, &old, NULL);
         execvp(argv[1], argv + 1);

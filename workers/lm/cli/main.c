@@ -8,12 +8,12 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "build_info.h"
 #include "cmds.h"
 #include "exit_codes.h"
+#include "proc_util.h"
 
 #ifndef LM_WORKER_VERSION
 #define LM_WORKER_VERSION "0.1.0"
@@ -49,9 +49,9 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
     // Die with the supervisor. The parent may already be gone by the time prctl takes effect;
     // then we were reparented and nobody will signal us, so leave now.
-    pid_t parent = getppid();
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) perror("lm-worker: prctl(PR_SET_PDEATHSIG)");
-    if (getppid() != parent) return 128 + SIGTERM;
+    int gone = proc_die_with_parent(SIGTERM, getppid());
+    if (gone < 0) perror("lm-worker: prctl(PR_SET_PDEATHSIG)");
+    if (gone > 0) return 128 + SIGTERM;
 
     if (argc < 2) {
         usage(stderr);
