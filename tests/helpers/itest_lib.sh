@@ -39,6 +39,14 @@ run_orch() {
     set -e
 }
 
+# Wait for the background process $1 (an orchestrate started with &); its exit status in $RC.
+wait_rc() {
+    set +e
+    wait "$1"
+    RC=$?
+    set -e
+}
+
 show_log() {
     echo "---- orchestrate output ----" >&2
     cat "$T/out.log" >&2

@@ -9,10 +9,7 @@ write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity", "swap_ab"]' '' -
 pid=$!
 wait_until started 2 || fail "workers did not start"
 kill -s HUP "$pid"
-set +e
-wait "$pid"
-RC=$?
-set -e
+wait_rc "$pid"
 expect_rc 129
 no_leftovers
 last_line | grep -q "^orchestrate: failed: interrupted by SIGHUP" || { show_log; fail "SIGHUP: wrong last line"; }

@@ -26,10 +26,7 @@ for sig in TERM INT; do
     wait_starts 2
     start=$(date +%s)
     kill -s "$sig" "$pid"
-    set +e
-    wait "$pid"
-    RC=$?
-    set -e
+    wait_rc "$pid"
     elapsed=$(( $(date +%s) - start ))
     if [ "$sig" = TERM ]; then expect_rc 143; else expect_rc 130; fi
     [ "$elapsed" -le 5 ] || fail "SIG$sig: took ${elapsed}s to exit"
@@ -49,10 +46,7 @@ start=$(date +%s)
 kill -s INT "$pid"
 sleep 0.3
 kill -s INT "$pid"
-set +e
-wait "$pid"
-RC=$?
-set -e
+wait_rc "$pid"
 expect_rc 130
 [ $(( $(date +%s) - start )) -le 5 ] || fail "a second SIGINT did not kill the workers at once"
 no_leftovers

@@ -11,10 +11,7 @@ write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')" "$(model_json
 pid=$!
 wait_until started 4 || { show_log; fail "stage 2 did not start"; }
 kill -s INT "$pid"
-set +e
-wait "$pid"
-RC=$?
-set -e
+wait_rc "$pid"
 expect_rc 130
 grep -q '^\[m1\] stage finished: 200/200 rows' "$T/out.log" || { show_log; fail "stage 1 line"; }
 grep -q '^\[m2\] stage interrupted' "$T/out.log" || { show_log; fail "no 'stage interrupted' line"; }

@@ -66,10 +66,7 @@ wait_until test -s "$T/gc.pid" || { show_log; fail "the grandchild did not start
 shim=$(pgrep -f -- "--shim .*$T" | head -n 1)
 [ -n "$shim" ] || fail "no shim process"
 kill -9 "$shim"
-set +e
-wait "$pid"
-RC=$?
-set -e
+wait_rc "$pid"
 expect_rc 1
 gone "$T/gc.pid" "grandchild of a killed shim"
 no_leftovers

@@ -85,6 +85,32 @@ static void write_logits(const json_t *id, const float *logits, int n) {
     fflush(stdout);
 }
 
+/* What logits_line needs across lines. */
+typedef struct {
+    model_t *m;                       // the loaded classifier
+    int nl;                           // its labels
+    int32_t *ids;                     // (cap) the current line's ids
+    size_t cap;                       // ids allocated
+    float logits[MODEL_MAX_LABELS];   // the current line's logits
+} logits_ctx_t;
+
+/* jsonl_fn_t of `logits`: one line's ids -> one output line. */
+static int logits_line(json_t *j, long lineno, void *ctx, err_t *err) {
+    logits_ctx_t *c = ctx;
+    json_t *id = NULL;
+    int n = parse_line(j, lineno, &c->ids, &c->cap, &id, err);
+    if (n < 0) return EXIT_DATAERR;
+    const int32_t *seq = c->ids;
+    if (model_forward(c->m, &seq, &n, 1, c->logits, err)) {
+        json_decref(id);
+        err_prefix(err, "stdin:%ld", lineno);
+        return err->code ? err->code : EXIT_SOFTWARE;
+    }
+    write_logits(id, c->logits, c->nl);
+    json_decref(id);
+    return EXIT_OK;
+}
+
 int cmd_logits(int argc, char **argv) {
     logits_opts_t o;
     int pr = logits_parse(argc, argv, &o);
@@ -102,40 +128,10 @@ int cmd_logits(int argc, char **argv) {
         be->ops->destroy(be);
         return err.code ? err.code : EXIT_DATAERR;
     }
-    int nl = model_get_config(m)->n_labels, rc = EXIT_OK;
-    float logits[MODEL_MAX_LABELS];
-    int32_t *ids = NULL;
-    size_t cap = 0;
-    jsonl_reader_t rd;
-    jsonl_reader_init(&rd, stdin);
-    for (;;) {
-        int eof;
-        json_t *j = jsonl_next(&rd, &eof, &err);
-        if (!j) {
-            if (!eof) rc = EXIT_DATAERR;
-            break;
-        }
-        long lineno = rd.lineno;
-        json_t *id = NULL;
-        int n = parse_line(j, lineno, &ids, &cap, &id, &err);
-        json_decref(j);
-        if (n < 0) {
-            rc = EXIT_DATAERR;
-            break;
-        }
-        const int32_t *seq = ids;
-        if (model_forward(m, &seq, &n, 1, logits, &err)) {
-            json_decref(id);
-            err_prefix(&err, "stdin:%ld", lineno);
-            rc = err.code ? err.code : EXIT_SOFTWARE;
-            break;
-        }
-        write_logits(id, logits, nl);
-        json_decref(id);
-    }
+    logits_ctx_t c = {.m = m, .nl = model_get_config(m)->n_labels};
+    int rc = jsonl_each(stdin, logits_line, &c, &err);
     if (rc != EXIT_OK) fprintf(stderr, "lm-worker logits: %s\n", err.msg);
-    jsonl_reader_free(&rd);
-    free(ids);
+    free(c.ids);
     model_free(m);
     be->ops->destroy(be);
     return rc;

@@ -52,6 +52,30 @@ static void write_ids(const json_t *id, const ids_t *ids) {
     fflush(stdout);
 }
 
+/* What tokenize_line needs across lines. */
+typedef struct {
+    tokenizer_t *tok;  // the loaded tokenizer
+    int add_special;   // --add-special-tokens: the post-processor's special tokens too
+    ids_t ids;         // the current line's ids
+} tokenize_ctx_t;
+
+/* jsonl_fn_t of `tokenize`: one line's text -> one output line of ids. */
+static int tokenize_line(json_t *j, long lineno, void *ctx, err_t *err) {
+    tokenize_ctx_t *c = ctx;
+    json_t *text = json_object_get(j, "text");
+    if (!json_is_string(text)) {
+        err_fmt(err, "stdin:%ld: field 'text' must be a string", lineno);
+        return EXIT_DATAERR;
+    }
+    c->ids.n = 0;
+    if (tokenizer_encode(c->tok, json_string_value(text), json_string_length(text), c->add_special, &c->ids, err) < 0) {
+        err_prefix(err, "stdin:%ld", lineno);
+        return EXIT_DATAERR;
+    }
+    write_ids(json_object_get(j, "id"), &c->ids);
+    return EXIT_OK;
+}
+
 int cmd_tokenize(int argc, char **argv) {
     tokenize_opts_t o;
     int pr = tokenize_parse(argc, argv, &o);
@@ -62,42 +86,14 @@ int cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "lm-worker tokenize: %s\n", err.msg);
         return EXIT_DATAERR;
     }
-    int rc = EXIT_OK;
-    ids_t ids = {0};
-    jsonl_reader_t rd;
-    jsonl_reader_init(&rd, stdin);
-    for (;;) {
-        int eof;
-        json_t *j = jsonl_next(&rd, &eof, &err);
-        if (!j) {
-            if (!eof) rc = EXIT_DATAERR;
-            break;
-        }
-        long lineno = rd.lineno;
-        json_t *text = json_object_get(j, "text");
-        if (!json_is_string(text)) {
-            err_fmt(&err, "stdin:%ld: field 'text' must be a string", lineno);
-            json_decref(j);
-            rc = EXIT_DATAERR;
-            break;
-        }
-        ids.n = 0;
-        if (tokenizer_encode(tok, json_string_value(text), json_string_length(text), o.add_special, &ids, &err) < 0) {
-            err_prefix(&err, "stdin:%ld", lineno);
-            json_decref(j);
-            rc = EXIT_DATAERR;
-            break;
-        }
-        write_ids(json_object_get(j, "id"), &ids);
-        json_decref(j);
-    }
+    tokenize_ctx_t c = {.tok = tok, .add_special = o.add_special};
+    int rc = jsonl_each(stdin, tokenize_line, &c, &err);
     if (rc != EXIT_OK) fprintf(stderr, "lm-worker tokenize: %s\n", err.msg);
     if (rc == EXIT_OK && ferror(stdout)) {
         fprintf(stderr, "lm-worker tokenize: cannot write stdout\n");
         rc = EXIT_IOERR;
     }
-    jsonl_reader_free(&rd);
-    ids_free(&ids);
+    ids_free(&c.ids);
     tokenizer_free(tok);
     return rc;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "exit_codes.h"
 #include "json_util.h"
 
 void jsonl_reader_init(jsonl_reader_t *r, FILE *f) {
@@ -42,4 +43,23 @@ void jsonl_begin_object(FILE *f, const json_t *id) {
     char *s = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
     fprintf(f, "\"id\":%s,", s ? s : "null");
     free(s);
+}
+
+int jsonl_each(FILE *f, jsonl_fn_t fn, void *ctx, err_t *err) {
+    jsonl_reader_t rd;
+    jsonl_reader_init(&rd, f);
+    int rc = EXIT_OK;
+    for (;;) {
+        int eof;
+        json_t *j = jsonl_next(&rd, &eof, err);
+        if (!j) {
+            if (!eof) rc = EXIT_DATAERR;
+            break;
+        }
+        rc = fn(j, rd.lineno, ctx, err);
+        json_decref(j);
+        if (rc != EXIT_OK) break;
+    }
+    jsonl_reader_free(&rd);
+    return rc;
 }

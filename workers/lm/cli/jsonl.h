@@ -25,6 +25,16 @@ void jsonl_reader_free(jsonl_reader_t *r);
  * line is not valid JSON or not an object. */
 json_t *jsonl_next(jsonl_reader_t *r, int *eof, err_t *err);
 
+/* What jsonl_each calls for each object: obj is borrowed (freed after the call; json_incref what
+ * must outlive it), lineno its 1-based stdin line. Returns 0 to go on, or an exit code to stop,
+ * with err set. */
+typedef int (*jsonl_fn_t)(json_t *obj, long lineno, void *ctx, err_t *err);
+
+/* Call fn(obj, lineno, ctx, err) for every JSON object line of f, in order. Returns EXIT_OK at
+ * the end of input, EXIT_DATAERR with err set ("stdin:N:col: ...") for a line that is not a
+ * JSON object, or the first non-zero code fn returned. */
+int jsonl_each(FILE *f, jsonl_fn_t fn, void *ctx, err_t *err);
+
 /* Write `{` and, when id is non-NULL, `"id":<id>,` to f: the start of every output line. */
 void jsonl_begin_object(FILE *f, const json_t *id);
 
