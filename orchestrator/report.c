@@ -101,6 +101,18 @@ static json_t *job_json(const plan_t *plan, const job_t *j) {
     json_object_set_new(o, "exit_codes", codes);
     json_object_set_new(o, "timed_out", tos);
     json_object_set_new(o, "batch_sizes", bss);
+    if (plan->executor == EXECUTOR_SLURM) {
+        // Per attempt: the Slurm step and node (null when the step never started). The GPU
+        // memory check after a stage needs NVML on the node; through Slurm it is not done.
+        json_t *steps = json_array(), *nodes = json_array();
+        for (int k = 0; k < j->attempts && k < JOB_MAX_ATTEMPTS; k++) {
+            json_array_append_new(steps, j->steps[k][0] ? json_string(j->steps[k]) : json_null());
+            json_array_append_new(nodes, j->nodes[k][0] ? json_string(j->nodes[k]) : json_null());
+        }
+        json_object_set_new(o, "slurm_steps", steps);
+        json_object_set_new(o, "slurm_nodes", nodes);
+        json_object_set_new(o, "gpu_memory_check", json_string("not done (Slurm step: no NVML check on the node)"));
+    }
     json_object_set_new(o, "rows", json_integer((json_int_t)j->n_rows));
     json_object_set_new(o, "cost_bytes", json_integer((json_int_t)j->cost));
     int ran = j->attempts > 0 && j->t_end > j->t_start;

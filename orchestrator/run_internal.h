@@ -71,6 +71,7 @@ struct attempt {
     double t_start, t_exit;     // monotonic seconds
     char last_err[512];         // last non-empty stderr line (else stdout line)
     int err_line_seen;          // last_err holds a stderr line (which stdout lines never replace)
+    char step[48];              // Slurm "<jobid>.<stepid>" from the step marker, or "" (local / not yet)
 };
 
 struct run_ctx {

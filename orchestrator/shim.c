@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "executor_slurm.h"
 #include "exit_codes.h"
 
 /* Give up on descendants that do not die within this many ms of the SIGKILL (a process stuck
@@ -169,7 +170,7 @@ int shim_main(int argc, char **argv) {
     }
     char *end = NULL;
     long ppid = strtol(argv[0], &end, 10);
-    if (!end || *end != '\0' || ppid <= 0) {
+    if (!end || *end != '\0' || ppid < 0) {
         fprintf(stderr, "orchestrate --shim: bad parent pid '%s'\n", argv[0]);
         return EXIT_USAGE;
     }
@@ -182,12 +183,15 @@ int shim_main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &waited, &old);
     // The death signal is delivered when the parent *thread* that forked us exits; libuv forks
     // from the loop thread, which is orchestrate's main thread, so that is the process.
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0 || prctl(PR_SET_PDEATHSIG, SHIM_PARENT_DIED) != 0) {
+    // PPID 0: a Slurm job step's shim (executor_slurm.h), whose parent is slurmstepd: no death
+    // signal to ask for; srun and scancel stop it with SIGTERM/SIGKILL.
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0 || (ppid > 0 && prctl(PR_SET_PDEATHSIG, SHIM_PARENT_DIED) != 0)) {
         fprintf(stderr, "orchestrate --shim: prctl: %s\n", strerror(errno));
         return EXIT_SOFTWARE;
     }
     // The parent may have died between fork and prctl; then nobody will signal us.
-    if ((long)getppid() != ppid) return 128 + SIGKILL;
+    if (ppid > 0 && (long)getppid() != ppid) return 128 + SIGKILL;
+    if (ppid == 0) slurm_print_marker();
     pid_t self = getpid();
     pid_t worker = fork();
     if (worker < 0) {
@@ -212,7 +216,7 @@ int shim_main(int argc, char **argv) {
         siginfo_t si;
         int sig = sigwaitinfo(&waited, &si);
         if (sig == SIGCHLD) reap(worker, &status, &worker_done);
-        else if (sig == SHIM_PARENT_DIED) parent_gone = (long)getppid() != ppid;
+        else if (sig == SHIM_PARENT_DIED) parent_gone = ppid > 0 && (long)getppid() != ppid;
         // A stop signal sent to the group reached the worker already; pass it on to the
         // descendants that left the group (setsid daemons), which it did not reach.
         else if (sig > 0) signal_subtree(sig, 1);

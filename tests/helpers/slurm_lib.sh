@@ -38,21 +38,22 @@ slurm_free_port() {
     return 1
 }
 
-# slurm_stop: kill the daemons slurm_start started (by PID: TERM, then KILL), and any job step
-# they left. Safe to call more than once and before slurm_start.
+# slurm_stop: kill the daemons slurm_start started (by PID: TERM, then KILL; slurmd ends the job
+# steps it runs). Safe to call more than once and before slurm_start.
 slurm_stop() {
     local p i
     [ -z "$SLURM_PIDS" ] && return 0
-    for p in $SLURM_PIDS; do kill -TERM "$p" 2>/dev/null; done
+    for p in $SLURM_PIDS; do kill -TERM "$p" 2>/dev/null || true; done
     for i in $(seq 1 30); do
         local alive=0
-        for p in $SLURM_PIDS; do kill -0 "$p" 2>/dev/null && alive=1; done
+        for p in $SLURM_PIDS; do kill -0 "$p" 2>/dev/null && alive=1 || true; done
         [ "$alive" = 0 ] && break
         sleep 0.1
     done
-    for p in $SLURM_PIDS; do kill -KILL "$p" 2>/dev/null; done
-    for p in $SLURM_PIDS; do wait "$p" 2>/dev/null; done
+    for p in $SLURM_PIDS; do kill -KILL "$p" 2>/dev/null || true; done
+    for p in $SLURM_PIDS; do wait "$p" 2>/dev/null || true; done
     SLURM_PIDS=""
+    return 0
 }
 
 # Show the daemons' logs (on failure).

@@ -1,0 +1,47 @@
+/* executor_slurm.h: running attempts as Slurm job steps (`executor: "slurm"`, docs/slurm.md).
+ *
+ * Each attempt is still started by attempt.c through the local shim (so that everything it
+ * starts dies with orchestrate); the shim's command becomes
+ *   srun --ntasks=1 --nodes=1 --exclusive --kill-on-bad-exit=1 --job-name=orch-<job>
+ *        [--gres=gpu:1 | --cpus-per-task=N] [slurm.srun_args...] -- <orchestrate> --shim 0 <worker argv>
+ * one job step inside the allocation orchestrate runs in. The remote shim (PPID 0: no parent
+ * to watch, its parent is slurmstepd) prints SLURM_STEP_MARKER "<job>.<step> <host>" on stderr
+ * first, which attempt.c reads to learn the step, to stop it with scancel and to record it.
+ * Stdout and stderr come back through srun; the progress fd does not (no progress lines).
+ * This module does NOT decide anything about retries or outcomes (run.c does).
+ */
+#ifndef ORCH_EXECUTOR_SLURM_H
+#define ORCH_EXECUTOR_SLURM_H
+
+#include <stddef.h>
+
+#include "orch.h"
+
+/* The first stderr line of a step's remote shim: SLURM_STEP_MARKER "<jobid>.<stepid> <hostname>". */
+#define SLURM_STEP_MARKER "orchestrate-slurm-step: "
+
+/* Check that orchestrate runs inside a Slurm allocation (SLURM_JOB_ID set) and that srun is
+ * on PATH. Returns 0, or -1 with err saying how to get an allocation (salloc/sbatch line). */
+int slurm_check_allocation(err_t *err);
+
+/* Build the slots for the allocation: with gpus "cpu", cpu_workers CPU slots; else one slot per
+ * GPU of the allocation (SLURM_GPUS_ON_NODE x SLURM_NNODES, else SLURM_JOB_GPUS, else scontrol
+ * show job), or cpu_workers CPU slots when it has none (note says so). GPU slots leave
+ * CUDA_VISIBLE_DEVICES to Slurm. *slots is malloc'ed. Returns 0, or -1 with err set. */
+int slurm_slots(const plan_t *plan, slot_t **slots, int *n_slots, char *note, size_t note_len, err_t *err);
+
+/* The argv (NULL-terminated, free with spawn_strv_free) that runs worker_argv as one job step
+ * for job on slot: srun's options, then `self --shim 0` and worker_argv. cpus is the
+ * --cpus-per-task of a CPU slot. */
+char **slurm_step_argv(const plan_t *plan, const job_t *job, const slot_t *slot, int cpus,
+                       const char *self, char *const *worker_argv);
+
+/* Parse a SLURM_STEP_MARKER line (len bytes, no line end) into step ("<job>.<step>") and node.
+ * Returns 1 when the line is a marker, else 0. */
+int slurm_parse_marker(const char *line, size_t len, char *step, size_t step_len, char *node, size_t node_len);
+
+/* Print the marker for this step (from SLURM_JOB_ID, SLURM_STEP_ID and the hostname) on stderr;
+ * the remote shim calls it first. Does nothing outside a step. */
+void slurm_print_marker(void);
+
+#endif

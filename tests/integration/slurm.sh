@@ -1,0 +1,120 @@
+# slurm: `orchestrate --executor slurm` against a real single-node Slurm (tests/helpers/
+# slurm_lib.sh: munged, slurmctld, slurmd started here on loopback, stopped by PID on exit), with
+# two fake GPUs. Inside `salloc`: a 2-model ensemble with swap_ab equals the local run byte for
+# byte, and each worker sees its own step id and GPU; resume reuses every shard; a crash is
+# retried; OOM halves the batch; a hang is cancelled at its timeout and no step remains; Ctrl-C
+# leaves no step; SIGKILL of orchestrate leaves no step after a minute.
+# Needs root (mknod, the daemons) and apt when slurm-wlm is missing: without them it fails
+# loudly rather than skipping. Takes ~1-2 minutes (the SIGKILL case waits for Slurm).
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../helpers/slurm_lib.sh"
+set -e
+
+[ "$(id -u)" = 0 ] || fail "the Slurm test needs root (it starts slurmctld/slurmd/munged)"
+SDIR=$(mktemp -d /tmp/slurm.XXXXXX)  # not under $T: no_leftovers must not see the daemons
+trap 'slurm_stop; rm -rf "$SDIR"; cleanup' EXIT
+slurm_start "$SDIR" || fail "could not start a local Slurm (see the logs above)"
+
+# No job step of ours (squeue -s lists every step, "<job>.<step> <name>"; extern/batch steps of
+# salloc jobs are not ours).
+steps_left() {
+    squeue -h -s -o '%i %j' 2>/dev/null | grep ' orch-' || true
+}
+# wait_no_steps SECONDS: until no step of ours is left; fails with the list.
+wait_no_steps() {
+    local i
+    for i in $(seq 1 $(($1 * 5))); do
+        [ -z "$(steps_left)" ] && return 0
+        sleep 0.2
+    done
+    fail "job steps left: $(steps_left)"
+}
+# salloc_orch ARGS...: orchestrate ARGS inside a fresh allocation with 2 CPUs and 2 GPUs;
+# output to $T/out.log, status in $RC.
+salloc_orch() {
+    set +e
+    timeout 120 salloc -Q -N1 -n2 --gres=gpu:2 --job-name=orchtest "$ORCH" --executor slurm "$@" >"$T/out.log" 2>&1
+    RC=$?
+    set -e
+}
+
+# --- outside an allocation: a clear error naming salloc
+write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')"
+(unset SLURM_JOB_ID; run_orch --executor slurm --plan "$T/plan.json"; expect_rc 1;
+ last_line | grep -q "salloc" || { show_log; fail "no salloc hint outside an allocation"; })
+
+# --- ensemble with swap_ab: the local run is the oracle, byte for byte
+ENS_PLAN() {
+    write_plan "$T/plan.json" '' \
+        "$(model_json m1 1 1 '["identity", "swap_ab"]')" "$(model_json m2 2 2 '["identity"]')"
+}
+ENS_PLAN
+run_orch --gpus cpu --plan "$T/plan.json" --work-dir "$T/work-local"
+expect_rc 0
+cp "$T/sub.csv" "$T/sub-local.csv"
+rm -f "$T/trace.log"
+salloc_orch --gpus auto --plan "$T/plan.json"
+expect_rc 0
+cmp "$T/sub.csv" "$T/sub-local.csv" || fail "the Slurm run's submission differs from the local run's"
+wait_no_steps 10
+no_leftovers
+# 2 slots (the allocation's 2 GPUs), 6 jobs: each worker ran in its own step with one GPU.
+[ "$(trace_count)" = 6 ] || fail "expected 6 workers: $(cat "$T/trace.log")"
+grep -v ' step=[0-9]*\.[0-9]*$' "$T/trace.log" && fail "a worker did not see its Slurm step"
+[ "$(grep -o 'step=[0-9.]*' "$T/trace.log" | sort -u | wc -l)" = 6 ] || fail "steps not distinct: $(cat "$T/trace.log")"
+grep -v ' cvd=[01] ' "$T/trace.log" && fail "a worker did not see one GPU: $(cat "$T/trace.log")"
+R=$(report_flat)
+echo "$R" | grep -q '"slurm_steps":\["[0-9]*\.[0-9]*"\],"slurm_nodes":\["[^"]*"\],"gpu_memory_check":"notdone' \
+    || fail "report lacks the step/node per attempt: $R"
+for s in $(grep -o 'step=[0-9.]*' "$T/trace.log" | cut -d= -f2); do
+    echo "$R" | grep -q "\"$s\"" || fail "step $s (seen by a worker) is not in the report"
+done
+
+# --- resume: every shard reused, no step started
+salloc_orch --gpus auto --plan "$T/plan.json"
+expect_rc 0
+[ "$(trace_count)" = 6 ] || fail "resume started workers: $(cat "$T/trace.log")"
+cmp "$T/sub.csv" "$T/sub-local.csv" || fail "the resumed submission differs"
+
+# --- a crash is retried (exit 3 comes back through srun), and OOM halves the batch (exit 75)
+rm -f "$T/trace.log"
+WORKERS=1 write_plan "$T/plan.json" '' \
+    "$(model_json m1 1 1 '["identity"]' '"retries": 1' --crash-once="$T/crash.marker")" \
+    "$(model_json m2 2 1 '["identity"]' '"batch_size": 8, "retries": 0' --batch-size '{batch_size}' --oom-above 2)"
+salloc_orch --plan "$T/plan.json" --fresh
+expect_rc 0
+R=$(report_flat)
+echo "$R" | grep -q '"exit_codes":\[[1-9][0-9]*,0\]' || fail "the crash was not retried: $R"
+echo "$R" | grep -q '"exit_codes":\[75,75,0\],"timed_out":\[false,false,false\],"batch_sizes":\[8,4,2\]' \
+    || fail "OOM did not halve the batch: $R"
+wait_no_steps 10
+
+# --- a hang is cancelled at its timeout (scancel TERM, then KILL after the grace); no step left
+GRACE=1 WORKERS=1 write_plan "$T/plan.json" '' \
+    "$(model_json m1 1 1 '["identity"]' '"timeout_s": 2, "retries": 0' --hang --ignore-term)"
+salloc_orch --plan "$T/plan.json" --fresh
+expect_rc 1
+report_flat | grep -q '"timed_out":\[true\]' || { show_log; fail "the hang did not time out"; }
+grep -q "scancel --signal=TERM [0-9]*\.[0-9]*" "$T/work/logs/m1.identity.s0of1.log" || fail "no scancel TERM in the log"
+grep -q "scancel --signal=KILL [0-9]*\.[0-9]*" "$T/work/logs/m1.identity.s0of1.log" || fail "no scancel KILL in the log"
+wait_no_steps 10
+no_leftovers
+
+# --- Ctrl-C and SIGKILL of orchestrate: start a hanging run, wait for its step, signal it
+GRACE=1 WORKERS=1 write_plan "$T/plan.json" '' "$(model_json m1 1 1 '["identity"]' '"retries": 0' --hang)"
+stop_test() {
+    local sig=$1 wait_s=$2 i
+    timeout 120 salloc -Q -N1 -n2 --job-name=orchtest bash -c 'echo $$ >"$1/orch.pid"; exec "$2" --executor slurm --plan "$1/plan.json" --fresh' \
+        _ "$T" "$ORCH" >"$T/out.log" 2>&1 &
+    local salloc_pid=$!
+    for i in $(seq 1 100); do [ -n "$(steps_left)" ] && break; sleep 0.2; done
+    [ -n "$(steps_left)" ] || { show_log; fail "$sig: no step started"; }
+    kill "-$sig" "$(cat "$T/orch.pid")"
+    wait_no_steps "$wait_s"
+    wait "$salloc_pid" || true
+    no_leftovers
+}
+stop_test INT 15
+grep -q "interrupted by SIGINT" "$T/out.log" || { show_log; fail "Ctrl-C: no interruption reported"; }
+stop_test KILL 70
+echo ok
