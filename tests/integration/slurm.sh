@@ -89,6 +89,15 @@ echo "$R" | grep -q '"exit_codes":\[75,75,0\],"timed_out":\[false,false,false\],
     || fail "OOM did not halve the batch: $R"
 wait_no_steps 10
 
+# --- exit 65 (bad input) comes back through srun and fails the run at once, without retries
+rm -f "$T/trace.log"
+WORKERS=1 write_plan "$T/plan.json" '' "$(model_json m1 1 1 '["identity"]' '"retries": 2' --bad-input)"
+salloc_orch --plan "$T/plan.json" --fresh
+expect_rc 1
+[ "$(trace_count)" = 1 ] || fail "exit 65 was retried: $(cat "$T/trace.log")"
+report_flat | grep -q '"exit_codes":\[65\]' || fail "report: $(report_flat)"
+last_line | grep -q "fake_worker" || { show_log; fail "the failure line does not quote the worker"; }
+
 # --- a hang is cancelled at its timeout (scancel TERM, then KILL after the grace); no step left
 GRACE=1 WORKERS=1 write_plan "$T/plan.json" '' \
     "$(model_json m1 1 1 '["identity"]' '"timeout_s": 2, "retries": 0' --hang --ignore-term)"
@@ -100,18 +109,25 @@ grep -q "scancel --signal=KILL [0-9]*\.[0-9]*" "$T/work/logs/m1.identity.s0of1.l
 wait_no_steps 10
 no_leftovers
 
-# --- Ctrl-C and SIGKILL of orchestrate: start a hanging run, wait for its step, signal it
+# --- Ctrl-C and SIGKILL of orchestrate: start a hanging run, wait for its step, signal it. The
+# allocation outlives orchestrate (the shell inside salloc sleeps on), so it is orchestrate's
+# stopping, not the end of the job, that must take the step away.
 GRACE=1 WORKERS=1 write_plan "$T/plan.json" '' "$(model_json m1 1 1 '["identity"]' '"retries": 0' --hang)"
 stop_test() {
     local sig=$1 wait_s=$2 i
-    timeout 120 salloc -Q -N1 -n2 --job-name=orchtest bash -c 'echo $$ >"$1/orch.pid"; exec "$2" --executor slurm --plan "$1/plan.json" --fresh' \
+    rm -f "$T/orch.pid" "$T/shell.pid"
+    timeout 150 salloc -Q -N1 -n2 --job-name=orchtest bash -c \
+        'echo $$ >"$1/shell.pid"; "$2" --executor slurm --plan "$1/plan.json" --fresh & echo $! >"$1/orch.pid"; wait $!; exec sleep 100' \
         _ "$T" "$ORCH" >"$T/out.log" 2>&1 &
     local salloc_pid=$!
-    for i in $(seq 1 100); do [ -n "$(steps_left)" ] && break; sleep 0.2; done
+    for i in $(seq 1 100); do [ -n "$(steps_left)" ] && [ -s "$T/orch.pid" ] && break; sleep 0.2; done
     [ -n "$(steps_left)" ] || { show_log; fail "$sig: no step started"; }
     kill "-$sig" "$(cat "$T/orch.pid")"
     wait_no_steps "$wait_s"
+    squeue -h -o '%i %j' | grep -q orchtest || fail "$sig: the allocation ended, so the test proves nothing"
+    kill "$(cat "$T/shell.pid")"  # the sleep: salloc then gives the allocation back
     wait "$salloc_pid" || true
+    echo "$sig: no step left; $SECONDS s into the test" >&2
     no_leftovers
 }
 stop_test INT 15
