@@ -148,7 +148,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_line(stream_t *s, const char *line, size_t len) {
     attempt_t *a = s->a;
     run_ctx_t *ctx = a->ctx;
-    if (s->kind == STREAM_PROGRESS) {
+    size_t pl = strlen(SLURM_PROGRESS_MARKER);
+    int slurm_progress = s->kind == STREAM_ERR && ctx->plan->executor == EXECUTOR_SLURM && len > pl &&
+                         memcmp(line, SLURM_PROGRESS_MARKER, pl) == 0;
+    if (slurm_progress) line += pl, len -= pl;  // a step's progress line, forwarded on stderr
+    if (s->kind == STREAM_PROGRESS || slurm_progress) {
         char tmp[128];
         double done, total;
         if (len < sizeof tmp) {

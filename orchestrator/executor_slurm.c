@@ -3,6 +3,8 @@
  * scancel. It does NOT supervise processes (attempt.c) or classify outcomes (run.c). */
 #include "executor_slurm.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,4 +154,45 @@ void slurm_print_marker(void) {
     gethostname(host, sizeof host - 1);
     fprintf(stderr, SLURM_STEP_MARKER "%s.%s %s\n", job, step, host);
     fflush(stderr);
+}
+
+int slurm_progress_forwarder(void) {
+    int fd[2];
+    if (pipe2(fd, O_CLOEXEC) != 0) {
+        fprintf(stderr, "orchestrate --shim: pipe: %s (no progress lines)\n", strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "orchestrate --shim: fork: %s (no progress lines)\n", strerror(errno));
+        close(fd[0]), close(fd[1]);
+        return -1;
+    }
+    if (pid > 0) {
+        close(fd[0]);
+        return fd[1];
+    }
+    // The forwarder: lines of at most 200 bytes (a progress line is far shorter; longer ones
+    // are cut), each written with its prefix in one write() so that it cannot interleave with
+    // the worker's own stderr lines.
+    close(fd[1]);
+    char out[256], buf[4096];
+    size_t pl = strlen(SLURM_PROGRESS_MARKER), n = pl;
+    memcpy(out, SLURM_PROGRESS_MARKER, pl);
+    for (;;) {
+        ssize_t r = read(fd[0], buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf[i] != '\n') {
+                if (n < pl + 200) out[n++] = buf[i];
+                continue;
+            }
+            out[n++] = '\n';
+            ssize_t w = write(2, out, n);
+            (void)w;  // stderr gone: the step is ending anyway
+            n = pl;
+        }
+    }
+    _exit(0);
 }

@@ -7,7 +7,9 @@
  * one job step inside the allocation orchestrate runs in. The remote shim (PPID 0: no parent
  * to watch, its parent is slurmstepd) prints SLURM_STEP_MARKER "<job>.<step> <host>" on stderr
  * first, which attempt.c reads to learn the step, to stop it with scancel and to record it.
- * Stdout and stderr come back through srun; the progress fd does not (no progress lines).
+ * Stdout and stderr come back through srun; the progress fd does not: the remote shim gives the
+ * worker a pipe as fd 3 and a forwarder process copies its lines onto stderr, each prefixed
+ * with SLURM_PROGRESS_MARKER, which attempt.c takes as progress lines.
  * This module does NOT decide anything about retries or outcomes (run.c does).
  */
 #ifndef ORCH_EXECUTOR_SLURM_H
@@ -19,6 +21,9 @@
 
 /* The first stderr line of a step's remote shim: SLURM_STEP_MARKER "<jobid>.<stepid> <hostname>". */
 #define SLURM_STEP_MARKER "orchestrate-slurm-step: "
+
+/* The prefix of a progress line forwarded on a step's stderr: SLURM_PROGRESS_MARKER "progress 3 10". */
+#define SLURM_PROGRESS_MARKER "orchestrate-slurm-progress: "
 
 /* Check that orchestrate runs inside a Slurm allocation (SLURM_JOB_ID set) and that srun is
  * on PATH. Returns 0, or -1 with err saying how to get an allocation (salloc/sbatch line). */
@@ -43,5 +48,12 @@ int slurm_parse_marker(const char *line, size_t len, char *step, size_t step_len
 /* Print the marker for this step (from SLURM_JOB_ID, SLURM_STEP_ID and the hostname) on stderr;
  * the remote shim calls it first. Does nothing outside a step. */
 void slurm_print_marker(void);
+
+/* For the remote shim, before it forks the worker: make a pipe and fork a forwarder process that
+ * copies each line read from it onto stderr behind SLURM_PROGRESS_MARKER (one write per line)
+ * until EOF. Returns the pipe's write end (O_CLOEXEC) for the worker's fd 3, or -1 (no
+ * progress; the reason is printed on stderr). The caller closes it once the worker is forked;
+ * the forwarder is one more child of the shim, reaped and, if need be, killed with its subtree. */
+int slurm_progress_forwarder(void);
 
 #endif

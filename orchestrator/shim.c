@@ -25,6 +25,7 @@
 #include "check.h"
 #include "executor_slurm.h"
 #include "exit_codes.h"
+#include "spawn.h"
 
 /* Give up on descendants that do not die within this many ms of the SIGKILL (a process stuck
  * in uninterruptible sleep): the shim exits anyway rather than hang the run. */
@@ -193,6 +194,7 @@ int shim_main(int argc, char **argv) {
     if (ppid > 0 && (long)getppid() != ppid) return 128 + SIGKILL;
     if (ppid == 0) slurm_print_marker();
     pid_t self = getpid();
+    int progress_fd = ppid == 0 ? slurm_progress_forwarder() : -1;  // fd 3 does not cross srun
     pid_t worker = fork();
     if (worker < 0) {
         fprintf(stderr, "orchestrate --shim: fork: %s\n", strerror(errno));
@@ -203,6 +205,15 @@ int shim_main(int argc, char **argv) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != self) _exit(128 + SIGKILL);
         signal(SIGPIPE, SIG_DFL);  // orchestrate ignores it; the worker gets the usual default
+        // dup2 onto another fd clears O_CLOEXEC; the same fd keeps it, so clear it by hand.
+        int pfd = progress_fd < 0 ? -1
+                  : progress_fd == SPAWN_PROGRESS_FD ? fcntl(progress_fd, F_SETFD, 0) == 0 ? progress_fd : -1
+                  : dup2(progress_fd, SPAWN_PROGRESS_FD);
+        if (pfd == SPAWN_PROGRESS_FD) {
+            char num[16];
+            snprintf(num, sizeof num, "%d", SPAWN_PROGRESS_FD);
+            setenv("ORCHESTRATE_PROGRESS_FD", num, 1);
+        }
         sigprocmask(SIG_SETMASK, &old, NULL);
         execvp(argv[1], argv + 1);
         int e = errno;
@@ -211,6 +222,7 @@ int shim_main(int argc, char **argv) {
         _exit(e == ENOENT || e == ENOTDIR ? SHIM_EXIT_NOT_FOUND : SHIM_EXIT_NOT_EXECUTABLE);
     }
 
+    if (progress_fd >= 0) close(progress_fd);  // the forwarder sees EOF when the worker's tree closes it
     int status = 0, worker_done = 0, parent_gone = 0;
     while (!worker_done && !parent_gone) {
         siginfo_t si;

@@ -1,7 +1,8 @@
 # slurm: `orchestrate --executor slurm` against a real single-node Slurm (tests/helpers/
 # slurm_lib.sh: munged, slurmctld, slurmd started here on loopback, stopped by PID on exit), with
 # two fake GPUs. Inside `salloc`: a 2-model ensemble with swap_ab equals the local run byte for
-# byte, and each worker sees its own step id and GPU; resume reuses every shard; a crash is
+# byte, and each worker sees its own step id and GPU; resume reuses every shard; progress lines
+# come through; a crash is
 # retried; OOM halves the batch; a hang is cancelled at its timeout and no step remains; Ctrl-C
 # leaves no step; SIGKILL of orchestrate leaves no step after a minute.
 # Needs root (mknod, the daemons) and apt when slurm-wlm is missing: without them it fails
@@ -75,6 +76,15 @@ salloc_orch --gpus auto --plan "$T/plan.json"
 expect_rc 0
 [ "$(trace_count)" = 6 ] || fail "resume started workers: $(cat "$T/trace.log")"
 cmp "$T/sub.csv" "$T/sub-local.csv" || fail "the resumed submission differs"
+
+# --- progress lines cross srun (the remote shim forwards fd 3 onto stderr behind a marker): a
+# partly done job shows up (finished jobs alone give multiples of 100 rows)
+write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity", "swap_ab"]' '"batch_size": 8' --batch-size '{batch_size}' --slow 100)"
+ORCHESTRATE_PROGRESS_INTERVAL_S=1 salloc_orch --plan "$T/plan.json" --fresh
+expect_rc 0
+grep -E '^\[m1\] [0-9]+/400 rows' "$T/out.log" | awk '{ split($2, a, "/"); if (a[1] % 100 != 0) found = 1 } END { exit !found }' \
+    || { show_log; fail "progress lines did not come through srun"; }
+grep -q 'orchestrate-slurm-progress' "$T/out.log" && { show_log; fail "a forwarded progress line reached the console"; }
 
 # --- a crash is retried (exit 3 comes back through srun), and OOM halves the batch (exit 75)
 rm -f "$T/trace.log"
