@@ -62,8 +62,9 @@ static int allocation_gpus(void) {
     // salloc sets neither: ask the controller. The job's TRES holds "gres/gpu=N" (all nodes) when
     // the cluster accounts GPUs; TresPerNode holds "gres:gpu:N" (22.05) or "gres/gpu:[type:]N".
     const char *job = getenv("SLURM_JOB_ID");
+    if (!job || !*job) return 0;  // --dry-run outside an allocation: nothing to ask
     char cmd[128];
-    snprintf(cmd, sizeof cmd, "scontrol show job %ld 2>/dev/null", job ? atol(job) : 0L);
+    snprintf(cmd, sizeof cmd, "scontrol show job %ld 2>/dev/null", atol(job));
     FILE *f = popen(cmd, "r");
     if (!f) return 0;
     char line[4096];

@@ -43,6 +43,8 @@ salloc_orch() {
 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')"
 (unset SLURM_JOB_ID; run_orch --executor slurm --plan "$T/plan.json"; expect_rc 1;
  last_line | grep -q "salloc" || { show_log; fail "no salloc hint outside an allocation"; })
+# --dry-run needs no allocation
+(unset SLURM_JOB_ID; run_orch --executor slurm --dry-run --plan "$T/plan.json"; expect_rc 0)
 
 # --- ensemble with swap_ab: the local run is the oracle, byte for byte
 ENS_PLAN() {
@@ -110,10 +112,15 @@ last_line | grep -q "fake_worker" || { show_log; fail "the failure line does not
 
 # --- a hang is cancelled at its timeout (scancel TERM, then KILL after the grace); no step left
 GRACE=1 WORKERS=1 write_plan "$T/plan.json" '' \
-    "$(model_json m1 1 1 '["identity"]' '"timeout_s": 2, "retries": 0' --hang --ignore-term)"
+    "$(model_json m1 1 1 '["identity"]' '"timeout_s": 2, "retries": 1' --hang --ignore-term)"
 salloc_orch --plan "$T/plan.json" --fresh
 expect_rc 1
-report_flat | grep -q '"timed_out":\[true\]' || { show_log; fail "the hang did not time out"; }
+R=$(report_flat)
+echo "$R" | grep -q '"timed_out":\[true,true\]' || { show_log; fail "the hang did not time out twice: $R"; }
+# The retry ran in a step of its own, started after the first was gone (srun returns only then).
+echo "$R" | grep -Eq '"slurm_steps":\["([0-9]+)\.[0-9]+","\1\.[0-9]+"\]' || fail "two steps expected: $R"
+[ "$(echo "$R" | grep -Eo '"slurm_steps":\["[0-9.]+","[0-9.]+"\]' | grep -Eo '[0-9]+\.[0-9]+' | sort -u | wc -l)" = 2 ] \
+    || fail "the retry reused the step id: $R"
 grep -q "scancel --signal=TERM [0-9]*\.[0-9]*" "$T/work/logs/m1.identity.s0of1.log" || fail "no scancel TERM in the log"
 grep -q "scancel --signal=KILL [0-9]*\.[0-9]*" "$T/work/logs/m1.identity.s0of1.log" || fail "no scancel KILL in the log"
 wait_no_steps 10
