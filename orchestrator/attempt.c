@@ -169,6 +169,22 @@ static void on_line(stream_t *s, const char *line, size_t len) {
         if (a->kill_stage > 0) signal_step(a, a->kill_stage == 1 ? SIGTERM : SIGKILL);  // asked to stop before
         return;
     }
+    int gpu;
+    double before, after;
+    char why[96];
+    if (s->kind == STREAM_ERR && ctx->plan->executor == EXECUTOR_SLURM &&
+        slurm_parse_mem(line, len, &gpu, &before, &after, why, sizeof why)) {
+        int k = a->index;
+        job->step_mem_state[k] = gpu >= 0 ? 1 : 2;
+        job->step_gpu[k] = gpu;
+        job->step_mem[k][0] = before, job->step_mem[k][1] = after;
+        snprintf(job->step_mem_note[k], sizeof job->step_mem_note[k], "%s", why);
+        if (gpu >= 0 && after - before > ctx->plan->mem_tolerance_mib)
+            progress_note(&ctx->console, "orchestrate: warning: [%s] step %s: GPU %d on %s holds %.0f MiB after the step, "
+                          "%.0f MiB over its %.0f MiB before it (tolerance %.0f)", job->name, a->step, gpu,
+                          job->nodes[k], after, after - before, before, ctx->plan->mem_tolerance_mib);
+        return;
+    }
     progress_worker_line(&ctx->console, job->name, line, len);
     // srun's own messages ("srun: error: node: task 0: Exited with exit code 75") are not the
     // worker's reason.

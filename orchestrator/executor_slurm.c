@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "nvml.h"
 #include "shim.h"
 #include "spawn.h"
 
@@ -125,6 +127,7 @@ char **slurm_step_argv(const plan_t *plan, const job_t *job, const slot_t *slot,
     push(&v, &n, buf);
     if (slot->gpu >= 0) push(&v, &n, "--gres=gpu:1");
     else {
+        push(&v, &n, "--gres=none");  // without it a step gets every GPU of the allocation
         snprintf(buf, sizeof buf, "--cpus-per-task=%d", cpus > 0 ? cpus : 1);
         push(&v, &n, buf);
     }
@@ -196,4 +199,73 @@ int slurm_progress_forwarder(void) {
         }
     }
     _exit(0);
+}
+
+int slurm_parse_mem(const char *line, size_t len, int *gpu, double *before, double *after, char *why,
+                    size_t why_len) {
+    size_t ml = strlen(SLURM_MEM_MARKER);
+    if (len <= ml || len >= 512 || memcmp(line, SLURM_MEM_MARKER, ml) != 0) return 0;
+    char tmp[512];
+    memcpy(tmp, line + ml, len - ml);
+    tmp[len - ml] = '\0';
+    why[0] = '\0';
+    *gpu = -1, *before = *after = 0;
+    if (sscanf(tmp, "gpu=%d before=%lf after=%lf", gpu, before, after) == 3 && *gpu >= 0) return 1;
+    *gpu = -1;
+    snprintf(why, why_len, "%s", strncmp(tmp, "not done: ", 10) == 0 ? tmp + 10 : tmp);
+    return 1;
+}
+
+/* Monotonic seconds. */
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void slurm_mem_before(slurm_mem_t *m) {
+    memset(m, 0, sizeof *m);
+    m->gpu = -1;
+    const char *gpus = getenv("SLURM_STEP_GPUS");  // the step's GPU, as NVML numbers it
+    if (!gpus || !*gpus || strchr(gpus, ',')) {
+        snprintf(m->why, sizeof m->why, "%s", !gpus || !*gpus ? "no GPU in this step" : "more than one GPU in this step");
+        return;
+    }
+    char note[160] = "";
+    nvml_t *n = nvml_open(note, sizeof note);
+    if (!n) {
+        snprintf(m->why, sizeof m->why, "%s", note);
+        return;
+    }
+    int gpu = atoi(gpus);
+    err_t err = {0};
+    if (gpu < 0 || gpu >= nvml_device_count(n) || nvml_read_used(n, &gpu, 1, &m->before_mib, &err) != 0) {
+        snprintf(m->why, sizeof m->why, "cannot read GPU %d: %.100s", gpu, err.msg[0] ? err.msg : "no such GPU");
+        nvml_close(n);
+        return;
+    }
+    m->gpu = gpu;
+    m->nvml = n;
+}
+
+void slurm_mem_after(slurm_mem_t *m) {
+    if (m->gpu < 0) {
+        fprintf(stderr, SLURM_MEM_MARKER "not done: %s\n", m->why);
+        return;
+    }
+    double tol = 64, wait_s = 10, after = 0;
+    const char *cfg = getenv(SLURM_MEM_ENV);
+    if (cfg) sscanf(cfg, "%lf %lf", &tol, &wait_s);
+    double t0 = mono_s();
+    err_t err = {0};
+    int ok;
+    while ((ok = nvml_read_used(m->nvml, &m->gpu, 1, &after, &err) == 0) && after > m->before_mib + tol &&
+           mono_s() - t0 < wait_s) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (ok) fprintf(stderr, SLURM_MEM_MARKER "gpu=%d before=%.0f after=%.0f\n", m->gpu, m->before_mib, after);
+    else fprintf(stderr, SLURM_MEM_MARKER "not done: cannot read GPU %d: %.100s\n", m->gpu, err.msg);
+    nvml_close(m->nvml);
+    m->nvml = NULL;
 }

@@ -25,6 +25,34 @@
 /* The prefix of a progress line forwarded on a step's stderr: SLURM_PROGRESS_MARKER "progress 3 10". */
 #define SLURM_PROGRESS_MARKER "orchestrate-slurm-progress: "
 
+/* The last line of a step's remote shim, after the worker's tree has ended: SLURM_MEM_MARKER
+ * "gpu=<nvml index> before=<MiB> after=<MiB>", or SLURM_MEM_MARKER "not done: <why>". */
+#define SLURM_MEM_MARKER "orchestrate-slurm-mem: "
+
+/* The environment variable (set in a step's environment by spawn.c) that gives the step's
+ * shim the plan's memory.tolerance_mib and memory.wait_s: "<tolerance> <wait_s>". */
+#define SLURM_MEM_ENV "ORCHESTRATE_SLURM_MEM"
+
+/* The step shim's GPU memory check: one reading before the worker starts, one after its tree
+ * has ended (waiting up to wait_s for the memory to come back within the tolerance). */
+typedef struct {
+    int gpu;                    // NVML index of the step's GPU (SLURM_STEP_GPUS), or -1: not done
+    double before_mib;          // used memory before the worker started
+    char why[160];              // why the check is not done (gpu -1)
+    void *nvml;                 // nvml_t handle while open
+} slurm_mem_t;
+
+/* Parse a SLURM_MEM_MARKER line into *gpu (-1 for "not done", why then holds the reason),
+ * *before and *after. Returns 1 when the line is such a marker, else 0. */
+int slurm_parse_mem(const char *line, size_t len, int *gpu, double *before, double *after, char *why,
+                    size_t why_len);
+
+/* Step shim: open NVML and take the "before" reading of the step's GPU (or note why not). */
+void slurm_mem_before(slurm_mem_t *m);
+/* Step shim: take the "after" reading (waiting as SLURM_MEM_ENV says), print the SLURM_MEM_MARKER
+ * line on stderr and close NVML. */
+void slurm_mem_after(slurm_mem_t *m);
+
 /* Check that orchestrate runs inside a Slurm allocation (SLURM_JOB_ID set) and that srun is
  * on PATH. Returns 0, or -1 with err saying how to get an allocation (salloc/sbatch line). */
 int slurm_check_allocation(err_t *err);

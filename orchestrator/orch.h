@@ -171,6 +171,10 @@ typedef struct {
     double t_start, t_end;      // wall clock (seconds since the epoch) of first start, last end
     char steps[JOB_MAX_ATTEMPTS][48]; // per attempt: Slurm "<jobid>.<stepid>" ("" when local)
     char nodes[JOB_MAX_ATTEMPTS][64]; // per attempt: the node that ran the Slurm step ("" when local)
+    signed char step_mem_state[JOB_MAX_ATTEMPTS]; // per Slurm step: 0 no report, 1 checked, 2 not done
+    int step_gpu[JOB_MAX_ATTEMPTS];   // per checked step: the NVML index of its GPU
+    double step_mem[JOB_MAX_ATTEMPTS][2]; // per checked step: used MiB before, after
+    char step_mem_note[JOB_MAX_ATTEMPTS][96]; // per step not checked: why
     size_t rows_done;           // from progress lines, for the progress display
     char last_error[512];       // last worker error line or validation failure
 } job_t;

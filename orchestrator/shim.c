@@ -195,6 +195,8 @@ int shim_main(int argc, char **argv) {
     if (ppid == 0) slurm_print_marker();
     pid_t self = getpid();
     int progress_fd = ppid == 0 ? slurm_progress_forwarder() : -1;  // fd 3 does not cross srun
+    slurm_mem_t mem;
+    if (ppid == 0) slurm_mem_before(&mem);  // a step's GPU is checked here, not by orchestrate
     pid_t worker = fork();
     if (worker < 0) {
         fprintf(stderr, "orchestrate --shim: fork: %s\n", strerror(errno));
@@ -209,6 +211,11 @@ int shim_main(int argc, char **argv) {
         int pfd = progress_fd < 0 ? -1
                   : progress_fd == SPAWN_PROGRESS_FD ? fcntl(progress_fd, F_SETFD, 0) == 0 ? progress_fd : -1
                   : dup2(progress_fd, SPAWN_PROGRESS_FD);
+        // A CPU slot's step (ORCHESTRATE_DEVICE=cpu, spawn.h): Slurm drops the empty
+        // CUDA_VISIBLE_DEVICES orchestrate set, which would show a CUDA program every GPU of
+        // the node; as locally, it sees none.
+        const char *device = getenv("ORCHESTRATE_DEVICE");
+        if (ppid == 0 && device && strcmp(device, "cpu") == 0) setenv("CUDA_VISIBLE_DEVICES", "", 1);
         if (pfd == SPAWN_PROGRESS_FD) {
             char num[16];
             snprintf(num, sizeof num, "%d", SPAWN_PROGRESS_FD);
@@ -234,6 +241,7 @@ int shim_main(int argc, char **argv) {
         else if (sig > 0) signal_subtree(sig, 1);
     }
     end_subtree(worker, &status, &worker_done, &chld);
+    if (ppid == 0) slurm_mem_after(&mem);
     if (!worker_done) return 128 + SIGKILL;  // orchestrate is gone: nobody reads the status
     return pass_on(status);
 }

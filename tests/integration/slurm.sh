@@ -48,7 +48,7 @@ write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')"
 
 # --- ensemble with swap_ab: the local run is the oracle, byte for byte
 ENS_PLAN() {
-    write_plan "$T/plan.json" '' \
+    write_plan "$T/plan.json" '"memory": {"wait_s": 0.5}' \
         "$(model_json m1 1 1 '["identity", "swap_ab"]')" "$(model_json m2 2 2 '["identity"]')"
 }
 ENS_PLAN
@@ -56,7 +56,10 @@ run_orch --gpus cpu --plan "$T/plan.json" --work-dir "$T/work-local"
 expect_rc 0
 cp "$T/sub.csv" "$T/sub-local.csv"
 rm -f "$T/trace.log"
-salloc_orch --gpus auto --plan "$T/plan.json"
+# The step shims check their GPU's memory through a fake NVML (the first reading is "before",
+# the next ones "after"): GPU 1 does not give 300 MiB back.
+printf '1000 1000\n1000 1300\n' >"$T/nvml.txt"
+ORCHESTRATE_FAKE_NVML=$T/nvml.txt salloc_orch --gpus auto --plan "$T/plan.json"
 expect_rc 0
 cmp "$T/sub.csv" "$T/sub-local.csv" || fail "the Slurm run's submission differs from the local run's"
 wait_no_steps 10
@@ -67,8 +70,15 @@ grep -v ' step=[0-9]*\.[0-9]*$' "$T/trace.log" && fail "a worker did not see its
 [ "$(grep -o 'step=[0-9.]*' "$T/trace.log" | sort -u | wc -l)" = 6 ] || fail "steps not distinct: $(cat "$T/trace.log")"
 grep -v ' cvd=[01] ' "$T/trace.log" && fail "a worker did not see one GPU: $(cat "$T/trace.log")"
 R=$(report_flat)
-echo "$R" | grep -q '"slurm_steps":\["[0-9]*\.[0-9]*"\],"slurm_nodes":\["[^"]*"\],"gpu_memory_check":"notdone' \
+echo "$R" | grep -q '"slurm_steps":\["[0-9]*\.[0-9]*"\],"slurm_nodes":\["'"$(hostname)"'"\],"gpu_memory":\[{' \
     || fail "report lacks the step/node per attempt: $R"
+N0=$(grep -c ' cvd=0 ' "$T/trace.log"); N1=$(grep -c ' cvd=1 ' "$T/trace.log")
+[ "$(echo "$R" | grep -Eo '\{"gpu":0,"before_mib":1000(\.0)?,"after_mib":1000(\.0)?,"leaked":false\}' | wc -l)" = "$N0" ] \
+    || fail "GPU 0 steps: expected $N0 clean memory checks: $R"
+[ "$(echo "$R" | grep -Eo '\{"gpu":1,"before_mib":1000(\.0)?,"after_mib":1300(\.0)?,"leaked":true\}' | wc -l)" = "$N1" ] \
+    || fail "GPU 1 steps: expected $N1 leaks: $R"
+grep -q 'warning: \[m[12]\..*\] step [0-9.]*: GPU 1 on '"$(hostname)"' holds 1300 MiB after the step, 300 MiB over' "$T/out.log" \
+    || { show_log; fail "no warning for the step that kept GPU memory"; }
 for s in $(grep -o 'step=[0-9.]*' "$T/trace.log" | cut -d= -f2); do
     echo "$R" | grep -q "\"$s\"" || fail "step $s (seen by a worker) is not in the report"
 done
@@ -99,6 +109,8 @@ R=$(report_flat)
 echo "$R" | grep -q '"exit_codes":\[[1-9][0-9]*,0\]' || fail "the crash was not retried: $R"
 echo "$R" | grep -q '"exit_codes":\[75,75,0\],"timed_out":\[false,false,false\],"batch_sizes":\[8,4,2\]' \
     || fail "OOM did not halve the batch: $R"
+echo "$R" | grep -q '"gpu_memory":\[{"not_done":"noGPUinthisstep"}' || fail "a CPU step's memory check: $R"
+grep -q 'cvd= ' "$T/trace.log" || fail "a CPU step saw a GPU: $(cat "$T/trace.log")"
 wait_no_steps 10
 
 # --- exit 65 (bad input) comes back through srun and fails the run at once, without retries

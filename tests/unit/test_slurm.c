@@ -60,7 +60,7 @@ TEST(test_step_argv) {
     EXPECT(strcmp(v[dd + 4], "python3") == 0 && strcmp(v[dd + 6], "--") == 0 && v[dd + 7] == NULL);
     spawn_strv_free(v);
     v = slurm_step_argv(&plan, &job, &cpu, 4, "/opt/orchestrate", worker);
-    EXPECT(find(v, "--cpus-per-task=4") > 0 && find(v, "--gres=gpu:1") < 0);
+    EXPECT(find(v, "--cpus-per-task=4") > 0 && find(v, "--gres=gpu:1") < 0 && find(v, "--gres=none") > 0);
     spawn_strv_free(v);
 }
 
