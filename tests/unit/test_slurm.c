@@ -1,6 +1,6 @@
 /* test_slurm.c: the Slurm executor's pure parts (executor_slurm.h) and its plan keys: the
  * executor/slurm.srun_args keys and their errors, the srun command line of a step, the step
- * marker, slots from the allocation's environment and the error outside an allocation. The
+ * and memory markers, slots from the allocation's environment and the error outside an allocation. The
  * real Slurm is exercised by tests/integration/slurm.sh. */
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +74,20 @@ TEST(test_marker) {
     EXPECT(slurm_parse_marker(line, 10, step, sizeof step, node, sizeof node) == 0);  // cut short
 }
 
+TEST(test_mem_marker) {
+    int gpu;
+    double before, after;
+    char why[96];
+    const char *ok = SLURM_MEM_MARKER "gpu=3 before=1000 after=1210";
+    EXPECT(slurm_parse_mem(ok, strlen(ok), &gpu, &before, &after, why, sizeof why) == 1);
+    EXPECT(gpu == 3 && before == 1000 && after == 1210 && why[0] == '\0');
+    const char *no = SLURM_MEM_MARKER "not done: no GPU in this step";
+    EXPECT(slurm_parse_mem(no, strlen(no), &gpu, &before, &after, why, sizeof why) == 1);
+    EXPECT(gpu == -1 && strcmp(why, "no GPU in this step") == 0);
+    const char *other = "fake_worker: gpu=3 before=1 after=2";
+    EXPECT(slurm_parse_mem(other, strlen(other), &gpu, &before, &after, why, sizeof why) == 0);
+}
+
 TEST(test_slots_and_allocation) {
     plan_t plan = {0};
     plan.cpu_workers = 3;
@@ -98,4 +112,4 @@ TEST(test_slots_and_allocation) {
     EXPECT_STR_CONTAINS(err.msg, "salloc");
 }
 
-TEST_MAIN(test_plan_keys, test_step_argv, test_marker, test_slots_and_allocation)
+TEST_MAIN(test_plan_keys, test_step_argv, test_marker, test_mem_marker, test_slots_and_allocation)
