@@ -100,6 +100,8 @@ static void on_scancel_exit(uv_process_t *p, int64_t status, int term_signal) {
     uv_close((uv_handle_t *)p, on_scancel_closed);
 }
 
+static void kill_group(attempt_t *a, int sig);
+
 /* Send sig (SIGTERM or SIGKILL) to the attempt's Slurm step (a->step): `scancel --signal=SIG
  * <job>.<step>`, started and not waited for (srun, and with it the attempt, ends when the step
  * does). scancel's own complaints go to our stderr. */
@@ -118,21 +120,25 @@ static void signal_step(attempt_t *a, int sig) {
     uv_process_t *p = xcalloc(1, sizeof *p);
     int rc = uv_spawn(&a->ctx->loop, p, &opt);
     if (rc < 0) {
-        attempt_log(a, "cannot run scancel %s %s: %s", sigarg, a->step, uv_strerror(rc));
+        attempt_log(a, "cannot run scancel %s %s: %s; signalling srun instead", sigarg, a->step, uv_strerror(rc));
         uv_close((uv_handle_t *)p, on_scancel_closed);
+        kill_group(a, sig);
     } else {
         attempt_log(a, "scancel %s %s", sigarg, a->step);
     }
 }
 
-static void kill_group(attempt_t *a, int sig);
-
 /* Stop signal sig (SIGTERM or SIGKILL) for the attempt: to its Slurm step when it runs as one
  * and the step is known, else to its process group (locally: the shim and the worker; under
- * Slurm before the step started: srun, which then gives up the step). */
-static void stop_signal(attempt_t *a, int sig) {
-    if (a->ctx->plan->executor == EXECUTOR_SLURM && a->step[0]) signal_step(a, sig);
-    else kill_group(a, sig);
+ * Slurm before the step started: srun, which then gives up the step). Returns 1 when it went
+ * through scancel (then the caller arms the last resort, see on_timer), else 0. */
+static int stop_signal(attempt_t *a, int sig) {
+    if (a->ctx->plan->executor == EXECUTOR_SLURM && a->step[0]) {
+        signal_step(a, sig);
+        return 1;
+    }
+    kill_group(a, sig);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ streams */
@@ -353,19 +359,28 @@ static void on_timer(uv_timer_t *t) {
     } else if (a->kill_stage == 1) {
         attempt_log(a, "still running %.1f s after SIGTERM: SIGKILL to process group %ld",
                     plan->kill_grace_s, (long)a->pid);
-        stop_signal(a, SIGKILL);
         a->kill_stage = 2;
+        if (stop_signal(a, SIGKILL))
+            UV_CHECK(uv_timer_start(&a->timer, on_timer, (uint64_t)(plan->kill_grace_s * 1000), 0));
+    } else if (a->kill_stage == 2) {
+        // The step outlived scancel --signal=KILL by the grace (slurmctld unreachable?): kill
+        // srun itself; Slurm ends a step whose srun is gone.
+        attempt_log(a, "step %s still running %.1f s after scancel --signal=KILL: SIGKILL to srun's process group %ld",
+                    a->step, plan->kill_grace_s, (long)a->pid);
+        kill_group(a, SIGKILL);
+        a->kill_stage = 3;
     }
 }
 
 void attempt_stop(attempt_t *a, int hard) {
     a->stopped = 1;
-    if (!a->spawned || a->exited || a->kill_stage == 2) return;
+    if (!a->spawned || a->exited || a->kill_stage >= 2) return;
     if (a->kill_stage == 1 && !hard) return;  // already on its way: SIGKILL follows the grace
     if (hard) {
-        stop_signal(a, SIGKILL);
         a->kill_stage = 2;
         UV_CHECK(uv_timer_stop(&a->timer));
+        if (stop_signal(a, SIGKILL))
+            UV_CHECK(uv_timer_start(&a->timer, on_timer, (uint64_t)(a->ctx->plan->kill_grace_s * 1000), 0));
         return;
     }
     stop_signal(a, SIGTERM);

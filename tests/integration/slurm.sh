@@ -138,6 +138,20 @@ grep -q "scancel --signal=KILL [0-9]*\.[0-9]*" "$T/work/logs/m1.identity.s0of1.l
 wait_no_steps 10
 no_leftovers
 
+# --- scancel that does nothing (a controller that does not answer): after the grace orchestrate
+# kills srun itself, and Slurm ends the step whose srun is gone
+mkdir -p "$T/bin"
+printf '#!/bin/sh\nexit 0\n' >"$T/bin/scancel"
+chmod +x "$T/bin/scancel"
+GRACE=1 WORKERS=1 write_plan "$T/plan.json" '' \
+    "$(model_json m1 1 1 '["identity"]' '"timeout_s": 2, "retries": 0' --hang --ignore-term)"
+PATH="$T/bin:$PATH" salloc_orch --plan "$T/plan.json" --fresh
+expect_rc 1
+grep -q "after scancel --signal=KILL: SIGKILL to srun's process group" "$T/work/logs/m1.identity.s0of1.log" \
+    || { cat "$T/work/logs/m1.identity.s0of1.log"; fail "no last-resort SIGKILL of srun"; }
+wait_no_steps 30
+no_leftovers
+
 # --- Ctrl-C and SIGKILL of orchestrate: start a hanging run, wait for its step, signal it. The
 # allocation outlives orchestrate (the shell inside salloc sleeps on), so it is orchestrate's
 # stopping, not the end of the job, that must take the step away.
