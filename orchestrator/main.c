@@ -371,7 +371,11 @@ int main(int argc, char **argv) {
     if (!failed && note[0]) printf("orchestrate: note: %s\n", note);
     if (failed) err.code = 1;
     if (!failed && !cli.no_preflight) {
-        int problems = preflight_run(&r.plan, r.slots, r.n_slots, cli.work_dir ? "--work-dir" : "work_dir", stderr);
+        // Through Slurm the GPUs are on the nodes: `lm-worker check` runs here on the CPU (files,
+        // tokenizer, labels); the device itself is tried by the first step.
+        slot_t here = {.gpu = -1, .device = "cpu", .cuda_visible = ""};
+        int problems = slurm ? preflight_run(&r.plan, &here, 1, cli.work_dir ? "--work-dir" : "work_dir", stderr)
+                             : preflight_run(&r.plan, r.slots, r.n_slots, cli.work_dir ? "--work-dir" : "work_dir", stderr);
         if (problems) {
             failed = 1;
             err_code(&err, 1, "preflight found %d problem(s), listed above; no stage was started", problems);

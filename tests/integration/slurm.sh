@@ -89,6 +89,22 @@ expect_rc 0
 [ "$(trace_count)" = 6 ] || fail "resume started workers: $(cat "$T/trace.log")"
 cmp "$T/sub.csv" "$T/sub-local.csv" || fail "the resumed submission differs"
 
+# --- lm-worker through Slurm (tiny-llama on the CPU, 2 steps): the local run's bytes; and
+# preflight's `lm-worker check` runs on the CPU here even when the slots are GPUs (the node's
+# GPU is the steps' business), so a GPU-slot --dry-run passes on this GPU-less machine
+if [ -x "$B/lm-worker" ]; then
+    LM="{\"name\": \"lm\", \"worker\": \"lm-worker\", \"model\": \"$FX/models/tiny-llama\", \"max_length\": 64, \"tta\": [\"identity\", \"swap_ab\"]}"
+    write_plan "$T/plan.json" '' "$LM"
+    run_orch --plan "$T/plan.json" --work-dir "$T/work-lm-local"
+    expect_rc 0
+    cp "$T/sub.csv" "$T/sub-lm-local.csv"
+    salloc_orch --plan "$T/plan.json" --fresh
+    expect_rc 0
+    cmp "$T/sub.csv" "$T/sub-lm-local.csv" || fail "lm-worker through Slurm differs from the local run"
+    salloc_orch --gpus auto --dry-run --plan "$T/plan.json"
+    expect_rc 0
+fi
+
 # --- progress lines cross srun (the remote shim forwards fd 3 onto stderr behind a marker): a
 # partly done job shows up (finished jobs alone give multiples of 100 rows)
 write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity", "swap_ab"]' '"batch_size": 8' --batch-size '{batch_size}' --slow 100)"
