@@ -1,10 +1,11 @@
 # slurm: `orchestrate --executor slurm` against a real single-node Slurm (tests/helpers/
 # slurm_lib.sh: munged, slurmctld, slurmd started here on loopback, stopped by PID on exit), with
 # two fake GPUs. Inside `salloc`: a 2-model ensemble with swap_ab equals the local run byte for
-# byte, and each worker sees its own step id and GPU; resume reuses every shard; progress lines
-# come through; a crash is
-# retried; OOM halves the batch; a hang is cancelled at its timeout and no step remains; Ctrl-C
-# leaves no step; SIGKILL of orchestrate leaves no step after a minute.
+# byte, each worker sees its own step id and GPU, the step shims' GPU memory checks (fake NVML)
+# reach the report; resume reuses every shard; lm-worker equals its local run; progress lines
+# come through; a crash is retried; OOM halves the batch; exit 65 fails at once; a hang is
+# cancelled at its timeout (also when scancel does nothing) and no step remains; Ctrl-C leaves
+# no step; SIGKILL of orchestrate leaves no step within a minute, the allocation still alive.
 # Needs root (mknod, the daemons) and apt when slurm-wlm is missing: without them it fails
 # loudly rather than skipping. Takes ~1-2 minutes (the SIGKILL case waits for Slurm).
 . "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_lib.sh"
