@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "executor_slurm.h"
 #include "run.h"
 #include "run_internal.h"
 #include "spawn.h"
@@ -86,6 +87,60 @@ void attempt_remove_outputs(const job_t *job) {
     free(copy1), free(copy2);
 }
 
+/* ------------------------------------------------------------------ Slurm steps */
+
+/* Close callback of a scancel process handle: free it. */
+static void on_scancel_closed(uv_handle_t *h) {
+    free(h);
+}
+
+/* Exit callback of scancel: nothing to wait for; close its handle. */
+static void on_scancel_exit(uv_process_t *p, int64_t status, int term_signal) {
+    (void)status, (void)term_signal;
+    uv_close((uv_handle_t *)p, on_scancel_closed);
+}
+
+static void kill_group(attempt_t *a, int sig);
+
+/* Send sig (SIGTERM or SIGKILL) to the attempt's Slurm step (a->step): `scancel --signal=SIG
+ * <job>.<step>`, started and not waited for (srun, and with it the attempt, ends when the step
+ * does). scancel's own complaints go to our stderr. */
+static void signal_step(attempt_t *a, int sig) {
+    char sigarg[32];
+    snprintf(sigarg, sizeof sigarg, "--signal=%s", sig == SIGKILL ? "KILL" : "TERM");
+    char *args[] = {"scancel", sigarg, a->step, NULL};
+    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE}, {.flags = UV_IGNORE},
+                                     {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t opt = {0};
+    opt.file = "scancel";
+    opt.args = args;
+    opt.exit_cb = on_scancel_exit;
+    opt.stdio_count = 3;
+    opt.stdio = stdio;
+    uv_process_t *p = xcalloc(1, sizeof *p);
+    int rc = uv_spawn(&a->ctx->loop, p, &opt);
+    if (rc < 0) {
+        attempt_log(a, "cannot run scancel %s %s: %s; signalling srun instead", sigarg, a->step, uv_strerror(rc));
+        uv_close((uv_handle_t *)p, on_scancel_closed);
+        kill_group(a, sig);
+    } else {
+        attempt_log(a, "scancel %s %s", sigarg, a->step);
+    }
+}
+
+/* Stop signal sig (SIGTERM or SIGKILL) for the attempt: to its Slurm step when it runs as one
+ * and the step is known, else to its process group (locally: the shim and the worker; under
+ * Slurm before the step started: srun, which then gives up the step). Returns 1 when it went
+ * through scancel (then the caller arms the last resort, see on_timer), else 0. */
+static int stop_signal(attempt_t *a, int sig) {
+    if (a->ctx->plan->executor == EXECUTOR_SLURM && a->step[0]) {
+        signal_step(a, sig);
+        return 1;
+    }
+    kill_group(a, sig);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ streams */
 
 /* libuv alloc callback: every read of a stream goes into its own fixed rbuf. */
@@ -99,7 +154,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_line(stream_t *s, const char *line, size_t len) {
     attempt_t *a = s->a;
     run_ctx_t *ctx = a->ctx;
-    if (s->kind == STREAM_PROGRESS) {
+    size_t pl = strlen(SLURM_PROGRESS_MARKER);
+    int slurm_progress = s->kind == STREAM_ERR && ctx->plan->executor == EXECUTOR_SLURM && len > pl &&
+                         memcmp(line, SLURM_PROGRESS_MARKER, pl) == 0;
+    if (slurm_progress) line += pl, len -= pl;  // a step's progress line, forwarded on stderr
+    if (s->kind == STREAM_PROGRESS || slurm_progress) {
         char tmp[128];
         double done, total;
         if (len < sizeof tmp) {
@@ -109,7 +168,33 @@ static void on_line(stream_t *s, const char *line, size_t len) {
         }
         return;
     }
-    progress_worker_line(&ctx->console, ctx->jobs[a->job].name, line, len);
+    job_t *job = &ctx->jobs[a->job];
+    if (s->kind == STREAM_ERR && ctx->plan->executor == EXECUTOR_SLURM && !a->step[0] &&
+        slurm_parse_marker(line, len, a->step, sizeof a->step, job->nodes[a->index], sizeof job->nodes[a->index])) {
+        snprintf(job->steps[a->index], sizeof job->steps[a->index], "%s", a->step);
+        if (a->kill_stage > 0) signal_step(a, a->kill_stage == 1 ? SIGTERM : SIGKILL);  // asked to stop before
+        return;
+    }
+    int gpu;
+    double before, after;
+    char why[96];
+    if (s->kind == STREAM_ERR && ctx->plan->executor == EXECUTOR_SLURM &&
+        slurm_parse_mem(line, len, &gpu, &before, &after, why, sizeof why)) {
+        int k = a->index;
+        job->step_mem_state[k] = gpu >= 0 ? 1 : 2;
+        job->step_gpu[k] = gpu;
+        job->step_mem[k][0] = before, job->step_mem[k][1] = after;
+        snprintf(job->step_mem_note[k], sizeof job->step_mem_note[k], "%s", why);
+        if (gpu >= 0 && after - before > ctx->plan->mem_tolerance_mib)
+            progress_note(&ctx->console, "orchestrate: warning: [%s] step %s: GPU %d on %s holds %.0f MiB after the step, "
+                          "%.0f MiB over its %.0f MiB before it (tolerance %.0f)", job->name, a->step, gpu,
+                          job->nodes[k], after, after - before, before, ctx->plan->mem_tolerance_mib);
+        return;
+    }
+    progress_worker_line(&ctx->console, job->name, line, len);
+    // srun's own messages ("srun: error: node: task 0: Exited with exit code 75") are not the
+    // worker's reason.
+    if (len >= 6 && memcmp(line, "srun: ", 6) == 0) return;
     if (memmem(line, len, "CUDA out of memory", 18)) a->cuda_oom = 1;
     int blank = 1;
     for (size_t i = 0; i < len && blank; i++) blank = line[i] == ' ' || line[i] == '\t';
@@ -268,28 +353,37 @@ static void on_timer(uv_timer_t *t) {
         attempt_log(a, "timeout after %.1f s: SIGTERM to process group %ld", limit, (long)a->pid);
         progress_note(&a->ctx->console, "[%s] timed out after %.1f s; stopping it",
                       a->ctx->jobs[a->job].name, limit);
-        kill_group(a, SIGTERM);
+        stop_signal(a, SIGTERM);
         a->kill_stage = 1;
         UV_CHECK(uv_timer_start(&a->timer, on_timer, (uint64_t)(plan->kill_grace_s * 1000), 0));
     } else if (a->kill_stage == 1) {
         attempt_log(a, "still running %.1f s after SIGTERM: SIGKILL to process group %ld",
                     plan->kill_grace_s, (long)a->pid);
-        kill_group(a, SIGKILL);
         a->kill_stage = 2;
+        if (stop_signal(a, SIGKILL))
+            UV_CHECK(uv_timer_start(&a->timer, on_timer, (uint64_t)(plan->kill_grace_s * 1000), 0));
+    } else if (a->kill_stage == 2) {
+        // The step outlived scancel --signal=KILL by the grace (slurmctld unreachable?): kill
+        // srun itself; Slurm ends a step whose srun is gone.
+        attempt_log(a, "step %s still running %.1f s after scancel --signal=KILL: SIGKILL to srun's process group %ld",
+                    a->step, plan->kill_grace_s, (long)a->pid);
+        kill_group(a, SIGKILL);
+        a->kill_stage = 3;
     }
 }
 
 void attempt_stop(attempt_t *a, int hard) {
     a->stopped = 1;
-    if (!a->spawned || a->exited || a->kill_stage == 2) return;
+    if (!a->spawned || a->exited || a->kill_stage >= 2) return;
     if (a->kill_stage == 1 && !hard) return;  // already on its way: SIGKILL follows the grace
     if (hard) {
-        kill_group(a, SIGKILL);
         a->kill_stage = 2;
         UV_CHECK(uv_timer_stop(&a->timer));
+        if (stop_signal(a, SIGKILL))
+            UV_CHECK(uv_timer_start(&a->timer, on_timer, (uint64_t)(a->ctx->plan->kill_grace_s * 1000), 0));
         return;
     }
-    kill_group(a, SIGTERM);
+    stop_signal(a, SIGTERM);
     a->kill_stage = 1;
     UV_CHECK(uv_timer_stop(&a->timer));
     UV_CHECK(uv_timer_start(&a->timer, on_timer, (uint64_t)(a->ctx->plan->kill_grace_s * 1000), 0));
@@ -326,6 +420,12 @@ attempt_t *attempt_start(run_ctx_t *ctx, int jobi, int sloti, err_t *err) {
     const slot_t *slot = &ctx->slots[sloti];
     char **argv = spawn_build_argv(ctx->plan, job, slot, job->batch_size, ctx->cpu_threads, err);
     if (!argv) return NULL;
+    if (ctx->plan->executor == EXECUTOR_SLURM) {
+        // The same local shim starts `srun ... <self> --shim 0 <argv>`: one job step.
+        char **step = slurm_step_argv(ctx->plan, job, slot, ctx->cpu_threads, ctx->shim_exe, argv);
+        spawn_strv_free(argv);
+        argv = step;
+    }
     char **env = spawn_build_env(ctx->plan, job, slot, job->batch_size, environ);
 
     attempt_t *a = xcalloc(1, sizeof *a);

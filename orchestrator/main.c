@@ -22,6 +22,7 @@
 #include "doctor.h"
 #include "exit_codes.h"
 #include "memcheck.h"
+#include "executor_slurm.h"
 #include "nvml.h"
 #include "orch.h"
 #include "preflight.h"
@@ -48,7 +49,7 @@ static const char EXAMPLE_PLAN[] =
 static void usage(FILE *f) {
     fprintf(f,
             "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--limit N]\n"
-            "                   [--quiet] [--no-preflight]\n"
+            "                   [--executor local|slurm] [--quiet] [--no-preflight]\n"
             "       orchestrate doctor [--plan FILE]   (GPUs, driver, lm-worker's device, can each stage run)\n"
             "       orchestrate -h|--help | -V|--version\n"
             "\n"
@@ -62,6 +63,7 @@ static void usage(FILE *f) {
             "                   (only in a work directory orchestrate made; other files are kept)\n"
             "  --work-dir DIR   override the plan's work_dir\n"
             "  --gpus SPEC      override the plan's gpus: \"cpu\", \"auto\" or a list such as 0,1\n"
+            "  --executor NAME  override the plan's executor: local, or slurm (job steps; docs/slurm.md)\n"
             "  --limit N        a smoke run on the input's first N rows: its own work_dir/limit-N, and\n"
             "                   the submission beside the real one, as <output>.limit-N.csv\n"
             "  --quiet          do not echo the workers' output (it is still in work_dir/logs)\n"
@@ -77,6 +79,7 @@ typedef struct {
     const char *plan_path;    // --plan (default "plan.json")
     const char *work_dir;     // --work-dir, or NULL for the plan's work_dir
     const char *gpus;         // --gpus, or NULL for the plan's gpus
+    const char *executor;     // --executor, or NULL for the plan's executor
     size_t limit;             // --limit N, or 0 for every row
     int dry_run, fresh, quiet; // the flags of the same names
     int no_preflight;          // --no-preflight
@@ -102,7 +105,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         {"plan", required_argument, NULL, 'p'},  {"dry-run", no_argument, NULL, 'n'},
         {"fresh", no_argument, NULL, 'f'},       {"work-dir", required_argument, NULL, 'w'},
         {"gpus", required_argument, NULL, 'g'},  {"quiet", no_argument, NULL, 'q'},
-        {"limit", required_argument, NULL, 'l'},
+        {"limit", required_argument, NULL, 'l'},  {"executor", required_argument, NULL, 'e'},
         {"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
         {"no-preflight", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
@@ -118,6 +121,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         case 'f': cli->fresh = 1; break;
         case 'w': cli->work_dir = optarg; break;
         case 'g': cli->gpus = optarg; break;
+        case 'e': cli->executor = optarg; break;
         case 'q': cli->quiet = 1; break;
         case 'P': cli->no_preflight = 1; break;
         case 'l': {
@@ -325,6 +329,19 @@ int main(int argc, char **argv) {
         plan_free(&r.plan);
         return fail(EXIT_USAGE, "--gpus: %s", err.msg);
     }
+    if (cli.executor) {
+        int e = 0;
+        while (executor_names[e] && strcmp(executor_names[e], cli.executor) != 0) e++;
+        if (!executor_names[e]) {
+            plan_free(&r.plan);
+            return fail(EXIT_USAGE, "--executor '%s': expected local or slurm", cli.executor);
+        }
+        r.plan.executor = (executor_t)e;
+    }
+    if (r.plan.executor == EXECUTOR_SLURM && !cli.dry_run && slurm_check_allocation(&err) != 0) {
+        plan_free(&r.plan);
+        return fail(1, "%s", err.msg);
+    }
     if (cli.work_dir) plan_set_work_dir(&r.plan, cli.work_dir);
     if (cli.limit) plan_apply_limit(&r.plan, cli.limit);
     workdir_t wd = {.lock_fd = -1};
@@ -343,15 +360,22 @@ int main(int argc, char **argv) {
     }
     if (!failed && input_validate(&r.plan, &r.input, &err) != 0) failed = 1;
     r.times.read_input_s = clock_mono_s() - t;
-    if (!failed && !r.plan.use_cpu) {
+    int slurm = r.plan.executor == EXECUTOR_SLURM;
+    // Through Slurm the GPUs are on the nodes, not here: the steps' GPU memory is not checked.
+    if (!failed && !r.plan.use_cpu && !slurm) {
         r.nvml = nvml_open(note, sizeof note);
         if (!r.nvml) printf("orchestrate: note: %s\n", note);
     }
-    if (!failed && slots_init(&r.plan, r.nvml, &r.slots, &r.n_slots, note, sizeof note, &err) != 0) failed = 1;
+    if (!failed && slurm && slurm_slots(&r.plan, &r.slots, &r.n_slots, note, sizeof note, &err) != 0) failed = 1;
+    if (!failed && !slurm && slots_init(&r.plan, r.nvml, &r.slots, &r.n_slots, note, sizeof note, &err) != 0) failed = 1;
     if (!failed && note[0]) printf("orchestrate: note: %s\n", note);
     if (failed) err.code = 1;
     if (!failed && !cli.no_preflight) {
-        int problems = preflight_run(&r.plan, r.slots, r.n_slots, cli.work_dir ? "--work-dir" : "work_dir", stderr);
+        // Through Slurm the GPUs are on the nodes: `lm-worker check` runs here on the CPU (files,
+        // tokenizer, labels); the device itself is tried by the first step.
+        slot_t here = {.gpu = -1, .device = "cpu", .cuda_visible = ""};
+        int problems = slurm ? preflight_run(&r.plan, &here, 1, cli.work_dir ? "--work-dir" : "work_dir", stderr)
+                             : preflight_run(&r.plan, r.slots, r.n_slots, cli.work_dir ? "--work-dir" : "work_dir", stderr);
         if (problems) {
             failed = 1;
             err_code(&err, 1, "preflight found %d problem(s), listed above; no stage was started", problems);

@@ -31,6 +31,10 @@ extern const char *const tta_names[];
 const char *tta_name(tta_t t);
 typedef enum { ENSEMBLE_MEAN = 0, ENSEMBLE_LOGIT_MEAN, ENSEMBLE_GEOMETRIC } ensemble_method_t;
 typedef enum { MEM_LEAK_FAIL = 0, MEM_LEAK_KILL, MEM_LEAK_WARN } mem_leak_policy_t;
+/* Where attempts run: child processes here, or Slurm job steps (executor_slurm.h). */
+typedef enum { EXECUTOR_LOCAL = 0, EXECUTOR_SLURM = 1 } executor_t;
+/* The executors' names as written in plans and --executor, indexed by executor_t, NULL-terminated. */
+extern const char *const executor_names[];
 
 typedef struct {
     char *name;                 // unique, [A-Za-z0-9._-]+ (used in file names)
@@ -86,6 +90,9 @@ typedef struct {
     char *lm_worker_path;       // resolved lm-worker executable (NULL when no model uses it)
     char *base_dir;             // absolute directory of the plan file; relative paths resolve here
     size_t limit_rows;          // --limit N: run on the input's first N rows (0 = all of them)
+    executor_t executor;        // `executor` / --executor (default local)
+    char **srun_args;           // (n_srun_args) slurm.srun_args: extra srun options per step
+    int n_srun_args;            // entries in srun_args
 } plan_t;
 
 /* Load and validate the plan at path. Errors name the JSON path and line:column, e.g.
@@ -162,6 +169,12 @@ typedef struct {
     int batch_size;             // batch size of the last attempt
     int batch_sizes[JOB_MAX_ATTEMPTS]; // per attempt: the batch size it ran with
     double t_start, t_end;      // wall clock (seconds since the epoch) of first start, last end
+    char steps[JOB_MAX_ATTEMPTS][48]; // per attempt: Slurm "<jobid>.<stepid>" ("" when local)
+    char nodes[JOB_MAX_ATTEMPTS][64]; // per attempt: the node that ran the Slurm step ("" when local)
+    signed char step_mem_state[JOB_MAX_ATTEMPTS]; // per Slurm step: 0 no report, 1 checked, 2 not done
+    int step_gpu[JOB_MAX_ATTEMPTS];   // per checked step: the NVML index of its GPU
+    double step_mem[JOB_MAX_ATTEMPTS][2]; // per checked step: used MiB before, after
+    char step_mem_note[JOB_MAX_ATTEMPTS][96]; // per step not checked: why
     size_t rows_done;           // from progress lines, for the progress display
     char last_error[512];       // last worker error line or validation failure
 } job_t;

@@ -20,7 +20,7 @@
 
 static const char *const TOP_KEYS[] = {"input", "output", "work_dir", "labels", "gpus",
                                        "cpu_workers", "models", "ensemble", "kill_grace_s",
-                                       "memory", NULL};
+                                       "memory", "executor", "slurm", NULL};
 static const char *const MODEL_KEYS[] = {"name", "command", "worker", "model", "adapter",
                                          "tokenizer", "max_length", "batch_size", "dtype",
                                          "quant", "template", "truncation", "threads", "args",
@@ -31,6 +31,8 @@ static const char *const LM_ONLY_KEYS[] = {"adapter", "tokenizer", "dtype", "qua
                                            "truncation", "threads", "args", NULL};
 static const char *const MEMORY_KEYS[] = {"tolerance_mib", "wait_s", "on_leak", NULL};
 static const char *const ENSEMBLE_KEYS[] = {"method", NULL};
+static const char *const SLURM_KEYS[] = {"srun_args", NULL};
+const char *const executor_names[] = {"local", "slurm", NULL};
 
 static const char *const WORKERS[] = {"lm-worker", NULL};
 static const char *const ENSEMBLE_NAMES[] = {"mean", "logit_mean", "geometric", NULL};
@@ -512,6 +514,15 @@ static int parse_top(pctx_t *c, json_t *root, plan_t *plan) {
         plan->mem_leak = (mem_leak_policy_t)idx;
         pctx_pop(c);
     }
+    json_t *slurm;
+    idx = EXECUTOR_LOCAL;
+    if (pf_enum(c, root, "executor", "executor", executor_names, &idx) != 0) return -1;
+    plan->executor = (executor_t)idx;
+    if (sub_object(c, root, "slurm", SLURM_KEYS, &slurm) != 0) return -1;
+    if (slurm) {
+        if (pf_string_list(c, slurm, "srun_args", 0, 0, &plan->srun_args, &plan->n_srun_args) != 0) return -1;
+        pctx_pop(c);
+    }
     return parse_models(c, root, plan);
 }
 
@@ -574,6 +585,7 @@ void plan_free(plan_t *plan) {
     }
     free(plan->models);
     pf_strv_free(plan->labels, plan->n_labels);
+    pf_strv_free(plan->srun_args, plan->n_srun_args);
     free(plan->path), free(plan->input), free(plan->output), free(plan->work_dir);
     free(plan->gpus), free(plan->lm_worker_path), free(plan->base_dir);
     memset(plan, 0, sizeof *plan);

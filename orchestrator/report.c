@@ -101,6 +101,33 @@ static json_t *job_json(const plan_t *plan, const job_t *j) {
     json_object_set_new(o, "exit_codes", codes);
     json_object_set_new(o, "timed_out", tos);
     json_object_set_new(o, "batch_sizes", bss);
+    if (plan->executor == EXECUTOR_SLURM) {
+        // Per attempt: the Slurm step and node (null when the step never started). The GPU
+        // memory check after a stage needs NVML on the node; through Slurm it is not done.
+        json_t *steps = json_array(), *nodes = json_array();
+        for (int k = 0; k < j->attempts && k < JOB_MAX_ATTEMPTS; k++) {
+            json_array_append_new(steps, j->steps[k][0] ? json_string(j->steps[k]) : json_null());
+            json_array_append_new(nodes, j->nodes[k][0] ? json_string(j->nodes[k]) : json_null());
+        }
+        json_object_set_new(o, "slurm_steps", steps);
+        json_object_set_new(o, "slurm_nodes", nodes);
+        // Per attempt: the step shim's GPU memory check, or why it was not done.
+        json_t *mem = json_array();
+        for (int k = 0; k < j->attempts && k < JOB_MAX_ATTEMPTS; k++) {
+            json_t *e = json_object();
+            if (j->step_mem_state[k] == 1) {
+                json_object_set_new(e, "gpu", json_integer(j->step_gpu[k]));
+                json_object_set_new(e, "before_mib", num(j->step_mem[k][0]));
+                json_object_set_new(e, "after_mib", num(j->step_mem[k][1]));
+                json_object_set_new(e, "leaked", json_boolean(j->step_mem[k][1] - j->step_mem[k][0] > plan->mem_tolerance_mib));
+            } else {
+                json_object_set_new(e, "not_done", json_string(j->step_mem_state[k] == 2 ? j->step_mem_note[k]
+                                                                : "the step's shim did not report (the step was killed or never started)"));
+            }
+            json_array_append_new(mem, e);
+        }
+        json_object_set_new(o, "gpu_memory", mem);
+    }
     json_object_set_new(o, "rows", json_integer((json_int_t)j->n_rows));
     json_object_set_new(o, "cost_bytes", json_integer((json_int_t)j->cost));
     int ran = j->attempts > 0 && j->t_end > j->t_start;

@@ -62,7 +62,8 @@ struct attempt {
     int exited;                 // exit callback ran
     int64_t exit_status;        // exit code from the exit callback (valid when exited)
     int term_signal;            // signal that ended the worker, or 0
-    int kill_stage;             // 0 nothing sent, 1 SIGTERM sent to the group, 2 SIGKILL sent
+    int kill_stage;             // 0 nothing sent, 1 SIGTERM sent to the group (or step), 2 SIGKILL
+                                // sent, 3 SIGKILL to srun after the step outlived scancel KILL
     int timed_out;              // killed because the model's timeout_s passed
     int stopped;                // killed because the run is stopping
     int cuda_oom;               // "CUDA out of memory" appeared in the output
@@ -71,6 +72,7 @@ struct attempt {
     double t_start, t_exit;     // monotonic seconds
     char last_err[512];         // last non-empty stderr line (else stdout line)
     int err_line_seen;          // last_err holds a stderr line (which stdout lines never replace)
+    char step[48];              // Slurm "<jobid>.<stepid>" from the step marker, or "" (local / not yet)
 };
 
 struct run_ctx {

@@ -23,8 +23,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "executor_slurm.h"
 #include "exit_codes.h"
 #include "proc_util.h"
+#include "spawn.h"
 
 /* Give up on descendants that do not die within this many ms of the SIGKILL (a process stuck
  * in uninterruptible sleep): the shim exits anyway rather than hang the run. */
@@ -170,7 +172,7 @@ int shim_main(int argc, char **argv) {
     }
     char *end = NULL;
     long ppid = strtol(argv[0], &end, 10);
-    if (!end || *end != '\0' || ppid <= 0) {
+    if (!end || *end != '\0' || ppid < 0) {
         fprintf(stderr, "orchestrate --shim: bad parent pid '%s'\n", argv[0]);
         return EXIT_USAGE;
     }
@@ -183,13 +185,21 @@ int shim_main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &waited, &old);
     // The death signal is delivered when the parent *thread* that forked us exits; libuv forks
     // from the loop thread, which is orchestrate's main thread, so that is the process.
-    int gone = prctl(PR_SET_CHILD_SUBREAPER, 1) != 0 ? -1 : proc_die_with_parent(SHIM_PARENT_DIED, (pid_t)ppid);
+    // PPID 0: a Slurm job step's shim (executor_slurm.h), whose parent is slurmstepd: no death
+    // signal to ask for; srun and scancel stop it with SIGTERM/SIGKILL.
+    int gone = prctl(PR_SET_CHILD_SUBREAPER, 1) != 0 ? -1
+               : ppid > 0                           ? proc_die_with_parent(SHIM_PARENT_DIED, (pid_t)ppid)
+                                                    : 0;
     if (gone < 0) {
         fprintf(stderr, "orchestrate --shim: prctl: %s\n", strerror(errno));
         return EXIT_SOFTWARE;
     }
     if (gone) return 128 + SIGKILL; // orchestrate died between fork and prctl
+    if (ppid == 0) slurm_print_marker();
     pid_t self = getpid();
+    int progress_fd = ppid == 0 ? slurm_progress_forwarder() : -1;  // fd 3 does not cross srun
+    slurm_mem_t mem;
+    if (ppid == 0) slurm_mem_before(&mem);  // a step's GPU is checked here, not by orchestrate
     pid_t worker = fork();
     if (worker < 0) {
         fprintf(stderr, "orchestrate --shim: fork: %s\n", strerror(errno));
@@ -199,6 +209,20 @@ int shim_main(int argc, char **argv) {
         // The worker dies with the shim too, should the shim alone be killed.
         if (proc_die_with_parent(SIGKILL, self) != 0) _exit(128 + SIGKILL);
         signal(SIGPIPE, SIG_DFL);  // orchestrate ignores it; the worker gets the usual default
+        // dup2 onto another fd clears O_CLOEXEC; the same fd keeps it, so clear it by hand.
+        int pfd = progress_fd < 0 ? -1
+                  : progress_fd == SPAWN_PROGRESS_FD ? fcntl(progress_fd, F_SETFD, 0) == 0 ? progress_fd : -1
+                  : dup2(progress_fd, SPAWN_PROGRESS_FD);
+        // A CPU slot's step (ORCHESTRATE_DEVICE=cpu, spawn.h): Slurm drops the empty
+        // CUDA_VISIBLE_DEVICES orchestrate set, which would show a CUDA program every GPU of
+        // the node; as locally, it sees none.
+        const char *device = getenv("ORCHESTRATE_DEVICE");
+        if (ppid == 0 && device && strcmp(device, "cpu") == 0) setenv("CUDA_VISIBLE_DEVICES", "", 1);
+        if (pfd == SPAWN_PROGRESS_FD) {
+            char num[16];
+            snprintf(num, sizeof num, "%d", SPAWN_PROGRESS_FD);
+            setenv("ORCHESTRATE_PROGRESS_FD", num, 1);
+        }
         sigprocmask(SIG_SETMASK, &old, NULL);
         execvp(argv[1], argv + 1);
         int e = errno;
@@ -207,17 +231,19 @@ int shim_main(int argc, char **argv) {
         _exit(e == ENOENT || e == ENOTDIR ? SHIM_EXIT_NOT_FOUND : SHIM_EXIT_NOT_EXECUTABLE);
     }
 
+    if (progress_fd >= 0) close(progress_fd);  // the forwarder sees EOF when the worker's tree closes it
     int status = 0, worker_done = 0, parent_gone = 0;
     while (!worker_done && !parent_gone) {
         siginfo_t si;
         int sig = sigwaitinfo(&waited, &si);
         if (sig == SIGCHLD) reap(worker, &status, &worker_done);
-        else if (sig == SHIM_PARENT_DIED) parent_gone = (long)getppid() != ppid;
+        else if (sig == SHIM_PARENT_DIED) parent_gone = ppid > 0 && (long)getppid() != ppid;
         // A stop signal sent to the group reached the worker already; pass it on to the
         // descendants that left the group (setsid daemons), which it did not reach.
         else if (sig > 0) signal_subtree(sig, 1);
     }
     end_subtree(worker, &status, &worker_done, &chld);
+    if (ppid == 0) slurm_mem_after(&mem);
     if (!worker_done) return 128 + SIGKILL;  // orchestrate is gone: nobody reads the status
     return pass_on(status);
 }

@@ -1,4 +1,5 @@
 /* shim.h: the worker's supervisor process, `orchestrate --shim PPID CMD [ARGS...]`.
+ * (PPID 0: the shim of a Slurm job step, see executor_slurm.h: no parent watched.)
  *
  * orchestrate starts every worker through a re-exec of its own executable in this mode (libuv's
  * uv_spawn offers no hook between fork and exec). The shim leads the worker's session and

@@ -6,6 +6,8 @@
  */
 #include "spawn.h"
 
+#include "executor_slurm.h"
+
 #include <sched.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -193,8 +195,13 @@ char **spawn_build_env(const plan_t *plan, const job_t *job, const slot_t *slot,
     // 0-based, like the job name's "s<k>of<n>": shard k of n.
     strv_pushf(&all, "ORCHESTRATE_SHARD=%d/%d", job->shard, job->n_shards);
     strv_pushf(&all, "ORCHESTRATE_VARIANT=%s", tta_name(job->variant));
-    strv_pushf(&all, "ORCHESTRATE_PROGRESS_FD=%d", SPAWN_PROGRESS_FD);
-    strv_pushf(&all, "CUDA_VISIBLE_DEVICES=%s", slot->cuda_visible);
+    // Through Slurm there is no progress pipe (fd 3 does not cross srun), and Slurm sets
+    // CUDA_VISIBLE_DEVICES for a step's GPU itself (executor_slurm.h).
+    if (plan->executor == EXECUTOR_LOCAL) strv_pushf(&all, "ORCHESTRATE_PROGRESS_FD=%d", SPAWN_PROGRESS_FD);
+    // The step's shim checks its GPU's memory with the plan's tolerance (executor_slurm.h).
+    else strv_pushf(&all, SLURM_MEM_ENV "=%g %g", plan->mem_tolerance_mib, plan->mem_wait_s);
+    if (plan->executor == EXECUTOR_LOCAL || slot->gpu < 0)
+        strv_pushf(&all, "CUDA_VISIBLE_DEVICES=%s", slot->cuda_visible);
     // NVML numbers GPUs in PCI bus order and CUDA, by default, fastest first; pinning the
     // order makes CUDA_VISIBLE_DEVICES name the GPU whose memory nvml.c watches.
     strv_push(&all, xstrdup("CUDA_DEVICE_ORDER=PCI_BUS_ID"));

@@ -4,6 +4,8 @@
 #   1. build/        Release, -Werror, the CUDA backend compiled when nvcc is present (no GPU is
 #                    needed: GPU-only tests report "skipped"); integration_bundle packages it with
 #                    tools/bundle.sh and runs it in a mount namespace, so it needs root;
+#                    integration_slurm starts a private Slurm (installing slurmctld, slurmd,
+#                    slurm-client and munge with apt-get when missing), so it needs root too;
 #   2. build-asan/   clang, ASan+UBSan, every unit and integration test again plus a short run of
 #                    each libFuzzer target over its seed corpus.
 # Set TEST_FAST=1 to run only the first build. Wall-clock benchmarks (ctest label "bench") are

@@ -127,8 +127,11 @@ static void trace(const opts_t *o) {
     char line[512];
     const char *m = getenv("ORCHESTRATE_MODEL"), *s = getenv("ORCHESTRATE_SHARD"), *v = getenv("ORCHESTRATE_VARIANT");
     const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
-    int n = snprintf(line, sizeof line, "start %s %s %s batch=%d pid=%ld cvd=%s\n", m ? m : "-", s ? s : "-",
-                     v ? v : "-", o->batch, (long)getpid(), cvd ? cvd : "(unset)");
+    const char *job = getenv("SLURM_JOB_ID"), *step = getenv("SLURM_STEP_ID");
+    char slurm[64] = "";
+    if (job && step) snprintf(slurm, sizeof slurm, " step=%s.%s", job, step);  // under Slurm only
+    int n = snprintf(line, sizeof line, "start %s %s %s batch=%d pid=%ld cvd=%s%s\n", m ? m : "-", s ? s : "-",
+                     v ? v : "-", o->batch, (long)getpid(), cvd ? cvd : "(unset)", slurm);
     if (write(fd, line, (size_t)n) < 0) perror("fake_worker: trace");
     close(fd);
 }
