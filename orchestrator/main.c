@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "budget.h"
 #include "build_info.h"
 #include "doctor.h"
 #include "exit_codes.h"
@@ -48,7 +49,7 @@ static const char EXAMPLE_PLAN[] =
 static void usage(FILE *f) {
     fprintf(f,
             "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--limit N]\n"
-            "                   [--quiet] [--no-preflight]\n"
+            "                   [--quiet] [--no-preflight] [--deadline DURATION|none]\n"
             "       orchestrate doctor [--plan FILE]   (GPUs, driver, lm-worker's device, can each stage run)\n"
             "       orchestrate -h|--help | -V|--version\n"
             "\n"
@@ -67,6 +68,9 @@ static void usage(FILE *f) {
             "  --quiet          do not echo the workers' output (it is still in work_dir/logs)\n"
             "  --no-preflight   skip the checks made before the first stage (workers, lm-worker check,\n"
             "                   output and work_dir writable); --dry-run makes them too\n"
+            "  --deadline D     override the plan's deadline: seconds or e.g. 8h30m, 45m, 90s from the\n"
+            "                   start (\"none\": no deadline). The run then always writes a valid\n"
+            "                   submission in time, leaving out what did not finish (docs/plan.md)\n"
             "\n"
             "Exit status: 0 when the submission was written; 1 on failure (the reason is the last line);\n"
             "64 for a bad command line; 130/143/129 when stopped by SIGINT/SIGTERM/SIGHUP.\n"
@@ -77,6 +81,7 @@ typedef struct {
     const char *plan_path;    // --plan (default "plan.json")
     const char *work_dir;     // --work-dir, or NULL for the plan's work_dir
     const char *gpus;         // --gpus, or NULL for the plan's gpus
+    const char *deadline;     // --deadline, or NULL for the plan's deadline
     size_t limit;             // --limit N, or 0 for every row
     int dry_run, fresh, quiet; // the flags of the same names
     int no_preflight;          // --no-preflight
@@ -104,7 +109,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         {"gpus", required_argument, NULL, 'g'},  {"quiet", no_argument, NULL, 'q'},
         {"limit", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
-        {"no-preflight", no_argument, NULL, 'P'},
+        {"no-preflight", no_argument, NULL, 'P'}, {"deadline", required_argument, NULL, 'd'},
         {NULL, 0, NULL, 0},
     };
     memset(cli, 0, sizeof *cli);
@@ -120,6 +125,16 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         case 'g': cli->gpus = optarg; break;
         case 'q': cli->quiet = 1; break;
         case 'P': cli->no_preflight = 1; break;
+        case 'd': {
+            double d;
+            err_t derr = {0};
+            if (strcmp(optarg, "none") != 0 && budget_parse_duration(optarg, &d, &derr) != 0) {
+                usage(stderr);
+                return fail(EXIT_USAGE, "--deadline: %s", derr.msg);
+            }
+            cli->deadline = optarg;
+            break;
+        }
         case 'l': {
             char *end;
             errno = 0;
@@ -176,6 +191,8 @@ typedef struct {
     report_times_t times;     // timing breakdown for the report
     double **probs;           // (plan.n_models) per-model (n_rows, n_labels)
     double t0;                // monotonic start
+    budget_t budget;          // the deadline's budget (valid when budget.deadline_s > 0)
+    coverage_t *cov;          // (plan.n_models) rows each model covered, under a deadline; else NULL
 } run_t;
 
 /* --dry-run: print the slots and, per stage, the jobs and their schedule; start no worker (the
@@ -227,10 +244,16 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
     double t_stage = clock_mono_s();
     int rc = run_stage(r->ctx, jobs, n_jobs, r->slots, r->n_slots, err);
     memcheck_gpu_t *mem = r->have_mem ? xcalloc((size_t)r->mem.n_gpus + 1, sizeof *mem) : NULL;
-    if (rc == 0 && r->have_mem) {
+    // Under a deadline the memory check neither waits past the stop time nor fails the run.
+    int mem_ok = !r->cov || budget_left(&r->budget, clock_mono_s()) > plan->mem_wait_s;
+    if (rc == 0 && r->have_mem && mem_ok) {
         double tm = clock_mono_s();
         rc = memcheck_stage(&r->mem, plan, r->ctx, plan->models[m].name, mem, err);
         r->times.memory_s += clock_mono_s() - tm;
+        if (rc != 0 && r->cov && err->code < 128) {
+            progress_note(con, "orchestrate: warning: %s (with a deadline set, the run goes on)", err->msg);
+            rc = 0;
+        }
     }
     report_add_stage(r->report, plan, m, jobs, n_jobs, clock_mono_s() - t_stage, mem,
                      r->have_mem ? r->mem.n_gpus : 0);
@@ -238,7 +261,8 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
     if (rc == 0) {
         double tm = clock_mono_s();
         r->probs[m] = xcalloc(r->input.n_rows * (size_t)plan->n_labels, sizeof **r->probs);
-        rc = merge_model(plan, &r->input, m, jobs, n_jobs, r->probs[m], err);
+        if (r->cov) r->cov[m].covered = xcalloc(r->input.n_rows + 1, 1);
+        rc = merge_model(plan, &r->input, m, jobs, n_jobs, r->probs[m], r->cov ? &r->cov[m] : NULL, err);
         if (rc != 0) err->code = 1;
         r->times.merge_s += clock_mono_s() - tm;
     }
@@ -264,16 +288,33 @@ static int run_all(run_t *r, const cli_t *cli, err_t *err) {
     }
     r->report = report_create(plan, r->slots, r->n_slots, clock_wall_s() - (clock_mono_s() - r->t0));
     r->probs = xcalloc((size_t)plan->n_models, sizeof *r->probs);
+    if (r->budget.deadline_s > 0) {
+        char line[320];
+        budget_describe(&r->budget, line, sizeof line);
+        printf("orchestrate: %s\n", line);
+        r->cov = xcalloc((size_t)plan->n_models, sizeof *r->cov);
+        run_ctx_set_budget(r->ctx, &r->budget);
+    }
     for (int m = 0; m < plan->n_models; m++)
         if (run_one_stage(r, m, err) != 0) return -1;
 
     int sig = run_ctx_poll_signal(r->ctx);
     if (sig) return err_code(err, 128 + sig, "interrupted by %s; no submission written", run_signal_name(sig));
     double tm = clock_mono_s();
-    if (merge_ensemble(plan, &r->input, (double *const *)r->probs, plan->output, err) != 0) {
+    unsigned char **covered = NULL;
+    if (r->cov) {
+        covered = xcalloc((size_t)plan->n_models, sizeof *covered);
+        for (int m = 0; m < plan->n_models; m++) covered[m] = r->cov[m].covered;
+    }
+    size_t n_fallback = 0;
+    rc = merge_ensemble(plan, &r->input, (double *const *)r->probs, (const unsigned char *const *)covered,
+                        plan->output, &n_fallback, err);
+    free(covered);
+    if (rc != 0) {
         err->code = 1;
         return -1;
     }
+    if (r->cov) report_set_deadline(r->report, plan, &r->budget, r->cov, r->input.n_rows, n_fallback);
     r->times.merge_s += clock_mono_s() - tm;
     sig = run_ctx_poll_signal(r->ctx);
     if (sig) {
@@ -327,6 +368,8 @@ int main(int argc, char **argv) {
     }
     if (cli.work_dir) plan_set_work_dir(&r.plan, cli.work_dir);
     if (cli.limit) plan_apply_limit(&r.plan, cli.limit);
+    if (cli.deadline && strcmp(cli.deadline, "none") == 0) r.plan.deadline_s = 0;
+    else if (cli.deadline) budget_parse_duration(cli.deadline, &r.plan.deadline_s, &err);  // checked in parse_cli
     workdir_t wd = {.lock_fd = -1};
     if (workdir_check_paths(&r.plan, &err) != 0) {
         plan_free(&r.plan);
@@ -343,6 +386,7 @@ int main(int argc, char **argv) {
     }
     if (!failed && input_validate(&r.plan, &r.input, &err) != 0) failed = 1;
     r.times.read_input_s = clock_mono_s() - t;
+    if (!failed && r.plan.deadline_s > 0) budget_init(&r.budget, &r.plan, r.plan.deadline_s, r.t0, r.times.read_input_s);
     if (!failed && !r.plan.use_cpu) {
         r.nvml = nvml_open(note, sizeof note);
         if (!r.nvml) printf("orchestrate: note: %s\n", note);
@@ -386,6 +430,9 @@ int main(int argc, char **argv) {
     if (r.probs)
         for (int m = 0; m < r.plan.n_models; m++) free(r.probs[m]);
     free(r.probs);
+    if (r.cov)
+        for (int m = 0; m < r.plan.n_models; m++) free(r.cov[m].covered);
+    free(r.cov);
     report_destroy(r.report);
     if (r.have_mem) memcheck_free(&r.mem);
     run_ctx_destroy(r.ctx);

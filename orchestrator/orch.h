@@ -86,6 +86,8 @@ typedef struct {
     char *lm_worker_path;       // resolved lm-worker executable (NULL when no model uses it)
     char *base_dir;             // absolute directory of the plan file; relative paths resolve here
     size_t limit_rows;          // --limit N: run on the input's first N rows (0 = all of them)
+    double deadline_s;          // `deadline` / --deadline: seconds from the start (0 = none; budget.h)
+    double *fallback;           // (n_labels) probabilities of a row no model covered (default uniform)
 } plan_t;
 
 /* Load and validate the plan at path. Errors name the JSON path and line:column, e.g.
@@ -134,7 +136,9 @@ typedef struct {
 
 /* ---------------------------------------------------------------- jobs */
 
-typedef enum { JOB_PENDING = 0, JOB_RUNNING, JOB_DONE, JOB_REUSED, JOB_FAILED } job_status_t;
+/* JOB_CUT and JOB_SKIPPED happen only under a deadline (budget.h): CUT = stopped at the deadline
+ * while running, SKIPPED = never started because the deadline came first. */
+typedef enum { JOB_PENDING = 0, JOB_RUNNING, JOB_DONE, JOB_REUSED, JOB_FAILED, JOB_CUT, JOB_SKIPPED } job_status_t;
 
 #define JOB_MAX_ATTEMPTS 32
 
@@ -199,17 +203,32 @@ int input_validate(const plan_t *plan, const csv_table_t *input, err_t *err);
  * Returns 0, or -1 with err set. */
 int resume_record(const plan_t *plan, const job_t *job, err_t *err);
 
+/* Which input rows one model covered, when a deadline let some of its jobs go unfinished. */
+typedef struct {
+    unsigned char *covered;     // (n_rows) 1 when at least one of the model's variants covered row r
+    size_t rows;                // rows with covered[r] == 1
+    size_t variant_rows[2];     // rows each variant covered, indexed like the model's tta[]
+} coverage_t;
+
 /* Merge one model's job outputs (all shards, all variants; swap_ab's first two label columns
  * swapped back; variants averaged) into probs (input->n_rows, n_labels), in input order, and
- * write work_dir/models/<name>.csv atomically. Returns 0, or -1 with err set. */
+ * write work_dir/models/<name>.csv atomically. With cov NULL every job must be done or reused
+ * and every row covered by every variant. With cov (its covered array: n_rows bytes, owned by
+ * the caller) jobs that did not finish are left out: a row gets the mean of the variants that
+ * covered it, a row no variant covered stays all zero with covered[r] = 0, and models/<name>.csv
+ * is written only when every row is covered (else removed). Returns 0, or -1 with err set. */
 int merge_model(const plan_t *plan, const csv_table_t *input, int model, const job_t *jobs,
-                int n_jobs, double *probs, err_t *err);
+                int n_jobs, double *probs, coverage_t *cov, err_t *err);
 
 /* Combine the models' probs (n_models arrays of (n_rows, n_labels)) with the plan's ensemble
  * method and normalised weights, and write `id,<labels>` in input order to out_path (temp,
- * fsync, rename). Returns 0, or -1 with err set. */
+ * fsync, rename). covered NULL: every model covers every row. Else covered[k] (n_rows bytes)
+ * says which rows model k covered: a row's weights are renormalised over the models that
+ * covered it, and a row no model covered gets plan->fallback; *n_fallback (when not NULL)
+ * receives how many rows did. Returns 0, or -1 with err set. */
 int merge_ensemble(const plan_t *plan, const csv_table_t *input, double *const *model_probs,
-                   const char *out_path, err_t *err);
+                   const unsigned char *const *covered, const char *out_path, size_t *n_fallback,
+                   err_t *err);
 
 /* ---------------------------------------------------------------- running side (run.c) */
 

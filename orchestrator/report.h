@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 
+#include "budget.h"
 #include "memcheck.h"
 #include "orch.h"
 
@@ -37,6 +38,12 @@ void report_destroy(report_t *r);
  * when n_mem is 0). */
 void report_add_stage(report_t *r, const plan_t *plan, int model, const job_t *jobs, int n_jobs,
                       double stage_wall_s, const memcheck_gpu_t *mem, int n_mem);
+
+/* Record the deadline's outcome in the report ("deadline": the budget and its reserve, per
+ * model and variant the rows covered (cov: n_models entries), the jobs cut and skipped, the rows
+ * that got the fallback, "degraded") and in the summary. Call it after the last stage. */
+void report_set_deadline(report_t *r, const plan_t *plan, const budget_t *b, const coverage_t *cov,
+                         size_t n_rows, size_t fallback_rows);
 
 /* Write the report to path atomically. status is "ok", "failed" or "interrupted"; failure is the
  * reason (NULL when ok). Returns 0, or -1 with err set. */

@@ -6,9 +6,15 @@
 
 #include <sys/types.h>
 
+#include "budget.h"
 #include "clock_util.h"
 #include "orch.h"
 #include "progress.h"
+
+/* Run under budget b (not owned; NULL: no deadline): run_stage stops its workers at b->stop_at
+ * (SIGTERM, grace, SIGKILL) and marks them JOB_CUT, starts no job after it (JOB_SKIPPED), and a
+ * job that fails for good no longer fails the run: it is JOB_FAILED and the rest go on. */
+void run_ctx_set_budget(run_ctx_t *ctx, const budget_t *b);
 
 /* Process pending events without blocking. Returns the signal (SIGINT/SIGTERM) received so far,
  * or 0. main calls it before irreversible steps (writing the submission). */

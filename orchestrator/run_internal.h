@@ -10,6 +10,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "budget.h"
 #include "orch.h"
 #include "progress.h"
 
@@ -83,6 +84,9 @@ struct run_ctx {
     char shim_exe[PATH_MAX];    // this executable, re-run as `--shim`
     progress_t console;         // progress display on stderr
     int cpu_threads;            // --threads for lm-worker on CPU slots
+    const budget_t *budget;     // the deadline's budget (not owned), or NULL: no deadline
+    uv_timer_t deadline;        // fires at budget->stop_at inside run_stage
+    int cut;                    // the deadline stopped the stage's workers (jobs become JOB_CUT)
     // the stage being run (valid inside run_stage)
     job_t *jobs;                // (n_jobs) the stage's jobs (not owned)
     int n_jobs;                 // entries in jobs

@@ -29,6 +29,8 @@
  *   --partial            write half the rows to a temp file next to the output, exit 1
  *   --partial-ok         write half the rows straight to the output path, exit 0
  *   --slow MS            sleep MS milliseconds per batch, writing progress lines
+ *   --slow-while F       with --slow: only when file F exists (pass it as --slow-while=F, so that
+ *                        resume does not fingerprint it): a rerun can be fast with the same key
  *   --bad-input          exit 65 with a message naming the input
  *   --exit N             exit N at once (after printing a line to stderr)
  *   --trace FILE         append "start <model> <shard> <variant> batch=<n> pid=<pid> cvd=<CUDA_VISIBLE_DEVICES>"
@@ -49,7 +51,7 @@
 #include "exit_codes.h"
 
 typedef struct {
-    const char *input, *output, *crash_once, *grandchild, *trace, *linger, *daemon;
+    const char *input, *output, *crash_once, *grandchild, *trace, *linger, *daemon, *slow_while;
     int batch, oom_above, seed, slow_ms, exit_code;
     int hang, ignore_term, oom_text, wrong_id, nan, partial, partial_ok, bad_input, swap, index_col;
 } opts_t;
@@ -87,6 +89,7 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--oom-above")) o->oom_above = atoi(VAL());
         else if (!strcmp(a, "--seed")) o->seed = atoi(VAL());
         else if (!strcmp(a, "--slow")) o->slow_ms = atoi(VAL());
+        else if (!strcmp(a, "--slow-while")) o->slow_while = VAL();
         else if (!strcmp(a, "--exit")) o->exit_code = atoi(VAL());
         else if (!strcmp(a, "--hang")) o->hang = 1;
         else if (!strcmp(a, "--ignore-term")) o->ignore_term = 1;
@@ -107,6 +110,7 @@ static int parse(int argc, char **argv, opts_t *o) {
     if (!o->input) o->input = getenv("ORCHESTRATE_INPUT");
     if (!o->output) o->output = getenv("ORCHESTRATE_OUTPUT");
     if (o->batch < 0) o->batch = getenv("ORCHESTRATE_BATCH_SIZE") ? atoi(getenv("ORCHESTRATE_BATCH_SIZE")) : 8;
+    if (o->slow_while && access(o->slow_while, F_OK) != 0) o->slow_ms = 0;
     if (!o->input || !o->output) {
         fprintf(stderr, "fake_worker: need --input and --output (or ORCHESTRATE_INPUT/OUTPUT)\n");
         return -1;
