@@ -340,6 +340,9 @@ attempt_t *attempt_start(run_ctx_t *ctx, int jobi, int sloti, err_t *err) {
         progress_note(&ctx->console, "orchestrate: warning: cannot open log %s: %s", job->log_path, log_err.msg);
     write_header(a, job, slot, argv);
     attempt_remove_outputs(job);
+    char *partial = job_partial_path(job);   // an earlier attempt's rows are not this one's
+    unlink(partial);
+    free(partial);
 
     // The shim's argv: [self, --shim, our pid, worker argv...].
     size_t n_argv = 0;

@@ -263,6 +263,10 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
         r->probs[m] = xcalloc(r->input.n_rows * (size_t)plan->n_labels, sizeof **r->probs);
         if (r->cov) r->cov[m].covered = xcalloc(r->input.n_rows + 1, 1);
         rc = merge_model(plan, &r->input, m, jobs, n_jobs, r->probs[m], r->cov ? &r->cov[m] : NULL, err);
+        if (rc == 0 && r->cov && r->cov[m].partial_rejected)
+            progress_note(con, "orchestrate: warning: %d partial output(s) of model %s rejected, their rows left "
+                          "out; the last: %s", r->cov[m].partial_rejected, plan->models[m].name,
+                          r->cov[m].partial_error);
         if (rc != 0) err->code = 1;
         r->times.merge_s += clock_mono_s() - tm;
     }

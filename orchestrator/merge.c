@@ -52,15 +52,17 @@ static int renormalise(double *row, size_t n) {
     return 0;
 }
 
-/* Add one job's validated values (vals: (job->n_rows, L) in job->ids order) into probs. */
+/* Add one job's validated values (vals: (job->n_rows, L) in job->ids order) into probs; with
+ * present (job->n_rows bytes) only the rows it marks. */
 static int accumulate(const plan_t *plan, const csv_table_t *input, const idmap_t *rows_by_id,
-                      const job_t *job, int vi, const double *vals, unsigned char *seen, double *probs,
-                      err_t *err) {
+                      const job_t *job, int vi, const double *vals, const unsigned char *present,
+                      unsigned char *seen, double *probs, err_t *err) {
     const plan_model_t *m = &plan->models[job->model];
     size_t L = (size_t)plan->n_labels;
     char show[80];
     for (size_t i = 0; i < job->n_rows; i++) {
         size_t r;
+        if (present && !present[i]) continue;
         if (!idmap_get(rows_by_id, job->ids[i], &r))
             return err_fmt(err, "%s: id '%s' is not in the input %s", job->output_path,
                            pf_show(job->ids[i], show), plan->input);
@@ -80,6 +82,28 @@ static int accumulate(const plan_t *plan, const csv_table_t *input, const idmap_
     return 0;
 }
 
+/* Accumulate the rows of cut job's partial output (validated by partial_output_read); a file that
+ * fails validation is counted in cov and left out. Returns 0, or -1 with err set (two outputs for
+ * one row and variant: a bug, not the worker's). */
+static int merge_partial(const plan_t *plan, const csv_table_t *input, const idmap_t *rows_by_id, const job_t *job,
+                         int vi, unsigned char *seen, double *probs, coverage_t *cov, err_t *err) {
+    size_t L = (size_t)plan->n_labels, n = job->n_rows ? job->n_rows : 1, n_present = 0;
+    double *vals = xmalloc(n * L * sizeof *vals);
+    unsigned char *present = xcalloc(n, 1);
+    char *path = job_partial_path(job);
+    err_t perr = {0};
+    int rc = 0;
+    if (partial_output_read(plan, job, path, vals, present, &n_present, &perr) != 0) {
+        cov->partial_rejected++;
+        snprintf(cov->partial_error, sizeof cov->partial_error, "%s", perr.msg);
+    } else if (n_present > 0) {
+        rc = accumulate(plan, input, rows_by_id, job, vi, vals, present, seen, probs, err);
+        cov->partial_rows += n_present;
+    }
+    free(path), free(present), free(vals);
+    return rc;
+}
+
 int merge_model(const plan_t *plan, const csv_table_t *input, int model, const job_t *jobs, int n_jobs,
                 double *probs, coverage_t *cov, err_t *err) {
     ASSERT(model >= 0 && model < plan->n_models);
@@ -91,6 +115,12 @@ int merge_model(const plan_t *plan, const csv_table_t *input, int model, const j
     for (size_t r = 0; r < R; r++) idmap_put(&rows_by_id, csv_cell(input, r, 0), r, NULL);
     unsigned char *seen = xcalloc(R * V + 1, 1);
     int rc = 0;
+    if (cov) {
+        cov->rows = cov->partial_rows = 0;
+        cov->partial_rejected = 0;
+        cov->partial_error[0] = '\0';
+        memset(cov->variant_rows, 0, sizeof cov->variant_rows);
+    }
     for (int j = 0; j < n_jobs && rc == 0; j++) {
         const job_t *job = &jobs[j];
         if (job->model != model) continue;
@@ -101,7 +131,11 @@ int merge_model(const plan_t *plan, const csv_table_t *input, int model, const j
             rc = err_fmt(err, "job %s: model '%s' has no %s variant", job->name, m->name, tta_name(job->variant));
             break;
         }
-        if (job->status != JOB_DONE && job->status != JOB_REUSED && cov) continue;  // cut, skipped, failed
+        if (job->status == JOB_CUT && cov) {   // the rows its partial output holds, if any
+            rc = merge_partial(plan, input, &rows_by_id, job, vi, seen, probs, cov, err);
+            continue;
+        }
+        if (job->status != JOB_DONE && job->status != JOB_REUSED && cov) continue;  // skipped, failed
         if (job->status != JOB_DONE && job->status != JOB_REUSED) {
             rc = err_fmt(err, "job %s did not finish; cannot merge model '%s'", job->name, m->name);
             break;
@@ -115,12 +149,8 @@ int merge_model(const plan_t *plan, const csv_table_t *input, int model, const j
         rc = output_table_check((const char *const *)plan->labels, plan->n_labels, job->ids, job->n_rows, &t,
                                 job->output_path, vals, err);
         csv_table_free(&t);
-        if (rc == 0) rc = accumulate(plan, input, &rows_by_id, job, vi, vals, seen, probs, err);
+        if (rc == 0) rc = accumulate(plan, input, &rows_by_id, job, vi, vals, NULL, seen, probs, err);
         free(vals);
-    }
-    if (cov) {
-        cov->rows = 0;
-        memset(cov->variant_rows, 0, sizeof cov->variant_rows);
     }
     for (size_t r = 0; r < R && rc == 0; r++) {
         if (cov) {

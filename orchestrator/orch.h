@@ -190,6 +190,11 @@ int validate_output(const plan_t *plan, const job_t *job, err_t *err);
  * stage_jobs_free. Returns 0, or -1 with err set. */
 int stage_jobs_build(const plan_t *plan, const csv_table_t *input, int model, int n_slots,
                      job_t **jobs, int *n_jobs, err_t *err);
+/* "<output_path>.partial": where a worker may append its finished rows as it goes, under a
+ * deadline (ORCHESTRATE_PARTIAL_OUTPUT, lm-worker's --partial-output; docs/workers.md). Read only
+ * for a job the deadline cut. malloc'd. */
+char *job_partial_path(const job_t *job);
+
 /* Free the n_jobs jobs from stage_jobs_build and their strings; NULL jobs is a no-op. */
 void stage_jobs_free(job_t *jobs, int n_jobs);
 
@@ -208,14 +213,18 @@ typedef struct {
     unsigned char *covered;     // (n_rows) 1 when at least one of the model's variants covered row r
     size_t rows;                // rows with covered[r] == 1
     size_t variant_rows[2];     // rows each variant covered, indexed like the model's tta[]
+    size_t partial_rows;        // of those, (row, variant) pairs from cut jobs' partial outputs
+    int partial_rejected;       // partial outputs that failed validation (their rows left out)
+    char partial_error[1024];   // why the last of those was rejected ("" when none)
 } coverage_t;
 
 /* Merge one model's job outputs (all shards, all variants; swap_ab's first two label columns
  * swapped back; variants averaged) into probs (input->n_rows, n_labels), in input order, and
  * write work_dir/models/<name>.csv atomically. With cov NULL every job must be done or reused
  * and every row covered by every variant. With cov (its covered array: n_rows bytes, owned by
- * the caller) jobs that did not finish are left out: a row gets the mean of the variants that
- * covered it, a row no variant covered stays all zero with covered[r] = 0, and models/<name>.csv
+ * the caller) jobs that did not finish are left out, except for the rows of a cut job's partial
+ * output (partial_output_read; one that fails validation is counted and left out): a row gets
+ * the mean of the variants that covered it, a row no variant covered stays all zero with covered[r] = 0, and models/<name>.csv
  * is written only when every row is covered (else removed). Returns 0, or -1 with err set. */
 int merge_model(const plan_t *plan, const csv_table_t *input, int model, const job_t *jobs,
                 int n_jobs, double *probs, coverage_t *cov, err_t *err);

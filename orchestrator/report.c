@@ -121,6 +121,8 @@ static json_t *job_json(const plan_t *plan, const job_t *j) {
     json_object_set_new(o, "output", json_string(j->output_path ? j->output_path : ""));
     json_object_set_new(o, "log", json_string(j->log_path ? j->log_path : ""));
     if (j->last_error[0]) json_object_set_new(o, "last_error", json_string(j->last_error));
+    if (j->status == JOB_CUT)   // rows the worker reported done before the deadline stopped it
+        json_object_set_new(o, "rows_reported_done", json_integer((json_int_t)j->rows_done));
     return o;
 }
 
@@ -195,6 +197,8 @@ void report_set_deadline(report_t *r, const plan_t *plan, const budget_t *b, con
         json_t *o = json_object(), *vs = json_object();
         json_object_set_new(o, "model", json_string(pm->name));
         json_object_set_new(o, "rows_covered", json_integer((json_int_t)cov[m].rows));
+        json_object_set_new(o, "rows_from_partial_outputs", json_integer((json_int_t)cov[m].partial_rows));
+        json_object_set_new(o, "partial_outputs_rejected", json_integer(cov[m].partial_rejected));
         for (int v = 0; v < pm->n_tta; v++) {
             json_object_set_new(vs, tta_name(pm->tta[v]), json_integer((json_int_t)cov[m].variant_rows[v]));
             degraded |= cov[m].variant_rows[v] < n_rows;

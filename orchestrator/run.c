@@ -313,6 +313,9 @@ static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job, int *contract
                           job->name, rerr.msg);
         job->status = JOB_DONE;
         job->rows_done = job->n_rows;
+        char *partial = job_partial_path(job);   // the full output replaces it
+        unlink(partial);
+        free(partial);
         attempt_log(a, "output accepted: %s (%zu rows)", job->output_path, job->n_rows);
     } else {
         *contract = err.code == EXIT_DATAERR;
@@ -349,7 +352,7 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
     }
 
     if (a->stopped && ctx->cut && !ctx->interrupted) {
-        job->status = JOB_CUT;  // the deadline stopped it: the merge leaves it out
+        job->status = JOB_CUT;  // the deadline stopped it: the merge uses its partial output only
         attempt_remove_outputs(job);
         return;
     }

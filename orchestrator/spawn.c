@@ -150,6 +150,7 @@ static char **build_lm_worker_argv(const plan_t *plan, const plan_model_t *m, co
     if (m->tokenizer) strv_push(&s, xstrdup("--tokenizer")), strv_push(&s, xstrdup(m->tokenizer));
     strv_push(&s, xstrdup("--input")), strv_push(&s, xstrdup(job->input_path));
     strv_push(&s, xstrdup("--output")), strv_push(&s, xstrdup(job->output_path));
+    if (plan->deadline_s > 0) strv_push(&s, xstrdup("--partial-output")), strv_push(&s, job_partial_path(job));
     strv_push(&s, xstrdup("--device")), strv_push(&s, xstrdup(slot->gpu >= 0 ? "cuda" : "cpu"));
     strv_push(&s, xstrdup("--batch-size")), strv_pushf(&s, "%d", batch_size);
     if (m->max_length > 0) strv_push(&s, xstrdup("--max-length")), strv_pushf(&s, "%d", m->max_length);
@@ -194,6 +195,11 @@ char **spawn_build_env(const plan_t *plan, const job_t *job, const slot_t *slot,
     strv_pushf(&all, "ORCHESTRATE_SHARD=%d/%d", job->shard, job->n_shards);
     strv_pushf(&all, "ORCHESTRATE_VARIANT=%s", tta_name(job->variant));
     strv_pushf(&all, "ORCHESTRATE_PROGRESS_FD=%d", SPAWN_PROGRESS_FD);
+    if (plan->deadline_s > 0) {   // only under a deadline: without one nothing reads it
+        char *partial = job_partial_path(job);
+        strv_pushf(&all, "ORCHESTRATE_PARTIAL_OUTPUT=%s", partial);
+        free(partial);
+    }
     strv_pushf(&all, "CUDA_VISIBLE_DEVICES=%s", slot->cuda_visible);
     // NVML numbers GPUs in PCI bus order and CUDA, by default, fastest first; pinning the
     // order makes CUDA_VISIBLE_DEVICES name the GPU whose memory nvml.c watches.

@@ -35,6 +35,9 @@
  *   --exit N             exit N at once (after printing a line to stderr)
  *   --trace FILE         append "start <model> <shard> <variant> batch=<n> pid=<pid> cvd=<CUDA_VISIBLE_DEVICES>"
  *   --seed S             change the probabilities (a different "model")
+ * With ORCHESTRATE_PARTIAL_OUTPUT set it also appends each finished batch's rows there (header
+ * first, flushed per batch) and then reports the rows done, as docs/workers.md describes;
+ * --no-partial makes it ignore ORCHESTRATE_PARTIAL_OUTPUT (a worker that did not opt in).
  * The batch size comes from --batch-size, else ORCHESTRATE_BATCH_SIZE, else 8.
  */
 #include <fcntl.h>
@@ -53,7 +56,7 @@
 typedef struct {
     const char *input, *output, *crash_once, *grandchild, *trace, *linger, *daemon, *slow_while;
     int batch, oom_above, seed, slow_ms, exit_code;
-    int hang, ignore_term, oom_text, wrong_id, nan, partial, partial_ok, bad_input, swap, index_col;
+    int no_partial, hang, ignore_term, oom_text, wrong_id, nan, partial, partial_ok, bad_input, swap, index_col;
 } opts_t;
 
 static void hang_forever(void) {
@@ -92,6 +95,7 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--slow-while")) o->slow_while = VAL();
         else if (!strcmp(a, "--exit")) o->exit_code = atoi(VAL());
         else if (!strcmp(a, "--hang")) o->hang = 1;
+        else if (!strcmp(a, "--no-partial")) o->no_partial = 1;
         else if (!strcmp(a, "--ignore-term")) o->ignore_term = 1;
         else if (!strcmp(a, "--oom-text")) o->oom_text = 1;
         else if (!strcmp(a, "--wrong-id")) o->wrong_id = 1;
@@ -229,6 +233,9 @@ int main(int argc, char **argv) {
         f = af.f;
     }
     fprintf(f, "%sid,winner_model_a,winner_model_b,winner_tie\n", o.index_col ? "," : "");
+    const char *partial_path = o.no_partial ? NULL : getenv("ORCHESTRATE_PARTIAL_OUTPUT");
+    FILE *partial = partial_path ? fopen(partial_path, "we") : NULL;
+    if (partial) fputs("id,winner_model_a,winner_model_b,winner_tie\n", partial), fflush(partial);
     for (size_t r = 0; r < n_write; r++) {
         if (o.slow_ms > 0 && r % (size_t)batch == 0) {
             usleep((useconds_t)o.slow_ms * 1000);
@@ -246,7 +253,15 @@ int main(int argc, char **argv) {
         if (r == 0 && o.wrong_id) snprintf(wrong, sizeof wrong, "wrong-%s", id), id = wrong;
         if (o.index_col) fprintf(f, "%zu,", r);
         write_row(f, id, p);
+        if (partial) {
+            write_row(partial, id, p);
+            if ((r + 1) % (size_t)batch == 0 || r + 1 == n_write) {   // a batch finished
+                fflush(partial);
+                progress((int)r + 1, (int)n);
+            }
+        }
     }
+    if (partial) fclose(partial);
     progress((int)n_write, (int)n);
     if (o.partial) {
         fflush(f);

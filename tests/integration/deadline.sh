@@ -44,11 +44,12 @@ cmp "$T/sub.csv" "$T/sub.nodeadline.csv" || fail "a generous deadline changed th
 report_flat | grep -q '"degraded":false' || fail "report: not marked as fitting: $(report_flat)"
 grep -q "everything fit" "$T/out.log" || { show_log; fail "the summary does not say everything fit"; }
 
-# 2. A model too slow for the budget: m2 is cut at the stop time; its rows come from m1 alone.
+# 2. A model too slow for the budget (and writing no partial output): m2 is cut at the stop
+# time; its rows come from m1 alone.
 touch "$T/slow"
 write_plan "$T/plan.json" "" \
     "$(model_json m1 1 1 '["identity"]')" \
-    "$(model_json m2 7 3 '["identity"]' '' --slow 400 --slow-while="$T/slow")"
+    "$(model_json m2 7 3 '["identity"]' '' --slow 400 --slow-while="$T/slow" --no-partial)"
 LIMIT_MS=7000
 run_timed --plan "$T/plan.json" --fresh --deadline 5
 expect_rc 0
@@ -92,7 +93,41 @@ expect_rc 0
 compare_probs "$T/sub.csv" "$T/expected.m1.csv"
 grep -q "the run goes on without this job" "$T/out.log" || { show_log; fail "no note about the failed job"; }
 
-# 6. A bad --deadline is a usage error.
+# 6. Partial outputs: a cut worker keeps its finished batches. Rows in the partial files = rows
+# the workers reported done = rows the model covered; those rows have the model's values, the
+# others the (uniform) fallback.
+write_plan "$T/plan.json" "" "$(model_json m5 5 1 '["identity"]' '' --slow 300)"
+LIMIT_MS=7000
+run_timed --plan "$T/plan.json" --fresh --deadline 5
+expect_rc 0
+check_valid "$T/sub.csv"
+partials=$(find "$T/work/outputs" -name '*.partial' | sort)
+[ "$(echo "$partials" | wc -l)" = 2 ] || fail "expected 2 partial outputs, found: $partials"
+in_partials=0
+for f in $partials; do in_partials=$((in_partials + $(wc -l <"$f") - 1)); done
+[ "$in_partials" -gt 0 ] && [ "$in_partials" -lt "$N_ROWS" ] || fail "$in_partials rows in the partial outputs"
+R=$(report_flat)
+reported=$(echo "$R" | grep -o '"rows_reported_done":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }')
+[ "$reported" = "$in_partials" ] || fail "workers reported $reported rows done, the partial outputs hold $in_partials"
+echo "$R" | grep -q "\"rows_covered\":$in_partials,\"rows_from_partial_outputs\":$in_partials" \
+    || fail "report: coverage is not the partial rows ($in_partials): $R"
+echo "$R" | grep -q "\"fallback_rows\":$((N_ROWS - in_partials))" || fail "report: fallback rows: $R"
+expected_model 5 identity "$T/expected.m5.csv"
+paste -d, "$T/sub.csv" "$T/expected.m5.csv" | tail -n +2 >"$T/joined.csv"
+# shellcheck disable=SC2086
+cat $partials | grep -v '^id,' | cut -d, -f1 | sort >"$T/partial.ids"
+awk -F, -v ids="$T/partial.ids" '
+    BEGIN { while ((getline l < ids) > 0) seen[l] = 1 }
+    {
+        bad = 0
+        for (k = 2; k <= 4; k++) {
+            want = ($1 in seen) ? $(k + 4) : 1 / 3; d = $k - want; if (d < 0) d = -d
+            if (d > 1e-6) bad = 1
+        }
+        if (bad) { print "row " $1 ": " $0; exit 1 }
+    }' "$T/joined.csv" || fail "a row has neither the model's values (partial) nor the fallback"
+
+# 7. A bad --deadline is a usage error.
 run_orch --plan "$T/plan.json" --deadline 5x
 expect_rc 64
 last_line | grep -q "unknown unit 'x'" || { show_log; fail "wrong message for a bad --deadline"; }
