@@ -219,58 +219,136 @@ static int dry_run(run_t *r, const cli_t *cli, err_t *err) {
     return 0;
 }
 
-/* One stage: jobs, run, memory check, merge. Returns 0, or -1 with err set (err->code = the
- * exit status to use). */
-static int run_one_stage(run_t *r, int m, err_t *err) {
-    const plan_t *plan = &r->plan;
+/* Build model m's jobs (into *jobs, *n_jobs) and print what resume did for them. Returns 0, or -1
+ * with err set (code 1). */
+static int stage_build(run_t *r, int m, job_t **jobs, int *n_jobs, err_t *err) {
     progress_t *con = run_ctx_console(r->ctx);
-    job_t *jobs = NULL;
-    int n_jobs = 0;
     double t = clock_mono_s();
-    if (stage_jobs_build(plan, &r->input, m, r->n_slots, &jobs, &n_jobs, err) != 0) {
+    if (stage_jobs_build(&r->plan, &r->input, m, r->n_slots, jobs, n_jobs, err) != 0) {
         err->code = 1;
         return -1;
     }
     r->times.build_jobs_s += clock_mono_s() - t;
-    int reused = 0;
-    for (int j = 0; j < n_jobs; j++) reused += jobs[j].status == JOB_REUSED;
-    progress_note(con, "== stage %d/%d: model %s: %d job(s) on %d slot(s), %d reused ==", m + 1,
-                  plan->n_models, plan->models[m].name, n_jobs, r->n_slots, reused);
-    for (int j = 0; j < n_jobs; j++) {   // what resume did, and why
-        if (jobs[j].status == JOB_REUSED) progress_note(con, "reused: %s (resume key matches)", jobs[j].name);
-        else if (jobs[j].why[0]) progress_note(con, "rerun: %s: %s", jobs[j].name, jobs[j].why);
+    for (int j = 0; j < *n_jobs; j++) {   // what resume did, and why
+        if ((*jobs)[j].status == JOB_REUSED) progress_note(con, "reused: %s (resume key matches)", (*jobs)[j].name);
+        else if ((*jobs)[j].why[0]) progress_note(con, "rerun: %s: %s", (*jobs)[j].name, (*jobs)[j].why);
     }
+    return 0;
+}
 
-    double t_stage = clock_mono_s();
+/* Run jobs[0..n_jobs) of model m (a stage, or a pass of one under a deadline), then check GPU
+ * memory into mem (when NVML watches a GPU). Under a deadline the memory check neither waits
+ * past the stop time nor fails the run. Returns 0, or -1 with err set. */
+static int stage_run(run_t *r, int m, job_t *jobs, int n_jobs, memcheck_gpu_t *mem, err_t *err) {
+    const plan_t *plan = &r->plan;
     int rc = run_stage(r->ctx, jobs, n_jobs, r->slots, r->n_slots, err);
-    memcheck_gpu_t *mem = r->have_mem ? xcalloc((size_t)r->mem.n_gpus + 1, sizeof *mem) : NULL;
-    // Under a deadline the memory check neither waits past the stop time nor fails the run.
     int mem_ok = !r->cov || budget_left(&r->budget, clock_mono_s()) > plan->mem_wait_s;
     if (rc == 0 && r->have_mem && mem_ok) {
         double tm = clock_mono_s();
         rc = memcheck_stage(&r->mem, plan, r->ctx, plan->models[m].name, mem, err);
         r->times.memory_s += clock_mono_s() - tm;
         if (rc != 0 && r->cov && err->code < 128) {
-            progress_note(con, "orchestrate: warning: %s (with a deadline set, the run goes on)", err->msg);
+            progress_note(run_ctx_console(r->ctx), "orchestrate: warning: %s (with a deadline set, the run goes on)",
+                          err->msg);
             rc = 0;
         }
     }
-    report_add_stage(r->report, plan, m, jobs, n_jobs, clock_mono_s() - t_stage, mem,
-                     r->have_mem ? r->mem.n_gpus : 0);
+    return rc;
+}
+
+/* Add model m's finished stage to the report and, when rc is 0, merge its outputs into
+ * r->probs[m] (with coverage under a deadline). Returns 0, or -1 with err set. */
+static int stage_finish(run_t *r, int m, const job_t *jobs, int n_jobs, double wall_s, const memcheck_gpu_t *mem,
+                        int rc, err_t *err) {
+    const plan_t *plan = &r->plan;
+    report_add_stage(r->report, plan, m, jobs, n_jobs, wall_s, mem, r->have_mem ? r->mem.n_gpus : 0);
+    if (rc != 0) return rc;
+    double tm = clock_mono_s();
+    r->probs[m] = xcalloc(r->input.n_rows * (size_t)plan->n_labels, sizeof **r->probs);
+    if (r->cov) r->cov[m].covered = xcalloc(r->input.n_rows + 1, 1);
+    rc = merge_model(plan, &r->input, m, jobs, n_jobs, r->probs[m], r->cov ? &r->cov[m] : NULL, err);
+    if (rc != 0) err->code = 1;
+    if (rc == 0 && r->cov && r->cov[m].partial_rejected)
+        progress_note(run_ctx_console(r->ctx), "orchestrate: warning: %d partial output(s) of model %s rejected, "
+                      "their rows left out; the last: %s", r->cov[m].partial_rejected, plan->models[m].name,
+                      r->cov[m].partial_error);
+    r->times.merge_s += clock_mono_s() - tm;
+    return rc;
+}
+
+/* One stage: jobs, run, memory check, merge. Returns 0, or -1 with err set (err->code = the
+ * exit status to use). */
+static int run_one_stage(run_t *r, int m, err_t *err) {
+    const plan_t *plan = &r->plan;
+    job_t *jobs = NULL;
+    int n_jobs = 0;
+    if (stage_build(r, m, &jobs, &n_jobs, err) != 0) return -1;
+    int reused = 0;
+    for (int j = 0; j < n_jobs; j++) reused += jobs[j].status == JOB_REUSED;
+    progress_note(run_ctx_console(r->ctx), "== stage %d/%d: model %s: %d job(s) on %d slot(s), %d reused ==", m + 1,
+                  plan->n_models, plan->models[m].name, n_jobs, r->n_slots, reused);
+    double t_stage = clock_mono_s();
+    memcheck_gpu_t *mem = r->have_mem ? xcalloc((size_t)r->mem.n_gpus + 1, sizeof *mem) : NULL;
+    int rc = stage_run(r, m, jobs, n_jobs, mem, err);
+    rc = stage_finish(r, m, jobs, n_jobs, clock_mono_s() - t_stage, mem, rc, err);
     free(mem);
-    if (rc == 0) {
-        double tm = clock_mono_s();
-        r->probs[m] = xcalloc(r->input.n_rows * (size_t)plan->n_labels, sizeof **r->probs);
-        if (r->cov) r->cov[m].covered = xcalloc(r->input.n_rows + 1, 1);
-        rc = merge_model(plan, &r->input, m, jobs, n_jobs, r->probs[m], r->cov ? &r->cov[m] : NULL, err);
-        if (rc == 0 && r->cov && r->cov[m].partial_rejected)
-            progress_note(con, "orchestrate: warning: %d partial output(s) of model %s rejected, their rows left "
-                          "out; the last: %s", r->cov[m].partial_rejected, plan->models[m].name,
-                          r->cov[m].partial_error);
-        if (rc != 0) err->code = 1;
-        r->times.merge_s += clock_mono_s() - tm;
-    }
     stage_jobs_free(jobs, n_jobs);
+    return rc;
+}
+
+/* The variant model m runs in the first pass under a deadline: identity when it has it (a model
+ * missing costs more than a TTA variant missing), else its only variant. */
+static tta_t first_pass_variant(const plan_model_t *m) {
+    for (int v = 0; v < m->n_tta; v++)
+        if (m->tta[v] == TTA_IDENTITY) return TTA_IDENTITY;
+    return m->tta[0];
+}
+
+/* Under a deadline: every model's first-pass variant (identity) before any model's second
+ * (swap_ab). Each model's jobs are built up front and reordered so that its first-pass jobs come
+ * first; pass p runs each model's segment in plan order; then each model is reported and merged.
+ * Returns 0, or -1 with err set. */
+static int run_passes(run_t *r, err_t *err) {
+    const plan_t *plan = &r->plan;
+    int M = plan->n_models, rc = 0;
+    job_t **jobs = xcalloc((size_t)M, sizeof *jobs);
+    int *n_jobs = xcalloc((size_t)M, sizeof *n_jobs), *n_first = xcalloc((size_t)M, sizeof *n_first);
+    double *wall = xcalloc((size_t)M, sizeof *wall);
+    memcheck_gpu_t *mem = r->have_mem ? xcalloc((size_t)r->mem.n_gpus + 1, sizeof *mem) : NULL;
+    for (int m = 0; m < M && rc == 0; m++) {
+        rc = stage_build(r, m, &jobs[m], &n_jobs[m], err);
+        if (rc != 0) break;
+        // Stable partition: the first-pass variant's jobs first (job_t holds no pointer to itself).
+        tta_t first = first_pass_variant(&plan->models[m]);
+        job_t *sorted = xmalloc(((size_t)n_jobs[m] + 1) * sizeof *sorted);
+        int k = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int j = 0; j < n_jobs[m]; j++)
+                if ((jobs[m][j].variant == first) == (pass == 0)) sorted[k++] = jobs[m][j];
+        memcpy(jobs[m], sorted, (size_t)n_jobs[m] * sizeof *sorted);
+        free(sorted);
+        while (n_first[m] < n_jobs[m] && jobs[m][n_first[m]].variant == first) n_first[m]++;
+    }
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        for (int m = 0; m < M && rc == 0; m++) {
+            int j0 = pass == 0 ? 0 : n_first[m], n = pass == 0 ? n_first[m] : n_jobs[m] - n_first[m];
+            if (n == 0) continue;
+            int reused = 0;
+            for (int j = j0; j < j0 + n; j++) reused += jobs[m][j].status == JOB_REUSED;
+            progress_note(run_ctx_console(r->ctx), "== pass %d/2 (%s): model %s: %d job(s) on %d slot(s), %d reused ==",
+                          pass + 1, pass == 0 ? "each model's first variant" : "the other variants",
+                          plan->models[m].name, n, r->n_slots, reused);
+            double t = clock_mono_s();
+            rc = stage_run(r, m, jobs[m] + j0, n, mem, err);
+            wall[m] += clock_mono_s() - t;
+        }
+    }
+    for (int m = 0; m < M; m++) {
+        if (jobs[m] && rc == 0) rc = stage_finish(r, m, jobs[m], n_jobs[m], wall[m], mem, 0, err);
+        else if (jobs[m]) report_add_stage(r->report, plan, m, jobs[m], n_jobs[m], wall[m], NULL, 0);
+        stage_jobs_free(jobs[m], n_jobs[m]);
+    }
+    free(mem), free(wall), free(n_first), free(n_jobs), free(jobs);
     return rc;
 }
 
@@ -299,8 +377,12 @@ static int run_all(run_t *r, const cli_t *cli, err_t *err) {
         r->cov = xcalloc((size_t)plan->n_models, sizeof *r->cov);
         run_ctx_set_budget(r->ctx, &r->budget);
     }
-    for (int m = 0; m < plan->n_models; m++)
-        if (run_one_stage(r, m, err) != 0) return -1;
+    if (r->cov) {
+        if (run_passes(r, err) != 0) return -1;
+    } else {
+        for (int m = 0; m < plan->n_models; m++)
+            if (run_one_stage(r, m, err) != 0) return -1;
+    }
 
     int sig = run_ctx_poll_signal(r->ctx);
     if (sig) return err_code(err, 128 + sig, "interrupted by %s; no submission written", run_signal_name(sig));

@@ -162,6 +162,7 @@ void run_ctx_destroy(run_ctx_t *ctx) {
 
 void run_ctx_set_budget(run_ctx_t *ctx, const budget_t *b) {
     ctx->budget = b;
+    progress_set_deadline(&ctx->console, b ? b->stop_at : 0);
 }
 
 int run_ctx_poll_signal(run_ctx_t *ctx) {

@@ -38,9 +38,16 @@ write_plan "$T/plan.json" "" \
 run_orch --plan "$T/plan.json"
 expect_rc 0
 cp "$T/sub.csv" "$T/sub.nodeadline.csv"
+before=$(trace_count)
 run_orch --plan "$T/plan.json" --fresh --deadline 10m
 expect_rc 0
 cmp "$T/sub.csv" "$T/sub.nodeadline.csv" || fail "a generous deadline changed the submission"
+# With a deadline every model's identity variant runs before any swap_ab (m2's identity before
+# m1's swap_ab, which plan order alone would not give).
+tail -n +$((before + 1)) "$T/trace.log" | awk '{ print $2 "." $4 }' >"$T/order"
+[ "$(wc -l <"$T/order")" = 6 ] && [ "$(head -n 4 "$T/order" | grep -c identity)" = 4 ] \
+    && [ "$(sed -n 3,4p "$T/order" | sort -u)" = m2.identity ] && [ "$(tail -n 2 "$T/order" | sort -u)" = m1.swap_ab ] \
+    || fail "start order under a deadline: $(tr '\n' ' ' <"$T/order")"
 report_flat | grep -q '"degraded":false' || fail "report: not marked as fitting: $(report_flat)"
 grep -q "everything fit" "$T/out.log" || { show_log; fail "the summary does not say everything fit"; }
 
@@ -51,9 +58,11 @@ write_plan "$T/plan.json" "" \
     "$(model_json m1 1 1 '["identity"]')" \
     "$(model_json m2 7 3 '["identity"]' '' --slow 400 --slow-while="$T/slow" --no-partial)"
 LIMIT_MS=7000
-run_timed --plan "$T/plan.json" --fresh --deadline 5
+ORCHESTRATE_PROGRESS_INTERVAL_S=0.5 run_timed --plan "$T/plan.json" --fresh --deadline 5
 expect_rc 0
 check_valid "$T/sub.csv"
+grep -q "deadline stop in .*, predicted margin -.* (will be cut)" "$T/out.log" \
+    || { show_log; fail "the progress line does not predict the cut"; }
 expected_ensemble mean "$T/expected.m1.csv" 1:1:identity
 compare_probs "$T/sub.csv" "$T/expected.m1.csv"
 R=$(report_flat)
