@@ -143,6 +143,8 @@ run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err) {
     UV_CHECK(uv_timer_init(&ctx->loop, &ctx->deadline));
     ctx->tick.data = ctx->sleeper.data = ctx->deadline.data = ctx;
     progress_init(&ctx->console, stdout, isatty(STDOUT_FILENO), quiet);
+    ctx->rate_rows = xcalloc((size_t)plan->n_models + 1, sizeof *ctx->rate_rows);
+    ctx->rate_s = xcalloc((size_t)plan->n_models + 1, sizeof *ctx->rate_s);
     ctx->cpu_threads = spawn_cpu_threads(plan->cpu_workers);
     return ctx;
 }
@@ -157,6 +159,7 @@ void run_ctx_destroy(run_ctx_t *ctx) {
     int rc = uv_loop_close(&ctx->loop);
     ASSERT(rc == 0);  // every handle closed: no worker can be left unsupervised
     free(ctx->pgids);
+    free(ctx->rate_rows), free(ctx->rate_s);
     free(ctx);
 }
 
@@ -244,11 +247,41 @@ static void update_progress(run_ctx_t *ctx) {
     progress_set(&ctx->console, done, jobs_done, ctx->n_running);
 }
 
+/* Under a deadline: 1 when job j, started now, is predicted to end after the stop time, at its
+ * model's measured rate (rows/s per slot over its ended attempts); then the job is marked
+ * JOB_SKIPPED and the console says why. 0 without a deadline or a measured rate. */
+static int skip_hopeless(run_ctx_t *ctx, int j) {
+    job_t *job = &ctx->jobs[j];
+    double rows = ctx->rate_rows[job->model], secs = ctx->rate_s[job->model];
+    if (!ctx->budget || !(rows > 0) || !(secs > 0)) return 0;
+    double rate = rows / secs, need = (double)job->n_rows / rate;
+    double left = budget_left(ctx->budget, clock_mono_s());
+    if (need <= left) return 0;
+    job->status = JOB_SKIPPED;
+    progress_note(&ctx->console, "orchestrate: deadline: skipping %s: it cannot finish in time (%zu rows at %.1f "
+                  "rows/s per slot measured = %.1f s; %.1f s left before the stop)",
+                  job->name, job->n_rows, rate, need, left > 0 ? left : 0);
+    return 1;
+}
+
+/* Count an ended attempt's rows and time into its model's measured rate (rows_done comes from
+ * its progress lines; a finished job counts all its rows). */
+static void measure_rate(run_ctx_t *ctx, const attempt_t *a) {
+    const job_t *job = &ctx->jobs[a->job];
+    double rows = job->status == JOB_DONE ? (double)job->n_rows : (double)job->rows_done;
+    double secs = (a->spawned ? a->t_exit : clock_mono_s()) - a->t_start;
+    if (rows > 0 && secs > 0) ctx->rate_rows[job->model] += rows, ctx->rate_s[job->model] += secs;
+}
+
 /* Start the next pending job on every free slot, unless the run is stopping. */
 static void schedule(run_ctx_t *ctx) {
     for (int s = 0; s < ctx->n_slots && !ctx->stopping; s++) {
         if (ctx->running[s] || ctx->q_head == ctx->q_tail) continue;
         int j = ctx->queue[ctx->q_head++];
+        if (skip_hopeless(ctx, j)) {
+            s--;   // the slot is still free: try the next job on it
+            continue;
+        }
         err_t err = {0};
         attempt_t *a = attempt_start(ctx, j, s, &err);
         if (!a) {
@@ -423,6 +456,7 @@ void run_attempt_done(run_ctx_t *ctx, attempt_t *a) {
     ctx->running[a->slot] = NULL;
     ctx->n_running--;
     judge(ctx, a);
+    measure_rate(ctx, a);
     attempt_free(a);
     schedule(ctx);
     if (ctx->n_running == 0 && (ctx->stopping || ctx->q_head == ctx->q_tail)) UV_CHECK(uv_timer_stop(&ctx->tick));

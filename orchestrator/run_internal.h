@@ -87,6 +87,8 @@ struct run_ctx {
     const budget_t *budget;     // the deadline's budget (not owned), or NULL: no deadline
     uv_timer_t deadline;        // fires at budget->stop_at inside run_stage
     int cut;                    // the deadline stopped the stage's workers (jobs become JOB_CUT)
+    double *rate_rows;          // (plan->n_models) rows finished by the model's ended attempts
+    double *rate_s;             // (plan->n_models) seconds those attempts ran: rows/s per slot
     // the stage being run (valid inside run_stage)
     job_t *jobs;                // (n_jobs) the stage's jobs (not owned)
     int n_jobs;                 // entries in jobs

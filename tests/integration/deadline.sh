@@ -136,7 +136,22 @@ awk -F, -v ids="$T/partial.ids" '
         if (bad) { print "row " $1 ": " $0; exit 1 }
     }' "$T/joined.csv" || fail "a row has neither the model's values (partial) nor the fallback"
 
-# 7. A bad --deadline is a usage error.
+# 7. A job that cannot finish is skipped before it starts: the identity pass measures m6's rate
+# (100 rows in >= 2.6 s per slot); the swap_ab jobs would need as long again, but less is left
+# before the stop (7 - 2.5 s reserve = 4.5 s), so they are skipped and the run ends early.
+write_plan "$T/plan.json" "" "$(model_json m6 6 1 '["identity", "swap_ab"]' '' --slow 200)"
+LIMIT_MS=9000
+run_timed --plan "$T/plan.json" --fresh --deadline 7
+expect_rc 0
+grep -q "skipping m6.swap_ab.s[01]of2: it cannot finish in time" "$T/out.log" \
+    || { show_log; fail "no note about skipping the swap_ab jobs"; }
+R=$(report_flat)
+echo "$R" | grep -q '"skipped":\["m6.swap_ab.s[01]of2","m6.swap_ab.s[01]of2"\]' || fail "report: skipped: $R"
+echo "$R" | grep -q '"cut":\[\]' || fail "report: something was cut: $R"
+expected_model 6 identity "$T/expected.m6.csv"
+compare_probs "$T/sub.csv" "$T/expected.m6.csv"
+
+# 8. A bad --deadline is a usage error.
 run_orch --plan "$T/plan.json" --deadline 5x
 expect_rc 64
 last_line | grep -q "unknown unit 'x'" || { show_log; fail "wrong message for a bad --deadline"; }
