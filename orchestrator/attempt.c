@@ -391,6 +391,9 @@ attempt_t *attempt_start(run_ctx_t *ctx, int jobi, int sloti, err_t *err) {
 
     if (job->attempts == 0) job->t_start = clock_wall_s();
     job->batch_sizes[a->index] = job->batch_size;
+    job->att_slot[a->index] = sloti;
+    job->att_start[a->index] = clock_wall_s();
+    job->att_end[a->index] = 0;
     job->attempts++;
     job->slot = sloti;
     job->status = JOB_RUNNING;

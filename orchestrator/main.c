@@ -287,6 +287,7 @@ static int run_one_stage(run_t *r, int m, err_t *err) {
     for (int j = 0; j < n_jobs; j++) reused += jobs[j].status == JOB_REUSED;
     progress_note(run_ctx_console(r->ctx), "== stage %d/%d: model %s: %d job(s) on %d slot(s), %d reused ==", m + 1,
                   plan->n_models, plan->models[m].name, n_jobs, r->n_slots, reused);
+    report_mark(r->report, plan->models[m].name, clock_wall_s());
     double t_stage = clock_mono_s();
     memcheck_gpu_t *mem = r->have_mem ? xcalloc((size_t)r->mem.n_gpus + 1, sizeof *mem) : NULL;
     int rc = stage_run(r, m, jobs, n_jobs, mem, err);
@@ -338,6 +339,9 @@ static int run_passes(run_t *r, err_t *err) {
             progress_note(run_ctx_console(r->ctx), "== pass %d/2 (%s): model %s: %d job(s) on %d slot(s), %d reused ==",
                           pass + 1, pass == 0 ? "each model's first variant" : "the other variants",
                           plan->models[m].name, n, r->n_slots, reused);
+            char label[160];
+            snprintf(label, sizeof label, "%s.%s", plan->models[m].name, pass == 0 ? tta_name(first_pass_variant(&plan->models[m])) : "other");
+            report_mark(r->report, label, clock_wall_s());
             double t = clock_mono_s();
             rc = stage_run(r, m, jobs[m] + j0, n, mem, err);
             wall[m] += clock_mono_s() - t;
@@ -350,6 +354,17 @@ static int run_passes(run_t *r, err_t *err) {
     }
     free(mem), free(wall), free(n_first), free(n_jobs), free(jobs);
     return rc;
+}
+
+/* The sampler run.c calls while workers run: one NVML reading per watched GPU into the report. */
+static void sample_memory(void *data) {
+    run_t *r = data;
+    double used[64];
+    int n = r->mem.n_gpus < 64 ? r->mem.n_gpus : 64;
+    err_t err = {0};
+    if (nvml_read_used(r->nvml, r->mem.gpus, n, used, &err) != 0) return;   // a missed sample: no harm
+    double t = clock_wall_s();
+    for (int g = 0; g < n; g++) report_add_mem_sample(r->report, r->mem.gpus[g], t, used[g]);
 }
 
 /* Run every stage, then merge the ensemble into the submission unless a signal arrived. Returns 0,
@@ -370,6 +385,8 @@ static int run_all(run_t *r, const cli_t *cli, err_t *err) {
     }
     r->report = report_create(plan, r->slots, r->n_slots, clock_wall_s() - (clock_mono_s() - r->t0));
     r->probs = xcalloc((size_t)plan->n_models, sizeof *r->probs);
+    // Not with the tests' fake NVML, whose scripted readings answer memcheck's calls in order.
+    if (r->have_mem && !nvml_is_fake(r->nvml)) run_ctx_set_sampler(r->ctx, sample_memory, r);
     if (r->budget.deadline_s > 0) {
         char line[320];
         budget_describe(&r->budget, line, sizeof line);
@@ -426,7 +443,7 @@ static void finish_report(run_t *r, const err_t *err, int failed) {
     if (report_write(r->report, path, status, failed ? err->msg : NULL, &r->times, &werr) != 0)
         fprintf(stderr, "orchestrate: warning: %s\n", werr.msg);
     report_print_summary(r->report, &r->times, stdout);
-    printf("report: %s\n", path);
+    printf("report: %s (timeline: %s)\n", path, WD_REPORT_HTML);
     free(path);
 }
 

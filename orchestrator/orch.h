@@ -165,6 +165,8 @@ typedef struct {
     int timed_out[JOB_MAX_ATTEMPTS];  // per attempt: 1 when killed for timeout_s
     int batch_size;             // batch size of the last attempt
     int batch_sizes[JOB_MAX_ATTEMPTS]; // per attempt: the batch size it ran with
+    int att_slot[JOB_MAX_ATTEMPTS];    // per attempt: the slot it ran on (report.html's lanes)
+    double att_start[JOB_MAX_ATTEMPTS], att_end[JOB_MAX_ATTEMPTS]; // per attempt: wall clock span
     double t_start, t_end;      // wall clock (seconds since the epoch) of first start, last end
     size_t rows_done;           // from progress lines, for the progress display
     char last_error[512];       // last worker error line or validation failure

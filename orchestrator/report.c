@@ -8,6 +8,7 @@
 
 #include "atomic_file.h"
 #include "planning.h"
+#include "report_html.h"
 
 typedef struct {
     char name[128];           // the stage's model name
@@ -24,6 +25,7 @@ struct report {
     json_t *root;             // the report object; "stages" and "jobs" grow as stages are added
     json_t *stages, *jobs;    // borrowed references into root
     json_t *cut, *skipped;    // (owned) names of the jobs the deadline cut / skipped
+    json_t *marks, *mem;      // borrowed: "stage_marks" [{label, t}], "gpu_memory_samples" [{gpu, t, used_mib}]
     json_t *deadline;         // (owned) the "deadline" object, or NULL without a deadline
     stage_sum_t *sums;        // (n_sums) for the summary table
     int n_sums;               // entries in sums
@@ -76,6 +78,10 @@ report_t *report_create(const plan_t *plan, const slot_t *slots, int n_slots, do
     json_object_set_new(r->root, "jobs", r->jobs);
     r->cut = json_array();
     r->skipped = json_array();
+    r->marks = json_array();
+    r->mem = json_array();
+    json_object_set_new(r->root, "stage_marks", r->marks);
+    json_object_set_new(r->root, "gpu_memory_samples", r->mem);
     return r;
 }
 
@@ -85,6 +91,20 @@ void report_destroy(report_t *r) {
     json_decref(r->cut), json_decref(r->skipped), json_decref(r->deadline);
     free(r->sums);
     free(r);
+}
+
+/* How attempt k of job j ended, for the timeline: "ok", "retried", "oom" (the batch was halved),
+ * "timeout", "cut" (by the deadline), "failed" or "stopped" (a static string). */
+static const char *attempt_outcome(const job_t *j, int k) {
+    int last = k == j->attempts - 1;
+    int oom = j->exit_codes[k] == 75 || (!last && j->batch_sizes[k + 1] < j->batch_sizes[k]);
+    if (!last) return j->timed_out[k] ? "timeout" : oom ? "oom" : "retried";
+    switch (j->status) {
+    case JOB_DONE: return "ok";
+    case JOB_CUT: return "cut";
+    case JOB_FAILED: return j->timed_out[k] ? "timeout" : oom ? "oom" : "failed";
+    default: return "stopped";
+    }
 }
 
 /* One job's entry of report.json: identity, outcome, every attempt's exit code, timeout and batch
@@ -121,6 +141,16 @@ static json_t *job_json(const plan_t *plan, const job_t *j) {
     json_object_set_new(o, "output", json_string(j->output_path ? j->output_path : ""));
     json_object_set_new(o, "log", json_string(j->log_path ? j->log_path : ""));
     if (j->last_error[0]) json_object_set_new(o, "last_error", json_string(j->last_error));
+    json_t *spans = json_array();
+    for (int k = 0; k < j->attempts && k < JOB_MAX_ATTEMPTS; k++) {
+        json_t *a = json_object();
+        json_object_set_new(a, "slot", json_integer(j->att_slot[k]));
+        json_object_set_new(a, "start", num(j->att_start[k]));
+        json_object_set_new(a, "end", j->att_end[k] > 0 ? num(j->att_end[k]) : json_null());
+        json_object_set_new(a, "outcome", json_string(attempt_outcome(j, k)));
+        json_array_append_new(spans, a);
+    }
+    json_object_set_new(o, "attempt_spans", spans);
     if (j->status == JOB_CUT)   // rows the worker reported done before the deadline stopped it
         json_object_set_new(o, "rows_reported_done", json_integer((json_int_t)j->rows_done));
     return o;
@@ -177,6 +207,21 @@ void report_add_stage(report_t *r, const plan_t *plan, int model, const job_t *j
     }
     json_object_set_new(st, "memory", jm);
     json_array_append_new(r->stages, st);
+}
+
+void report_mark(report_t *r, const char *label, double t_wall) {
+    json_t *o = json_object();
+    json_object_set_new(o, "label", json_string(label));
+    json_object_set_new(o, "t", num(t_wall));
+    json_array_append_new(r->marks, o);
+}
+
+void report_add_mem_sample(report_t *r, int gpu, double t_wall, double used_mib) {
+    json_t *o = json_object();
+    json_object_set_new(o, "gpu", json_integer(gpu));
+    json_object_set_new(o, "t", num(t_wall));
+    json_object_set_new(o, "used_mib", num(used_mib));
+    json_array_append_new(r->mem, o);
 }
 
 void report_set_deadline(report_t *r, const plan_t *plan, const budget_t *b, const coverage_t *cov,
@@ -257,7 +302,16 @@ int report_write(report_t *r, const char *path, const char *status, const char *
     fputs(text, af.f);
     fputc('\n', af.f);
     free(text);
-    return atomic_file_commit(&af, err);
+    if (atomic_file_commit(&af, err) != 0) return -1;
+    // report.html beside it, from the same data.
+    size_t n = strlen(path);
+    char *html = xmalloc(n + 8);
+    memcpy(html, path, n + 1);
+    if (n > 5 && strcmp(html + n - 5, ".json") == 0) html[n - 5] = '\0';
+    strcat(html, ".html");
+    int rc = report_html_write(r->root, html, err);
+    free(html);
+    return rc;
 }
 
 /* Print names (a JSON array of strings) as "a, b, c", or "none". */

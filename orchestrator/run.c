@@ -168,6 +168,11 @@ void run_ctx_set_budget(run_ctx_t *ctx, const budget_t *b) {
     progress_set_deadline(&ctx->console, b ? b->stop_at : 0);
 }
 
+void run_ctx_set_sampler(run_ctx_t *ctx, void (*fn)(void *), void *data) {
+    ctx->sampler = fn;
+    ctx->sampler_data = data;
+}
+
 int run_ctx_poll_signal(run_ctx_t *ctx) {
     uv_run(&ctx->loop, UV_RUN_NOWAIT);
     return ctx->interrupted;
@@ -307,11 +312,17 @@ static void requeue_front(run_ctx_t *ctx, int j) {
     ctx->jobs[j].status = JOB_PENDING;
 }
 
-/* Periodic timer: refresh the progress counters and redraw or print the progress line. */
+/* Periodic timer: refresh the progress counters, redraw or print the progress line, and call the
+ * sampler when one is due. */
 static void on_tick(uv_timer_t *t) {
     run_ctx_t *ctx = t->data;
+    double now = clock_mono_s();
     update_progress(ctx);
-    progress_tick(&ctx->console, clock_mono_s());
+    progress_tick(&ctx->console, now);
+    if (ctx->sampler && now - ctx->t_sampled >= RUN_SAMPLE_INTERVAL_S) {
+        ctx->t_sampled = now;
+        ctx->sampler(ctx->sampler_data);
+    }
 }
 
 void run_attempt_progress(run_ctx_t *ctx, attempt_t *a, double done, double total) {
@@ -370,7 +381,7 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
     int code = a->spawn_error ? -1 : a->term_signal ? -a->term_signal : (int)a->exit_status;
     job->exit_codes[k] = code;
     job->timed_out[k] = a->timed_out;
-    job->t_end = clock_wall_s();
+    job->t_end = job->att_end[k] = clock_wall_s();
     char how[96];
     describe_exit(a, how, sizeof how);
     attempt_log(a, "attempt %d ended: %s after %.1f s", k + 1, how,

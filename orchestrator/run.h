@@ -16,6 +16,12 @@
  * job that fails for good no longer fails the run: it is JOB_FAILED and the rest go on. */
 void run_ctx_set_budget(run_ctx_t *ctx, const budget_t *b);
 
+#define RUN_SAMPLE_INTERVAL_S 1.0
+
+/* Call fn(data) while workers run, from the progress tick, at most every RUN_SAMPLE_INTERVAL_S
+ * (main samples GPU memory for report.html with it). NULL fn: none. */
+void run_ctx_set_sampler(run_ctx_t *ctx, void (*fn)(void *), void *data);
+
 /* Process pending events without blocking. Returns the signal (SIGINT/SIGTERM) received so far,
  * or 0. main calls it before irreversible steps (writing the submission). */
 int run_ctx_poll_signal(run_ctx_t *ctx);

@@ -87,6 +87,9 @@ struct run_ctx {
     const budget_t *budget;     // the deadline's budget (not owned), or NULL: no deadline
     uv_timer_t deadline;        // fires at budget->stop_at inside run_stage
     int cut;                    // the deadline stopped the stage's workers (jobs become JOB_CUT)
+    void (*sampler)(void *);    // called from the progress tick at most every SAMPLE_INTERVAL_S, or NULL
+    void *sampler_data;         // its argument
+    double t_sampled;           // monotonic time of the last call
     double *rate_rows;          // (plan->n_models) rows finished by the model's ended attempts
     double *rate_s;             // (plan->n_models) seconds those attempts ran: rows/s per slot
     // the stage being run (valid inside run_stage)
