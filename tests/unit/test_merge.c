@@ -265,6 +265,47 @@ TEST(test_merge_partial_coverage) {
     mfx_free(&f);
 }
 
+/* A cut job's partial output: the rows before the last newline count (a row the killed worker
+ * did not finish is dropped), validated like an output; a bad one is left out whole and counted. */
+TEST(test_merge_partial_output) {
+    mfx_t f;
+    if (mfx_init(&f, 1, 1) != 0) return;
+    err_t err = {0};
+    double p[9];
+    unsigned char c[3];
+    coverage_t cov = {.covered = c};
+    // m2's only job was cut after writing r2 (complete) and half of r1.
+    f.jobs[3].status = JOB_CUT;
+    char *partial = job_partial_path(&f.jobs[3]);
+    write_file(partial, "id,winner_model_a,winner_model_b,winner_tie\nr2,0.7,0.2,0.1\nr1,0.2,0.5");
+    EXPECT_MSG(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, &cov, &err) == 0, "%s", err.msg);
+    EXPECT(cov.rows == 1 && cov.partial_rows == 1 && !c[0] && c[1] && !c[2] && cov.partial_rejected == 0);
+    EXPECT_NEAR(p[3], 0.7, 1e-12, 0);
+    EXPECT_NEAR(p[4], 0.2, 1e-12, 0);
+    // Only a header (no batch finished), and no file at all: no rows, no complaint.
+    write_file(partial, "id,winner_model_a,winner_model_b,winner_tie\n");
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, &cov, &err) == 0);
+    EXPECT(cov.rows == 0 && cov.partial_rejected == 0);
+    unlink(partial);
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, &cov, &err) == 0);
+    EXPECT(cov.rows == 0 && cov.partial_rejected == 0);
+    // A bad row (out of range) rejects the whole file, naming it.
+    write_file(partial, "id,winner_model_a,winner_model_b,winner_tie\nr2,0.7,0.2,0.1\nr3,1.5,0,0\n");
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, &cov, &err) == 0);
+    EXPECT(cov.rows == 0 && cov.partial_rejected == 1);
+    EXPECT_STR_CONTAINS(cov.partial_error, ".partial: line 3: column 2 'winner_model_a': value '1.5' is not in [0, 1]");
+    // An id of another shard is rejected too.
+    write_file(partial, "id,winner_model_a,winner_model_b,winner_tie\nzz,0.7,0.2,0.1\n");
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, &cov, &err) == 0);
+    EXPECT(cov.partial_rejected == 1);
+    EXPECT_STR_CONTAINS(cov.partial_error, "id 'zz' is not one of this job's 3 ids");
+    // Without a deadline (cov NULL) a cut job cannot be merged.
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, NULL, &err) == -1);
+    unlink(partial);
+    free(partial);
+    mfx_free(&f);
+}
+
 TEST(bench_merge_25k) {
     // 25k rows, 2 models x 2 variants x 2 shards: validate all 8 outputs, merge, ensemble.
     const size_t R = 25000;
@@ -328,4 +369,4 @@ static int teardown(void) { return tt_rm_tree(tmpdir); }
 
 TEST_MAIN_WITH(setup, teardown,
                test_merge_model_flip_and_average, test_ensemble_methods, test_merge_errors,
-               test_merge_partial_coverage, bench_merge_25k)
+               test_merge_partial_coverage, test_merge_partial_output, bench_merge_25k)
