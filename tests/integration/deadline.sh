@@ -82,9 +82,10 @@ expect_rc 0
 expected_ensemble mean "$T/expected.full.csv" 1:1:identity 7:3:identity
 compare_probs "$T/sub.csv" "$T/expected.full.csv"
 
-# 4. A model that hangs forever, the plan's own deadline and fallback: every row gets the fallback.
+# 4. A model that hangs forever and ignores SIGTERM (SIGKILL after the grace, inside the reserve),
+# the plan's own deadline and fallback: every row gets the fallback.
 write_plan "$T/plan.json" '"deadline": "4s", "fallback": [0.5, 0.3, 0.2]' \
-    "$(model_json m3 3 1 '["identity", "swap_ab"]' '' --hang)"
+    "$(model_json m3 3 1 '["identity", "swap_ab"]' '' --hang --ignore-term)"
 LIMIT_MS=6000
 run_timed --plan "$T/plan.json" --fresh
 expect_rc 0
