@@ -39,18 +39,36 @@ int budget_parse_duration(const char *s, double *out, err_t *err) {
     return 0;
 }
 
+/* Outputs the final merge reads: every model variant's, and the submission it writes. */
+static int merge_outputs(const plan_t *plan) {
+    int outputs = 1;
+    for (int m = 0; m < plan->n_models; m++) outputs += plan->models[m].n_tta;
+    return outputs;
+}
+
+/* Recompute the reserve and the stop time from grace_s and merge_s. */
+static void budget_settle(budget_t *b) {
+    b->reserve_s = b->grace_s + b->merge_s + BUDGET_SLACK_S;
+    b->stop_at = b->t0 + b->deadline_s - b->reserve_s;
+}
+
 void budget_init(budget_t *b, const plan_t *plan, double deadline_s, double t0, double read_input_s) {
     ASSERT(deadline_s > 0);
     memset(b, 0, sizeof *b);
     b->deadline_s = deadline_s;
     b->t0 = t0;
     b->grace_s = plan->kill_grace_s;
-    int outputs = 1;   // the submission itself
-    for (int m = 0; m < plan->n_models; m++) outputs += plan->models[m].n_tta;
-    b->merge_s = BUDGET_MERGE_MARGIN * read_input_s * outputs;
+    b->merge_s = BUDGET_MERGE_MARGIN * read_input_s * merge_outputs(plan);
     if (b->merge_s < BUDGET_MERGE_MIN_S) b->merge_s = BUDGET_MERGE_MIN_S;
-    b->reserve_s = b->grace_s + b->merge_s + BUDGET_SLACK_S;
-    b->stop_at = t0 + deadline_s - b->reserve_s;
+    budget_settle(b);
+}
+
+int budget_observe(budget_t *b, const plan_t *plan, double per_output_s) {
+    double want = BUDGET_MERGE_MARGIN * per_output_s * merge_outputs(plan);
+    if (!(want > b->merge_s)) return 0;
+    b->merge_s = want;
+    budget_settle(b);
+    return 1;
 }
 
 double budget_left(const budget_t *b, double now) {

@@ -40,6 +40,12 @@ int budget_parse_duration(const char *s, double *out, err_t *err);
  * input, BUDGET_MERGE_MARGIN times, at least BUDGET_MERGE_MIN_S. */
 void budget_init(budget_t *b, const plan_t *plan, double deadline_s, double t0, double read_input_s);
 
+/* Raise the merge estimate (and so the reserve; the stop time comes earlier) when outputs took
+ * per_output_s each to validate, measured in this run: the merge reads each of them once more.
+ * Never lowers it. Returns 1 when the estimate grew, else 0. run_stage arms its stop timer from
+ * b->stop_at when a stage (or pass) starts. */
+int budget_observe(budget_t *b, const plan_t *plan, double per_output_s);
+
 /* Seconds left before the workers must stop (negative once past). */
 double budget_left(const budget_t *b, double now);
 

@@ -242,6 +242,13 @@ static int stage_build(run_t *r, int m, job_t **jobs, int *n_jobs, err_t *err) {
 static int stage_run(run_t *r, int m, job_t *jobs, int n_jobs, memcheck_gpu_t *mem, err_t *err) {
     const plan_t *plan = &r->plan;
     int rc = run_stage(r->ctx, jobs, n_jobs, r->slots, r->n_slots, err);
+    int validated = run_ctx_validated(r->ctx);
+    if (r->cov && validated > 0 &&
+        budget_observe(&r->budget, plan, run_ctx_validate_seconds(r->ctx) / validated)) {
+        char line[320];
+        budget_describe(&r->budget, line, sizeof line);
+        progress_note(run_ctx_console(r->ctx), "orchestrate: outputs validate slower than estimated; now %s", line);
+    }
     int mem_ok = !r->cov || budget_left(&r->budget, clock_mono_s()) > plan->mem_wait_s;
     if (rc == 0 && r->have_mem && mem_ok) {
         double tm = clock_mono_s();

@@ -214,6 +214,10 @@ double run_ctx_validate_seconds(const run_ctx_t *ctx) {
     return ctx->validate_s;
 }
 
+int run_ctx_validated(const run_ctx_t *ctx) {
+    return ctx->validated;
+}
+
 int run_ctx_spawned(const run_ctx_t *ctx) {
     return ctx->spawned;
 }
@@ -370,6 +374,7 @@ static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job, int *contract
         unlink(job->output_path);
     }
     ctx->validate_s += clock_mono_s() - t0;
+    ctx->validated++;
     return rc;
 }
 

@@ -38,6 +38,9 @@ double run_ctx_worker_seconds(const run_ctx_t *ctx);
 /* Wall seconds spent validating worker outputs and recording them for resume. */
 double run_ctx_validate_seconds(const run_ctx_t *ctx);
 
+/* Outputs validated so far (run_ctx_validate_seconds is their total time). */
+int run_ctx_validated(const run_ctx_t *ctx);
+
 /* Workers started so far (attempts that reached uv_spawn successfully). */
 int run_ctx_spawned(const run_ctx_t *ctx);
 

@@ -109,6 +109,7 @@ struct run_ctx {
     int n_live;                 // worker processes alive now
     double busy_since, busy_s;  // monotonic start of the current busy span, total busy time
     double validate_s;          // total seconds spent in validate_output
+    int validated;              // outputs validate_output was run on
     int spawned;                // worker processes spawned by this run
     pid_t *pgids;               // (n_pgids) every process group started by this run
     int n_pgids, cap_pgids;     // entries used / allocated in pgids
