@@ -440,6 +440,9 @@ attempt_t *attempt_start(run_ctx_t *ctx, int jobi, int sloti, err_t *err) {
         progress_note(&ctx->console, "orchestrate: warning: cannot open log %s: %s", job->log_path, log_err.msg);
     write_header(a, job, slot, argv);
     attempt_remove_outputs(job);
+    char *partial = job_partial_path(job);   // an earlier attempt's rows are not this one's
+    unlink(partial);
+    free(partial);
 
     // The shim's argv: [self, --shim, our pid, worker argv...].
     size_t n_argv = 0;
@@ -488,6 +491,9 @@ attempt_t *attempt_start(run_ctx_t *ctx, int jobi, int sloti, err_t *err) {
 
     if (job->attempts == 0) job->t_start = clock_wall_s();
     job->batch_sizes[a->index] = job->batch_size;
+    job->att_slot[a->index] = sloti;
+    job->att_start[a->index] = clock_wall_s();
+    job->att_end[a->index] = 0;
     job->attempts++;
     job->slot = sloti;
     job->status = JOB_RUNNING;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "budget.h"
 #include "build_info.h"
 #include "doctor.h"
 #include "exit_codes.h"
@@ -49,7 +50,7 @@ static const char EXAMPLE_PLAN[] =
 static void usage(FILE *f) {
     fprintf(f,
             "usage: orchestrate [--plan FILE] [--dry-run] [--fresh] [--work-dir DIR] [--gpus LIST|cpu|auto] [--limit N]\n"
-            "                   [--executor local|slurm] [--quiet] [--no-preflight]\n"
+            "                   [--executor local|slurm] [--quiet] [--no-preflight] [--deadline DURATION|none]\n"
             "       orchestrate doctor [--plan FILE]   (GPUs, driver, lm-worker's device, can each stage run)\n"
             "       orchestrate -h|--help | -V|--version\n"
             "\n"
@@ -69,6 +70,9 @@ static void usage(FILE *f) {
             "  --quiet          do not echo the workers' output (it is still in work_dir/logs)\n"
             "  --no-preflight   skip the checks made before the first stage (workers, lm-worker check,\n"
             "                   output and work_dir writable); --dry-run makes them too\n"
+            "  --deadline D     override the plan's deadline: seconds or e.g. 8h30m, 45m, 90s from the\n"
+            "                   start (\"none\": no deadline). The run then always writes a valid\n"
+            "                   submission in time, leaving out what did not finish (docs/plan.md)\n"
             "\n"
             "Exit status: 0 when the submission was written; 1 on failure (the reason is the last line);\n"
             "64 for a bad command line; 130/143/129 when stopped by SIGINT/SIGTERM/SIGHUP.\n"
@@ -80,6 +84,7 @@ typedef struct {
     const char *work_dir;     // --work-dir, or NULL for the plan's work_dir
     const char *gpus;         // --gpus, or NULL for the plan's gpus
     const char *executor;     // --executor, or NULL for the plan's executor
+    const char *deadline;     // --deadline, or NULL for the plan's deadline
     size_t limit;             // --limit N, or 0 for every row
     int dry_run, fresh, quiet; // the flags of the same names
     int no_preflight;          // --no-preflight
@@ -107,7 +112,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         {"gpus", required_argument, NULL, 'g'},  {"quiet", no_argument, NULL, 'q'},
         {"limit", required_argument, NULL, 'l'},  {"executor", required_argument, NULL, 'e'},
         {"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
-        {"no-preflight", no_argument, NULL, 'P'},
+        {"no-preflight", no_argument, NULL, 'P'}, {"deadline", required_argument, NULL, 'd'},
         {NULL, 0, NULL, 0},
     };
     memset(cli, 0, sizeof *cli);
@@ -124,6 +129,16 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
         case 'e': cli->executor = optarg; break;
         case 'q': cli->quiet = 1; break;
         case 'P': cli->no_preflight = 1; break;
+        case 'd': {
+            double d;
+            err_t derr = {0};
+            if (strcmp(optarg, "none") != 0 && budget_parse_duration(optarg, &d, &derr) != 0) {
+                usage(stderr);
+                return fail(EXIT_USAGE, "--deadline: %s", derr.msg);
+            }
+            cli->deadline = optarg;
+            break;
+        }
         case 'l': {
             char *end;
             errno = 0;
@@ -180,6 +195,8 @@ typedef struct {
     report_times_t times;     // timing breakdown for the report
     double **probs;           // (plan.n_models) per-model (n_rows, n_labels)
     double t0;                // monotonic start
+    budget_t budget;          // the deadline's budget (valid when budget.deadline_s > 0)
+    coverage_t *cov;          // (plan.n_models) rows each model covered, under a deadline; else NULL
 } run_t;
 
 /* --dry-run: print the slots and, per stage, the jobs and their schedule; start no worker (the
@@ -206,48 +223,159 @@ static int dry_run(run_t *r, const cli_t *cli, err_t *err) {
     return 0;
 }
 
-/* One stage: jobs, run, memory check, merge. Returns 0, or -1 with err set (err->code = the
- * exit status to use). */
-static int run_one_stage(run_t *r, int m, err_t *err) {
-    const plan_t *plan = &r->plan;
+/* Build model m's jobs (into *jobs, *n_jobs) and print what resume did for them. Returns 0, or -1
+ * with err set (code 1). */
+static int stage_build(run_t *r, int m, job_t **jobs, int *n_jobs, err_t *err) {
     progress_t *con = run_ctx_console(r->ctx);
-    job_t *jobs = NULL;
-    int n_jobs = 0;
     double t = clock_mono_s();
-    if (stage_jobs_build(plan, &r->input, m, r->n_slots, &jobs, &n_jobs, err) != 0) {
+    if (stage_jobs_build(&r->plan, &r->input, m, r->n_slots, jobs, n_jobs, err) != 0) {
         err->code = 1;
         return -1;
     }
     r->times.build_jobs_s += clock_mono_s() - t;
-    int reused = 0;
-    for (int j = 0; j < n_jobs; j++) reused += jobs[j].status == JOB_REUSED;
-    progress_note(con, "== stage %d/%d: model %s: %d job(s) on %d slot(s), %d reused ==", m + 1,
-                  plan->n_models, plan->models[m].name, n_jobs, r->n_slots, reused);
-    for (int j = 0; j < n_jobs; j++) {   // what resume did, and why
-        if (jobs[j].status == JOB_REUSED) progress_note(con, "reused: %s (resume key matches)", jobs[j].name);
-        else if (jobs[j].why[0]) progress_note(con, "rerun: %s: %s", jobs[j].name, jobs[j].why);
+    for (int j = 0; j < *n_jobs; j++) {   // what resume did, and why
+        if ((*jobs)[j].status == JOB_REUSED) progress_note(con, "reused: %s (resume key matches)", (*jobs)[j].name);
+        else if ((*jobs)[j].why[0]) progress_note(con, "rerun: %s: %s", (*jobs)[j].name, (*jobs)[j].why);
     }
+    return 0;
+}
 
-    double t_stage = clock_mono_s();
+/* Run jobs[0..n_jobs) of model m (a stage, or a pass of one under a deadline), then check GPU
+ * memory into mem (when NVML watches a GPU). Under a deadline the memory check neither waits
+ * past the stop time nor fails the run. Returns 0, or -1 with err set. */
+static int stage_run(run_t *r, int m, job_t *jobs, int n_jobs, memcheck_gpu_t *mem, err_t *err) {
+    const plan_t *plan = &r->plan;
     int rc = run_stage(r->ctx, jobs, n_jobs, r->slots, r->n_slots, err);
-    memcheck_gpu_t *mem = r->have_mem ? xcalloc((size_t)r->mem.n_gpus + 1, sizeof *mem) : NULL;
-    if (rc == 0 && r->have_mem) {
+    int validated = run_ctx_validated(r->ctx);
+    if (r->cov && validated > 0 &&
+        budget_observe(&r->budget, plan, run_ctx_validate_seconds(r->ctx) / validated)) {
+        char line[320];
+        budget_describe(&r->budget, line, sizeof line);
+        progress_note(run_ctx_console(r->ctx), "orchestrate: outputs validate slower than estimated; now %s", line);
+    }
+    int mem_ok = !r->cov || budget_left(&r->budget, clock_mono_s()) > plan->mem_wait_s;
+    if (rc == 0 && r->have_mem && mem_ok) {
         double tm = clock_mono_s();
         rc = memcheck_stage(&r->mem, plan, r->ctx, plan->models[m].name, mem, err);
         r->times.memory_s += clock_mono_s() - tm;
+        if (rc != 0 && r->cov && err->code < 128) {
+            progress_note(run_ctx_console(r->ctx), "orchestrate: warning: %s (with a deadline set, the run goes on)",
+                          err->msg);
+            rc = 0;
+        }
     }
-    report_add_stage(r->report, plan, m, jobs, n_jobs, clock_mono_s() - t_stage, mem,
-                     r->have_mem ? r->mem.n_gpus : 0);
+    return rc;
+}
+
+/* Add model m's finished stage to the report and, when rc is 0, merge its outputs into
+ * r->probs[m] (with coverage under a deadline). Returns 0, or -1 with err set. */
+static int stage_finish(run_t *r, int m, const job_t *jobs, int n_jobs, double wall_s, const memcheck_gpu_t *mem,
+                        int rc, err_t *err) {
+    const plan_t *plan = &r->plan;
+    report_add_stage(r->report, plan, m, jobs, n_jobs, wall_s, mem, r->have_mem ? r->mem.n_gpus : 0);
+    if (rc != 0) return rc;
+    double tm = clock_mono_s();
+    r->probs[m] = xcalloc(r->input.n_rows * (size_t)plan->n_labels, sizeof **r->probs);
+    if (r->cov) r->cov[m].covered = xcalloc(r->input.n_rows + 1, 1);
+    rc = merge_model(plan, &r->input, m, jobs, n_jobs, r->probs[m], r->cov ? &r->cov[m] : NULL, err);
+    if (rc != 0) err->code = 1;
+    if (rc == 0 && r->cov && r->cov[m].partial_rejected)
+        progress_note(run_ctx_console(r->ctx), "orchestrate: warning: %d partial output(s) of model %s rejected, "
+                      "their rows left out; the last: %s", r->cov[m].partial_rejected, plan->models[m].name,
+                      r->cov[m].partial_error);
+    r->times.merge_s += clock_mono_s() - tm;
+    return rc;
+}
+
+/* One stage: jobs, run, memory check, merge. Returns 0, or -1 with err set (err->code = the
+ * exit status to use). */
+static int run_one_stage(run_t *r, int m, err_t *err) {
+    const plan_t *plan = &r->plan;
+    job_t *jobs = NULL;
+    int n_jobs = 0;
+    if (stage_build(r, m, &jobs, &n_jobs, err) != 0) return -1;
+    int reused = 0;
+    for (int j = 0; j < n_jobs; j++) reused += jobs[j].status == JOB_REUSED;
+    progress_note(run_ctx_console(r->ctx), "== stage %d/%d: model %s: %d job(s) on %d slot(s), %d reused ==", m + 1,
+                  plan->n_models, plan->models[m].name, n_jobs, r->n_slots, reused);
+    report_mark(r->report, plan->models[m].name, clock_wall_s());
+    double t_stage = clock_mono_s();
+    memcheck_gpu_t *mem = r->have_mem ? xcalloc((size_t)r->mem.n_gpus + 1, sizeof *mem) : NULL;
+    int rc = stage_run(r, m, jobs, n_jobs, mem, err);
+    rc = stage_finish(r, m, jobs, n_jobs, clock_mono_s() - t_stage, mem, rc, err);
     free(mem);
-    if (rc == 0) {
-        double tm = clock_mono_s();
-        r->probs[m] = xcalloc(r->input.n_rows * (size_t)plan->n_labels, sizeof **r->probs);
-        rc = merge_model(plan, &r->input, m, jobs, n_jobs, r->probs[m], err);
-        if (rc != 0) err->code = 1;
-        r->times.merge_s += clock_mono_s() - tm;
-    }
     stage_jobs_free(jobs, n_jobs);
     return rc;
+}
+
+/* The variant model m runs in the first pass under a deadline: identity when it has it (a model
+ * missing costs more than a TTA variant missing), else its only variant. */
+static tta_t first_pass_variant(const plan_model_t *m) {
+    for (int v = 0; v < m->n_tta; v++)
+        if (m->tta[v] == TTA_IDENTITY) return TTA_IDENTITY;
+    return m->tta[0];
+}
+
+/* Under a deadline: every model's first-pass variant (identity) before any model's second
+ * (swap_ab). Each model's jobs are built up front and reordered so that its first-pass jobs come
+ * first; pass p runs each model's segment in plan order; then each model is reported and merged.
+ * Returns 0, or -1 with err set. */
+static int run_passes(run_t *r, err_t *err) {
+    const plan_t *plan = &r->plan;
+    int M = plan->n_models, rc = 0;
+    job_t **jobs = xcalloc((size_t)M, sizeof *jobs);
+    int *n_jobs = xcalloc((size_t)M, sizeof *n_jobs), *n_first = xcalloc((size_t)M, sizeof *n_first);
+    double *wall = xcalloc((size_t)M, sizeof *wall);
+    memcheck_gpu_t *mem = r->have_mem ? xcalloc((size_t)r->mem.n_gpus + 1, sizeof *mem) : NULL;
+    for (int m = 0; m < M && rc == 0; m++) {
+        rc = stage_build(r, m, &jobs[m], &n_jobs[m], err);
+        if (rc != 0) break;
+        // Stable partition: the first-pass variant's jobs first (job_t holds no pointer to itself).
+        tta_t first = first_pass_variant(&plan->models[m]);
+        job_t *sorted = xmalloc(((size_t)n_jobs[m] + 1) * sizeof *sorted);
+        int k = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int j = 0; j < n_jobs[m]; j++)
+                if ((jobs[m][j].variant == first) == (pass == 0)) sorted[k++] = jobs[m][j];
+        memcpy(jobs[m], sorted, (size_t)n_jobs[m] * sizeof *sorted);
+        free(sorted);
+        while (n_first[m] < n_jobs[m] && jobs[m][n_first[m]].variant == first) n_first[m]++;
+    }
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        for (int m = 0; m < M && rc == 0; m++) {
+            int j0 = pass == 0 ? 0 : n_first[m], n = pass == 0 ? n_first[m] : n_jobs[m] - n_first[m];
+            if (n == 0) continue;
+            int reused = 0;
+            for (int j = j0; j < j0 + n; j++) reused += jobs[m][j].status == JOB_REUSED;
+            progress_note(run_ctx_console(r->ctx), "== pass %d/2 (%s): model %s: %d job(s) on %d slot(s), %d reused ==",
+                          pass + 1, pass == 0 ? "each model's first variant" : "the other variants",
+                          plan->models[m].name, n, r->n_slots, reused);
+            char label[160];
+            snprintf(label, sizeof label, "%s.%s", plan->models[m].name, pass == 0 ? tta_name(first_pass_variant(&plan->models[m])) : "other");
+            report_mark(r->report, label, clock_wall_s());
+            double t = clock_mono_s();
+            rc = stage_run(r, m, jobs[m] + j0, n, mem, err);
+            wall[m] += clock_mono_s() - t;
+        }
+    }
+    for (int m = 0; m < M; m++) {
+        if (jobs[m] && rc == 0) rc = stage_finish(r, m, jobs[m], n_jobs[m], wall[m], mem, 0, err);
+        else if (jobs[m]) report_add_stage(r->report, plan, m, jobs[m], n_jobs[m], wall[m], NULL, 0);
+        stage_jobs_free(jobs[m], n_jobs[m]);
+    }
+    free(mem), free(wall), free(n_first), free(n_jobs), free(jobs);
+    return rc;
+}
+
+/* The sampler run.c calls while workers run: one NVML reading per watched GPU into the report. */
+static void sample_memory(void *data) {
+    run_t *r = data;
+    double used[64];
+    int n = r->mem.n_gpus < 64 ? r->mem.n_gpus : 64;
+    err_t err = {0};
+    if (nvml_read_used(r->nvml, r->mem.gpus, n, used, &err) != 0) return;   // a missed sample: no harm
+    double t = clock_wall_s();
+    for (int g = 0; g < n; g++) report_add_mem_sample(r->report, r->mem.gpus[g], t, used[g]);
 }
 
 /* Run every stage, then merge the ensemble into the submission unless a signal arrived. Returns 0,
@@ -268,16 +396,39 @@ static int run_all(run_t *r, const cli_t *cli, err_t *err) {
     }
     r->report = report_create(plan, r->slots, r->n_slots, clock_wall_s() - (clock_mono_s() - r->t0));
     r->probs = xcalloc((size_t)plan->n_models, sizeof *r->probs);
-    for (int m = 0; m < plan->n_models; m++)
-        if (run_one_stage(r, m, err) != 0) return -1;
+    // Not with the tests' fake NVML, whose scripted readings answer memcheck's calls in order.
+    if (r->have_mem && !nvml_is_fake(r->nvml)) run_ctx_set_sampler(r->ctx, sample_memory, r);
+    if (r->budget.deadline_s > 0) {
+        char line[320];
+        budget_describe(&r->budget, line, sizeof line);
+        printf("orchestrate: %s\n", line);
+        r->cov = xcalloc((size_t)plan->n_models, sizeof *r->cov);
+        run_ctx_set_budget(r->ctx, &r->budget);
+    }
+    if (r->cov) {
+        if (run_passes(r, err) != 0) return -1;
+    } else {
+        for (int m = 0; m < plan->n_models; m++)
+            if (run_one_stage(r, m, err) != 0) return -1;
+    }
 
     int sig = run_ctx_poll_signal(r->ctx);
     if (sig) return err_code(err, 128 + sig, "interrupted by %s; no submission written", run_signal_name(sig));
     double tm = clock_mono_s();
-    if (merge_ensemble(plan, &r->input, (double *const *)r->probs, plan->output, err) != 0) {
+    unsigned char **covered = NULL;
+    if (r->cov) {
+        covered = xcalloc((size_t)plan->n_models, sizeof *covered);
+        for (int m = 0; m < plan->n_models; m++) covered[m] = r->cov[m].covered;
+    }
+    size_t n_fallback = 0;
+    rc = merge_ensemble(plan, &r->input, (double *const *)r->probs, (const unsigned char *const *)covered,
+                        plan->output, &n_fallback, err);
+    free(covered);
+    if (rc != 0) {
         err->code = 1;
         return -1;
     }
+    if (r->cov) report_set_deadline(r->report, plan, &r->budget, r->cov, r->input.n_rows, n_fallback);
     r->times.merge_s += clock_mono_s() - tm;
     sig = run_ctx_poll_signal(r->ctx);
     if (sig) {
@@ -303,7 +454,7 @@ static void finish_report(run_t *r, const err_t *err, int failed) {
     if (report_write(r->report, path, status, failed ? err->msg : NULL, &r->times, &werr) != 0)
         fprintf(stderr, "orchestrate: warning: %s\n", werr.msg);
     report_print_summary(r->report, &r->times, stdout);
-    printf("report: %s\n", path);
+    printf("report: %s (timeline: %s)\n", path, WD_REPORT_HTML);
     free(path);
 }
 
@@ -344,6 +495,8 @@ int main(int argc, char **argv) {
     }
     if (cli.work_dir) plan_set_work_dir(&r.plan, cli.work_dir);
     if (cli.limit) plan_apply_limit(&r.plan, cli.limit);
+    if (cli.deadline && strcmp(cli.deadline, "none") == 0) r.plan.deadline_s = 0;
+    else if (cli.deadline) budget_parse_duration(cli.deadline, &r.plan.deadline_s, &err);  // checked in parse_cli
     workdir_t wd = {.lock_fd = -1};
     if (workdir_check_paths(&r.plan, &err) != 0) {
         plan_free(&r.plan);
@@ -360,6 +513,7 @@ int main(int argc, char **argv) {
     }
     if (!failed && input_validate(&r.plan, &r.input, &err) != 0) failed = 1;
     r.times.read_input_s = clock_mono_s() - t;
+    if (!failed && r.plan.deadline_s > 0) budget_init(&r.budget, &r.plan, r.plan.deadline_s, r.t0, r.times.read_input_s);
     int slurm = r.plan.executor == EXECUTOR_SLURM;
     // Through Slurm the GPUs are on the nodes, not here: the steps' GPU memory is not checked.
     if (!failed && !r.plan.use_cpu && !slurm) {
@@ -410,6 +564,9 @@ int main(int argc, char **argv) {
     if (r.probs)
         for (int m = 0; m < r.plan.n_models; m++) free(r.probs[m]);
     free(r.probs);
+    if (r.cov)
+        for (int m = 0; m < r.plan.n_models; m++) free(r.cov[m].covered);
+    free(r.cov);
     report_destroy(r.report);
     if (r.have_mem) memcheck_free(&r.mem);
     run_ctx_destroy(r.ctx);

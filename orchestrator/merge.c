@@ -8,11 +8,17 @@
  * combines the models with normalised weights by one of three rules (docs/plan.md has the
  * formulas) and writes the submission in the input's row order.
  *
+ * Under a deadline (a coverage_t given) jobs that did not finish are left out: a row gets the
+ * mean of the variants that covered it, the ensemble renormalises a row's weights over the
+ * models that covered it, and a row no model covered gets the plan's fallback. With every row
+ * covered the arithmetic is the same as without a deadline, to the bit.
+ *
  * Cost: O(rows x labels x (variants + models)) arithmetic plus one CSV parse per output; a
  * 25k-row, 2-model, 2-variant run merges in tens of milliseconds. It deliberately does not
- * validate outputs more loosely than validate.c does, or fill in missing rows.
+ * validate outputs more loosely than validate.c does.
  */
 #include <math.h>
+#include <unistd.h>
 
 #include "atomic_file.h"
 #include "idmap.h"
@@ -46,15 +52,17 @@ static int renormalise(double *row, size_t n) {
     return 0;
 }
 
-/* Add one job's validated values (vals: (job->n_rows, L) in job->ids order) into probs. */
+/* Add one job's validated values (vals: (job->n_rows, L) in job->ids order) into probs; with
+ * present (job->n_rows bytes) only the rows it marks. */
 static int accumulate(const plan_t *plan, const csv_table_t *input, const idmap_t *rows_by_id,
-                      const job_t *job, int vi, const double *vals, unsigned char *seen, double *probs,
-                      err_t *err) {
+                      const job_t *job, int vi, const double *vals, const unsigned char *present,
+                      unsigned char *seen, double *probs, err_t *err) {
     const plan_model_t *m = &plan->models[job->model];
     size_t L = (size_t)plan->n_labels;
     char show[80];
     for (size_t i = 0; i < job->n_rows; i++) {
         size_t r;
+        if (present && !present[i]) continue;
         if (!idmap_get(rows_by_id, job->ids[i], &r))
             return err_fmt(err, "%s: id '%s' is not in the input %s", job->output_path,
                            pf_show(job->ids[i], show), plan->input);
@@ -74,8 +82,30 @@ static int accumulate(const plan_t *plan, const csv_table_t *input, const idmap_
     return 0;
 }
 
+/* Accumulate the rows of cut job's partial output (validated by partial_output_read); a file that
+ * fails validation is counted in cov and left out. Returns 0, or -1 with err set (two outputs for
+ * one row and variant: a bug, not the worker's). */
+static int merge_partial(const plan_t *plan, const csv_table_t *input, const idmap_t *rows_by_id, const job_t *job,
+                         int vi, unsigned char *seen, double *probs, coverage_t *cov, err_t *err) {
+    size_t L = (size_t)plan->n_labels, n = job->n_rows ? job->n_rows : 1, n_present = 0;
+    double *vals = xmalloc(n * L * sizeof *vals);
+    unsigned char *present = xcalloc(n, 1);
+    char *path = job_partial_path(job);
+    err_t perr = {0};
+    int rc = 0;
+    if (partial_output_read(plan, job, path, vals, present, &n_present, &perr) != 0) {
+        cov->partial_rejected++;
+        snprintf(cov->partial_error, sizeof cov->partial_error, "%s", perr.msg);
+    } else if (n_present > 0) {
+        rc = accumulate(plan, input, rows_by_id, job, vi, vals, present, seen, probs, err);
+        cov->partial_rows += n_present;
+    }
+    free(path), free(present), free(vals);
+    return rc;
+}
+
 int merge_model(const plan_t *plan, const csv_table_t *input, int model, const job_t *jobs, int n_jobs,
-                double *probs, err_t *err) {
+                double *probs, coverage_t *cov, err_t *err) {
     ASSERT(model >= 0 && model < plan->n_models);
     const plan_model_t *m = &plan->models[model];
     size_t R = input->n_rows, L = (size_t)plan->n_labels, V = (size_t)m->n_tta;
@@ -85,6 +115,12 @@ int merge_model(const plan_t *plan, const csv_table_t *input, int model, const j
     for (size_t r = 0; r < R; r++) idmap_put(&rows_by_id, csv_cell(input, r, 0), r, NULL);
     unsigned char *seen = xcalloc(R * V + 1, 1);
     int rc = 0;
+    if (cov) {
+        cov->rows = cov->partial_rows = 0;
+        cov->partial_rejected = 0;
+        cov->partial_error[0] = '\0';
+        memset(cov->variant_rows, 0, sizeof cov->variant_rows);
+    }
     for (int j = 0; j < n_jobs && rc == 0; j++) {
         const job_t *job = &jobs[j];
         if (job->model != model) continue;
@@ -95,6 +131,11 @@ int merge_model(const plan_t *plan, const csv_table_t *input, int model, const j
             rc = err_fmt(err, "job %s: model '%s' has no %s variant", job->name, m->name, tta_name(job->variant));
             break;
         }
+        if (job->status == JOB_CUT && cov) {   // the rows its partial output holds, if any
+            rc = merge_partial(plan, input, &rows_by_id, job, vi, seen, probs, cov, err);
+            continue;
+        }
+        if (job->status != JOB_DONE && job->status != JOB_REUSED && cov) continue;  // skipped, failed
         if (job->status != JOB_DONE && job->status != JOB_REUSED) {
             rc = err_fmt(err, "job %s did not finish; cannot merge model '%s'", job->name, m->name);
             break;
@@ -108,12 +149,19 @@ int merge_model(const plan_t *plan, const csv_table_t *input, int model, const j
         rc = output_table_check((const char *const *)plan->labels, plan->n_labels, job->ids, job->n_rows, &t,
                                 job->output_path, vals, err);
         csv_table_free(&t);
-        if (rc == 0) rc = accumulate(plan, input, &rows_by_id, job, vi, vals, seen, probs, err);
+        if (rc == 0) rc = accumulate(plan, input, &rows_by_id, job, vi, vals, NULL, seen, probs, err);
         free(vals);
     }
     for (size_t r = 0; r < R && rc == 0; r++) {
+        if (cov) {
+            size_t present = 0;
+            for (size_t v = 0; v < V; v++) present += seen[r * V + v], cov->variant_rows[v] += seen[r * V + v];
+            cov->covered[r] = present > 0;
+            cov->rows += present > 0;
+            if (!present) continue;   // no variant: the ensemble leaves this model out of the row
+        }
         for (size_t v = 0; v < V && rc == 0; v++) {
-            if (seen[r * V + v]) continue;
+            if (seen[r * V + v] || cov) continue;
             char show[80];
             rc = err_fmt(err, "model '%s': id '%s' (%s line %zu) has no %s output", m->name,
                          pf_show(csv_cell(input, r, 0), show), plan->input, input->lines[r], tta_name(m->tta[v]));
@@ -126,7 +174,8 @@ int merge_model(const plan_t *plan, const csv_table_t *input, int model, const j
     idmap_free(&rows_by_id);
     if (rc != 0) return -1;
     char *path = workdir_path(plan, WD_MODELS, m->name, ".csv");
-    rc = write_probs(plan, input, probs, path, err);
+    if (cov && cov->rows < R) unlink(path);   // no complete model file; an earlier one is stale
+    else rc = write_probs(plan, input, probs, path, err);
     free(path);
     return rc;
 }
@@ -134,19 +183,27 @@ int merge_model(const plan_t *plan, const csv_table_t *input, int model, const j
 /* p clamped to [P_CLAMP, 1 - P_CLAMP], so that logits and logs stay finite. */
 static double clamp_p(double p) { return p < P_CLAMP ? P_CLAMP : p > 1 - P_CLAMP ? 1 - P_CLAMP : p; }
 
-int merge_ensemble(const plan_t *plan, const csv_table_t *input, double *const *model_probs, const char *out_path,
-                   err_t *err) {
-    size_t R = input->n_rows, L = (size_t)plan->n_labels;
+int merge_ensemble(const plan_t *plan, const csv_table_t *input, double *const *model_probs,
+                   const unsigned char *const *covered, const char *out_path, size_t *n_fallback, err_t *err) {
+    size_t R = input->n_rows, L = (size_t)plan->n_labels, fallbacks = 0;
     int M = plan->n_models;
-    double total = 0;
-    for (int k = 0; k < M; k++) total += plan->models[k].weight;
-    ASSERT(total > 0);  // plan.c requires every weight > 0
     double *out = xmalloc((R ? R : 1) * L * sizeof *out);
     for (size_t r = 0; r < R; r++) {
         double *o = out + r * L;
+        // The weights of the models that covered this row (all of them without a deadline).
+        double total = 0;
+        for (int k = 0; k < M; k++)
+            if (!covered || covered[k][r]) total += plan->models[k].weight;
+        if (!(total > 0)) {   // no model covered the row: the fallback (plan.c made it sum to 1)
+            ASSERT(covered);  // without coverage every model counts, and plan.c makes weights > 0
+            for (size_t l = 0; l < L; l++) o[l] = plan->fallback[l];
+            fallbacks++;
+            continue;
+        }
         for (size_t l = 0; l < L; l++) {
             double acc = 0;
             for (int k = 0; k < M; k++) {
+                if (covered && !covered[k][r]) continue;
                 double w = plan->models[k].weight / total, p = model_probs[k][r * L + l];
                 switch (plan->ensemble) {
                 case ENSEMBLE_MEAN: acc += w * p; break;
@@ -167,5 +224,6 @@ int merge_ensemble(const plan_t *plan, const csv_table_t *input, double *const *
     }
     int rc = write_probs(plan, input, out, out_path, err);
     free(out);
+    if (n_fallback) *n_fallback = fallbacks;
     return rc;
 }

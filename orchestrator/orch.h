@@ -93,6 +93,8 @@ typedef struct {
     executor_t executor;        // `executor` / --executor (default local)
     char **srun_args;           // (n_srun_args) slurm.srun_args: extra srun options per step
     int n_srun_args;            // entries in srun_args
+    double deadline_s;          // `deadline` / --deadline: seconds from the start (0 = none; budget.h)
+    double *fallback;           // (n_labels) probabilities of a row no model covered (default uniform)
 } plan_t;
 
 /* Load and validate the plan at path. Errors name the JSON path and line:column, e.g.
@@ -141,7 +143,9 @@ typedef struct {
 
 /* ---------------------------------------------------------------- jobs */
 
-typedef enum { JOB_PENDING = 0, JOB_RUNNING, JOB_DONE, JOB_REUSED, JOB_FAILED } job_status_t;
+/* JOB_CUT and JOB_SKIPPED happen only under a deadline (budget.h): CUT = stopped at the deadline
+ * while running, SKIPPED = never started because the deadline came first. */
+typedef enum { JOB_PENDING = 0, JOB_RUNNING, JOB_DONE, JOB_REUSED, JOB_FAILED, JOB_CUT, JOB_SKIPPED } job_status_t;
 
 #define JOB_MAX_ATTEMPTS 32
 
@@ -168,6 +172,8 @@ typedef struct {
     int timed_out[JOB_MAX_ATTEMPTS];  // per attempt: 1 when killed for timeout_s
     int batch_size;             // batch size of the last attempt
     int batch_sizes[JOB_MAX_ATTEMPTS]; // per attempt: the batch size it ran with
+    int att_slot[JOB_MAX_ATTEMPTS];    // per attempt: the slot it ran on (report.html's lanes)
+    double att_start[JOB_MAX_ATTEMPTS], att_end[JOB_MAX_ATTEMPTS]; // per attempt: wall clock span
     double t_start, t_end;      // wall clock (seconds since the epoch) of first start, last end
     char steps[JOB_MAX_ATTEMPTS][48]; // per attempt: Slurm "<jobid>.<stepid>" ("" when local)
     char nodes[JOB_MAX_ATTEMPTS][64]; // per attempt: the node that ran the Slurm step ("" when local)
@@ -199,6 +205,11 @@ int validate_output(const plan_t *plan, const job_t *job, err_t *err);
  * stage_jobs_free. Returns 0, or -1 with err set. */
 int stage_jobs_build(const plan_t *plan, const csv_table_t *input, int model, int n_slots,
                      job_t **jobs, int *n_jobs, err_t *err);
+/* "<output_path>.partial": where a worker may append its finished rows as it goes, under a
+ * deadline (ORCHESTRATE_PARTIAL_OUTPUT, lm-worker's --partial-output; docs/workers.md). Read only
+ * for a job the deadline cut. malloc'd. */
+char *job_partial_path(const job_t *job);
+
 /* Free the n_jobs jobs from stage_jobs_build and their strings; NULL jobs is a no-op. */
 void stage_jobs_free(job_t *jobs, int n_jobs);
 
@@ -212,17 +223,36 @@ int input_validate(const plan_t *plan, const csv_table_t *input, err_t *err);
  * Returns 0, or -1 with err set. */
 int resume_record(const plan_t *plan, const job_t *job, err_t *err);
 
+/* Which input rows one model covered, when a deadline let some of its jobs go unfinished. */
+typedef struct {
+    unsigned char *covered;     // (n_rows) 1 when at least one of the model's variants covered row r
+    size_t rows;                // rows with covered[r] == 1
+    size_t variant_rows[2];     // rows each variant covered, indexed like the model's tta[]
+    size_t partial_rows;        // of those, (row, variant) pairs from cut jobs' partial outputs
+    int partial_rejected;       // partial outputs that failed validation (their rows left out)
+    char partial_error[1024];   // why the last of those was rejected ("" when none)
+} coverage_t;
+
 /* Merge one model's job outputs (all shards, all variants; swap_ab's first two label columns
  * swapped back; variants averaged) into probs (input->n_rows, n_labels), in input order, and
- * write work_dir/models/<name>.csv atomically. Returns 0, or -1 with err set. */
+ * write work_dir/models/<name>.csv atomically. With cov NULL every job must be done or reused
+ * and every row covered by every variant. With cov (its covered array: n_rows bytes, owned by
+ * the caller) jobs that did not finish are left out, except for the rows of a cut job's partial
+ * output (partial_output_read; one that fails validation is counted and left out): a row gets
+ * the mean of the variants that covered it, a row no variant covered stays all zero with covered[r] = 0, and models/<name>.csv
+ * is written only when every row is covered (else removed). Returns 0, or -1 with err set. */
 int merge_model(const plan_t *plan, const csv_table_t *input, int model, const job_t *jobs,
-                int n_jobs, double *probs, err_t *err);
+                int n_jobs, double *probs, coverage_t *cov, err_t *err);
 
 /* Combine the models' probs (n_models arrays of (n_rows, n_labels)) with the plan's ensemble
  * method and normalised weights, and write `id,<labels>` in input order to out_path (temp,
- * fsync, rename). Returns 0, or -1 with err set. */
+ * fsync, rename). covered NULL: every model covers every row. Else covered[k] (n_rows bytes)
+ * says which rows model k covered: a row's weights are renormalised over the models that
+ * covered it, and a row no model covered gets plan->fallback; *n_fallback (when not NULL)
+ * receives how many rows did. Returns 0, or -1 with err set. */
 int merge_ensemble(const plan_t *plan, const csv_table_t *input, double *const *model_probs,
-                   const char *out_path, err_t *err);
+                   const unsigned char *const *covered, const char *out_path, size_t *n_fallback,
+                   err_t *err);
 
 /* ---------------------------------------------------------------- running side (run.c) */
 

@@ -9,9 +9,11 @@
  * stage.c do that, after CLI overrides (--gpus, --work-dir) have been applied. Finding the
  * lm-worker executable and the CLI overrides live in plan_runtime.c.
  */
+#include <math.h>
 #include <sys/stat.h>
 
 #include "atomic_file.h"
+#include "budget.h"
 #include "digest.h"
 #include "json_util.h"
 #include "orch.h"
@@ -20,7 +22,7 @@
 
 static const char *const TOP_KEYS[] = {"input", "output", "work_dir", "labels", "gpus",
                                        "cpu_workers", "models", "ensemble", "kill_grace_s",
-                                       "memory", "executor", "slurm", NULL};
+                                       "memory", "executor", "slurm", "deadline", "fallback", NULL};
 static const char *const MODEL_KEYS[] = {"name", "command", "worker", "model", "adapter",
                                          "tokenizer", "max_length", "batch_size", "dtype",
                                          "quant", "template", "truncation", "threads", "args",
@@ -431,6 +433,52 @@ static int parse_labels(pctx_t *c, json_t *root, plan_t *plan) {
     return 0;
 }
 
+/* deadline: seconds as a number, or a duration string ("8h30m", "45m", "90s"); absent = none.
+ * fallback: n_labels probabilities summing to 1 (within 1e-3; renormalised); default uniform.
+ * Labels must be parsed first. Returns 0 or -1. */
+static int parse_budget(pctx_t *c, json_t *root, plan_t *plan) {
+    json_t *v = pf_member(root, "deadline");
+    if (v) {
+        pctx_key(c, "deadline");
+        err_t derr = {0};
+        if (json_is_string(v)) {
+            if (budget_parse_duration(json_string_value(v), &plan->deadline_s, &derr) != 0)
+                return pctx_fail(c, 0, "%s", derr.msg);
+        } else if (json_is_number(v)) {
+            double d = json_number_value(v);
+            if (!(d > 0) || d > BUDGET_MAX_S)
+                return pctx_fail(c, 0, "%g is out of range (0, %g] seconds", d, BUDGET_MAX_S);
+            plan->deadline_s = d;
+        } else {
+            return pctx_fail(c, 0, "expected seconds or a duration such as \"8h30m\", not %s", pf_type_name(v));
+        }
+        pctx_pop(c);
+    }
+    int L = plan->n_labels;
+    plan->fallback = xcalloc((size_t)L, sizeof *plan->fallback);
+    for (int l = 0; l < L; l++) plan->fallback[l] = 1.0 / L;
+    v = pf_member(root, "fallback");
+    if (!v) return 0;
+    pctx_key(c, "fallback");
+    if (!json_is_array(v) || json_array_size(v) != (size_t)L)
+        return pctx_fail(c, 0, "expected a list of %d probabilities (one per label)", L);
+    double sum = 0;
+    for (int l = 0; l < L; l++) {
+        json_t *x = json_array_get(v, (size_t)l);
+        double p = json_is_number(x) ? json_number_value(x) : -1;
+        if (!(p >= 0 && p <= 1)) {
+            pctx_index(c, l);
+            return pctx_fail(c, 0, "expected a probability in [0, 1] for label '%s'", plan->labels[l]);
+        }
+        plan->fallback[l] = p;
+        sum += p;
+    }
+    if (fabs(sum - 1) > 1e-3) return pctx_fail(c, 0, "the probabilities sum to %g, not 1", sum);
+    for (int l = 0; l < L; l++) plan->fallback[l] /= sum;
+    pctx_pop(c);
+    return 0;
+}
+
 /* gpus: "auto" (the default), "cpu", or a non-empty list of distinct indices in [0, 1023].
  * Returns 0 or -1. */
 static int parse_gpus(pctx_t *c, json_t *root, plan_t *plan) {
@@ -493,6 +541,7 @@ static int parse_top(pctx_t *c, json_t *root, plan_t *plan) {
     if (pf_path(c, root, "work_dir", 0, &plan->work_dir) != 0) return -1;
     if (parse_labels(c, root, plan) != 0) return -1;
     if (parse_gpus(c, root, plan) != 0) return -1;
+    if (parse_budget(c, root, plan) != 0) return -1;
     plan->cpu_workers = 1;
     if (pf_int(c, root, "cpu_workers", 1, 1024, &plan->cpu_workers) != 0) return -1;
     json_t *ens, *mem;
@@ -587,6 +636,6 @@ void plan_free(plan_t *plan) {
     pf_strv_free(plan->labels, plan->n_labels);
     pf_strv_free(plan->srun_args, plan->n_srun_args);
     free(plan->path), free(plan->input), free(plan->output), free(plan->work_dir);
-    free(plan->gpus), free(plan->lm_worker_path), free(plan->base_dir);
+    free(plan->gpus), free(plan->lm_worker_path), free(plan->base_dir), free(plan->fallback);
     memset(plan, 0, sizeof *plan);
 }

@@ -3,6 +3,7 @@
  * has, and the ETA they give only improves as the stage goes on. */
 #include "progress.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +39,26 @@ static void format_status(const progress_t *p, double now, char *buf, size_t n) 
     else if (rate > 0) progress_format_duration((double)(p->total - p->done) / rate, eta, sizeof eta);
     else snprintf(eta, sizeof eta, "?");
     progress_format_duration(el, elapsed, sizeof elapsed);
-    snprintf(buf, n, "[%s] %zu/%zu rows (%.0f%%), %.1f rows/s, ETA %s, elapsed %s, jobs %d/%d done, %d running",
-             p->stage, p->done, p->total, p->total ? 100.0 * (double)p->done / (double)p->total : 100.0,
-             rate, eta, elapsed, p->jobs_done, p->jobs_total, p->jobs_running);
+    int w = snprintf(buf, n, "[%s] %zu/%zu rows (%.0f%%), %.1f rows/s, ETA %s, elapsed %s, jobs %d/%d done, %d running",
+                     p->stage, p->done, p->total, p->total ? 100.0 * (double)p->done / (double)p->total : 100.0,
+                     rate, eta, elapsed, p->jobs_done, p->jobs_total, p->jobs_running);
+    if (p->stop_at > 0 && w > 0 && (size_t)w < n) {
+        char left[32], margin[32];
+        double to_stop = p->stop_at - now;
+        progress_format_duration(to_stop > 0 ? to_stop : 0, left, sizeof left);
+        if (p->done >= p->total || rate > 0) {
+            double m = to_stop - (p->done >= p->total ? 0 : (double)(p->total - p->done) / rate);
+            progress_format_duration(fabs(m), margin, sizeof margin);
+            snprintf(buf + w, n - (size_t)w, ", deadline stop in %s, predicted margin %s%s%s", left,
+                     m < 0 ? "-" : "+", margin, m < 0 ? " (will be cut)" : "");
+        } else {
+            snprintf(buf + w, n - (size_t)w, ", deadline stop in %s, margin ? (no rate yet)", left);
+        }
+    }
+}
+
+void progress_set_deadline(progress_t *p, double stop_at) {
+    p->stop_at = stop_at;
 }
 
 /* Erase the progress line from the terminal when one is shown (tty mode only). */

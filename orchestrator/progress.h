@@ -27,6 +27,7 @@ typedef struct {
     double t_begin;       // monotonic seconds when the stage began
     double t_last;        // last plain line (plain mode) or redraw (tty mode)
     double interval;      // seconds between plain lines
+    double stop_at;       // monotonic seconds when a deadline stops the workers, or 0 (none)
 } progress_t;
 
 /* Set up the console on out. tty selects the redrawn line; quiet drops worker lines. */
@@ -34,6 +35,10 @@ void progress_init(progress_t *p, FILE *out, int tty, int quiet);
 
 /* Start a stage's display: total rows over n_jobs jobs. now is monotonic seconds. */
 void progress_begin(progress_t *p, const char *stage, size_t total_rows, int n_jobs, double now);
+
+/* Under a deadline: the monotonic time the workers stop (0: none). The status line then adds the
+ * time left and the margin between the stage's predicted finish (at the measured rate) and it. */
+void progress_set_deadline(progress_t *p, double stop_at);
 
 /* Update the numbers (no output by itself; see progress_tick). */
 void progress_set(progress_t *p, size_t done_rows, int jobs_done, int jobs_running);

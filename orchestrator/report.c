@@ -8,10 +8,12 @@
 
 #include "atomic_file.h"
 #include "planning.h"
+#include "report_html.h"
 
 typedef struct {
     char name[128];           // the stage's model name
     int jobs, reused, attempts, failed;  // jobs in the stage, reused, attempts started, failed for good
+    int cut;                  // jobs cut or skipped by the deadline
     size_t rows;              // rows over all the stage's jobs (a row counts once per variant)
     size_t ran_rows;          // rows of the jobs that ran (not reused)
     size_t rows_done;         // rows of the jobs done or reused (the stage's usable result)
@@ -22,6 +24,9 @@ typedef struct {
 struct report {
     json_t *root;             // the report object; "stages" and "jobs" grow as stages are added
     json_t *stages, *jobs;    // borrowed references into root
+    json_t *cut, *skipped;    // (owned) names of the jobs the deadline cut / skipped
+    json_t *marks, *mem;      // borrowed: "stage_marks" [{label, t}], "gpu_memory_samples" [{gpu, t, used_mib}]
+    json_t *deadline;         // (owned) the "deadline" object, or NULL without a deadline
     stage_sum_t *sums;        // (n_sums) for the summary table
     int n_sums;               // entries in sums
     int n_models;             // stages in the plan (those after a failure are never added)
@@ -36,6 +41,8 @@ static const char *status_name(const job_t *j) {
     case JOB_DONE: return "done";
     case JOB_REUSED: return "reused";
     case JOB_FAILED: return "failed";
+    case JOB_CUT: return "cut";
+    case JOB_SKIPPED: return "skipped";
     }
     return "?";
 }
@@ -69,14 +76,35 @@ report_t *report_create(const plan_t *plan, const slot_t *slots, int n_slots, do
     r->jobs = json_array();
     json_object_set_new(r->root, "stages", r->stages);
     json_object_set_new(r->root, "jobs", r->jobs);
+    r->cut = json_array();
+    r->skipped = json_array();
+    r->marks = json_array();
+    r->mem = json_array();
+    json_object_set_new(r->root, "stage_marks", r->marks);
+    json_object_set_new(r->root, "gpu_memory_samples", r->mem);
     return r;
 }
 
 void report_destroy(report_t *r) {
     if (!r) return;
     json_decref(r->root);
+    json_decref(r->cut), json_decref(r->skipped), json_decref(r->deadline);
     free(r->sums);
     free(r);
+}
+
+/* How attempt k of job j ended, for the timeline: "ok", "retried", "oom" (the batch was halved),
+ * "timeout", "cut" (by the deadline), "failed" or "stopped" (a static string). */
+static const char *attempt_outcome(const job_t *j, int k) {
+    int last = k == j->attempts - 1;
+    int oom = j->exit_codes[k] == 75 || (!last && j->batch_sizes[k + 1] < j->batch_sizes[k]);
+    if (!last) return j->timed_out[k] ? "timeout" : oom ? "oom" : "retried";
+    switch (j->status) {
+    case JOB_DONE: return "ok";
+    case JOB_CUT: return "cut";
+    case JOB_FAILED: return j->timed_out[k] ? "timeout" : oom ? "oom" : "failed";
+    default: return "stopped";
+    }
 }
 
 /* One job's entry of report.json: identity, outcome, every attempt's exit code, timeout and batch
@@ -140,6 +168,18 @@ static json_t *job_json(const plan_t *plan, const job_t *j) {
     json_object_set_new(o, "output", json_string(j->output_path ? j->output_path : ""));
     json_object_set_new(o, "log", json_string(j->log_path ? j->log_path : ""));
     if (j->last_error[0]) json_object_set_new(o, "last_error", json_string(j->last_error));
+    json_t *spans = json_array();
+    for (int k = 0; k < j->attempts && k < JOB_MAX_ATTEMPTS; k++) {
+        json_t *a = json_object();
+        json_object_set_new(a, "slot", json_integer(j->att_slot[k]));
+        json_object_set_new(a, "start", num(j->att_start[k]));
+        json_object_set_new(a, "end", j->att_end[k] > 0 ? num(j->att_end[k]) : json_null());
+        json_object_set_new(a, "outcome", json_string(attempt_outcome(j, k)));
+        json_array_append_new(spans, a);
+    }
+    json_object_set_new(o, "attempt_spans", spans);
+    if (j->status == JOB_CUT)   // rows the worker reported done before the deadline stopped it
+        json_object_set_new(o, "rows_reported_done", json_integer((json_int_t)j->rows_done));
     return o;
 }
 
@@ -156,6 +196,9 @@ void report_add_stage(report_t *r, const plan_t *plan, int model, const job_t *j
         sum->jobs++;
         sum->reused += j->status == JOB_REUSED;
         sum->failed += j->status == JOB_FAILED;
+        sum->cut += j->status == JOB_CUT || j->status == JOB_SKIPPED;
+        if (j->status == JOB_CUT) json_array_append_new(r->cut, json_string(j->name));
+        if (j->status == JOB_SKIPPED) json_array_append_new(r->skipped, json_string(j->name));
         sum->attempts += j->attempts;
         sum->rows += j->n_rows;
         if (j->status != JOB_REUSED) sum->ran_rows += j->n_rows;
@@ -191,6 +234,57 @@ void report_add_stage(report_t *r, const plan_t *plan, int model, const job_t *j
     }
     json_object_set_new(st, "memory", jm);
     json_array_append_new(r->stages, st);
+}
+
+void report_mark(report_t *r, const char *label, double t_wall) {
+    json_t *o = json_object();
+    json_object_set_new(o, "label", json_string(label));
+    json_object_set_new(o, "t", num(t_wall));
+    json_array_append_new(r->marks, o);
+}
+
+void report_add_mem_sample(report_t *r, int gpu, double t_wall, double used_mib) {
+    json_t *o = json_object();
+    json_object_set_new(o, "gpu", json_integer(gpu));
+    json_object_set_new(o, "t", num(t_wall));
+    json_object_set_new(o, "used_mib", num(used_mib));
+    json_array_append_new(r->mem, o);
+}
+
+void report_set_deadline(report_t *r, const plan_t *plan, const budget_t *b, const coverage_t *cov,
+                         size_t n_rows, size_t fallback_rows) {
+    json_t *d = json_object();
+    json_object_set_new(d, "deadline_s", num(b->deadline_s));
+    json_object_set_new(d, "reserve_s", num(b->reserve_s));
+    json_object_set_new(d, "reserve_kill_grace_s", num(b->grace_s));
+    json_object_set_new(d, "reserve_merge_s", num(b->merge_s));
+    json_object_set_new(d, "reserve_slack_s", num(BUDGET_SLACK_S));
+    json_object_set_new(d, "stop_after_s", num(b->deadline_s - b->reserve_s));
+    json_object_set_new(d, "rows", json_integer((json_int_t)n_rows));
+    json_object_set_new(d, "fallback_rows", json_integer((json_int_t)fallback_rows));
+    int degraded = fallback_rows > 0 || json_array_size(r->cut) > 0 || json_array_size(r->skipped) > 0;
+    json_t *ms = json_array();
+    for (int m = 0; m < plan->n_models; m++) {
+        const plan_model_t *pm = &plan->models[m];
+        json_t *o = json_object(), *vs = json_object();
+        json_object_set_new(o, "model", json_string(pm->name));
+        json_object_set_new(o, "rows_covered", json_integer((json_int_t)cov[m].rows));
+        json_object_set_new(o, "rows_from_partial_outputs", json_integer((json_int_t)cov[m].partial_rows));
+        json_object_set_new(o, "partial_outputs_rejected", json_integer(cov[m].partial_rejected));
+        for (int v = 0; v < pm->n_tta; v++) {
+            json_object_set_new(vs, tta_name(pm->tta[v]), json_integer((json_int_t)cov[m].variant_rows[v]));
+            degraded |= cov[m].variant_rows[v] < n_rows;
+        }
+        json_object_set_new(o, "variants_rows", vs);
+        json_array_append_new(ms, o);
+    }
+    json_object_set_new(d, "degraded", json_boolean(degraded));
+    json_object_set_new(d, "models", ms);
+    json_object_set_new(d, "cut", json_deep_copy(r->cut));
+    json_object_set_new(d, "skipped", json_deep_copy(r->skipped));
+    json_decref(r->deadline);
+    r->deadline = d;
+    json_object_set(r->root, "deadline", d);
 }
 
 int report_write(report_t *r, const char *path, const char *status, const char *failure,
@@ -235,7 +329,53 @@ int report_write(report_t *r, const char *path, const char *status, const char *
     fputs(text, af.f);
     fputc('\n', af.f);
     free(text);
-    return atomic_file_commit(&af, err);
+    if (atomic_file_commit(&af, err) != 0) return -1;
+    // report.html beside it, from the same data.
+    size_t n = strlen(path);
+    char *html = xmalloc(n + 8);
+    memcpy(html, path, n + 1);
+    if (n > 5 && strcmp(html + n - 5, ".json") == 0) html[n - 5] = '\0';
+    strcat(html, ".html");
+    int rc = report_html_write(r->root, html, err);
+    free(html);
+    return rc;
+}
+
+/* Print names (a JSON array of strings) as "a, b, c", or "none". */
+static void print_names(const json_t *names, FILE *f) {
+    size_t i;
+    json_t *v;
+    if (json_array_size(names) == 0) fputs("none", f);
+    json_array_foreach(names, i, v) fprintf(f, "%s%s", i ? ", " : "", json_string_value(v));
+}
+
+/* The summary's deadline lines, from the report's "deadline" object d. */
+static void print_deadline(const json_t *d, FILE *f) {
+    json_int_t rows = json_integer_value(json_object_get(d, "rows"));
+    fprintf(f, "deadline: %.1f s; reserved %.1f s for stopping and merging; workers stop after %.1f s%s\n",
+            json_real_value(json_object_get(d, "deadline_s")), json_real_value(json_object_get(d, "reserve_s")),
+            json_real_value(json_object_get(d, "stop_after_s")),
+            json_is_true(json_object_get(d, "degraded")) ? "; DEGRADED result (see below)" : "; everything fit");
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(d, "models"), i, m) {
+        fprintf(f, "  coverage: %s %lld/%lld rows (", json_string_value(json_object_get(m, "model")),
+                (long long)json_integer_value(json_object_get(m, "rows_covered")), (long long)rows);
+        const char *k;
+        json_t *v;
+        int first = 1;
+        json_object_foreach(json_object_get(m, "variants_rows"), k, v) {
+            fprintf(f, "%s%s %lld", first ? "" : ", ", k, (long long)json_integer_value(v));
+            first = 0;
+        }
+        fputs(")\n", f);
+    }
+    fputs("  cut by the deadline: ", f);
+    print_names(json_object_get(d, "cut"), f);
+    fputs("\n  skipped (no time to start): ", f);
+    print_names(json_object_get(d, "skipped"), f);
+    fprintf(f, "\n  fallback: %lld of %lld rows covered by no model\n",
+            (long long)json_integer_value(json_object_get(d, "fallback_rows")), (long long)rows);
 }
 
 void report_print_summary(const report_t *r, const report_times_t *t, FILE *f) {
@@ -252,7 +392,7 @@ void report_print_summary(const report_t *r, const report_times_t *t, FILE *f) {
         if (complete) snprintf(rate, sizeof rate, "%.1f", x->wall_s > 0 ? (double)x->ran_rows / x->wall_s : 0.0);
         else snprintf(rate, sizeof rate, "-");
         fprintf(f, "%-24.24s %6d %7d %9d %13s %10.2f %10s%s\n", x->name, x->jobs, x->reused, x->attempts, rows,
-                x->wall_s, rate, x->failed ? "  FAILED" : complete ? "" : "  STOPPED");
+                x->wall_s, rate, x->failed ? "  FAILED" : complete ? "" : x->cut ? "  CUT" : "  STOPPED");
         jobs += x->jobs, recorded += x->recorded;
     }
     double overhead = t->wall_s - t->worker_s;
@@ -261,6 +401,7 @@ void report_print_summary(const report_t *r, const report_times_t *t, FILE *f) {
                "%d worker(s) started\n",
             t->wall_s, t->worker_s, overhead, t->wall_s > 0 ? 100 * overhead / t->wall_s : 0.0,
             t->read_input_s, t->build_jobs_s, t->validate_s, t->merge_s, t->memory_s, t->spawned);
+    if (r->deadline) print_deadline(r->deadline, f);
     const char *status = json_string_value(json_object_get(r->root, "status"));
     if (!status || strcmp(status, "ok") != 0) {
         fprintf(f, "a rerun will reuse %d of %d job(s) (their validated outputs are in the work directory's done/)",

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 
+#include "budget.h"
 #include "memcheck.h"
 #include "orch.h"
 
@@ -38,7 +39,22 @@ void report_destroy(report_t *r);
 void report_add_stage(report_t *r, const plan_t *plan, int model, const job_t *jobs, int n_jobs,
                       double stage_wall_s, const memcheck_gpu_t *mem, int n_mem);
 
-/* Write the report to path atomically. status is "ok", "failed" or "interrupted"; failure is the
+/* A stage (or, under a deadline, a pass of one) began at t_wall: a boundary on report.html's
+ * timeline ("stage_marks" in report.json). */
+void report_mark(report_t *r, const char *label, double t_wall);
+
+/* One NVML reading: GPU gpu used used_mib MiB at t_wall ("gpu_memory_samples"; report.html's
+ * memory chart). */
+void report_add_mem_sample(report_t *r, int gpu, double t_wall, double used_mib);
+
+/* Record the deadline's outcome in the report ("deadline": the budget and its reserve, per
+ * model and variant the rows covered (cov: n_models entries), the jobs cut and skipped, the rows
+ * that got the fallback, "degraded") and in the summary. Call it after the last stage. */
+void report_set_deadline(report_t *r, const plan_t *plan, const budget_t *b, const coverage_t *cov,
+                         size_t n_rows, size_t fallback_rows);
+
+/* Write the report to path atomically, and report.html beside it (path's ".json" replaced by
+ * ".html"; report_html.h). status is "ok", "failed" or "interrupted"; failure is the
  * reason (NULL when ok). Returns 0, or -1 with err set. */
 int report_write(report_t *r, const char *path, const char *status, const char *failure,
                  const report_times_t *t, err_t *err);

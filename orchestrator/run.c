@@ -14,7 +14,9 @@
  *               an ordinary failure: retried while failures <= `retries`.
  * A job that fails for good stops the run: no new attempts start and running workers get
  * SIGTERM (SIGKILL after kill_grace_s). Their outputs, if they finish, are still validated and
- * recorded, so that a rerun can reuse them.
+ * recorded, so that a rerun can reuse them. Under a deadline (budget.h) a job that fails for good
+ * is only noted (the run goes on without it), and at the budget's stop time the running workers
+ * are stopped the same way (their jobs JOB_CUT) and the jobs not started become JOB_SKIPPED.
  *
  * What it does not do: build command lines (spawn.c), touch processes (attempt.c), or merge.
  */
@@ -71,6 +73,28 @@ static void fail_run(run_ctx_t *ctx, const err_t *err) {
     stop_all(ctx, 0);
 }
 
+/* A job failed for good (its status already set): without a deadline the run fails (fail_run);
+ * with one the run goes on without the job, which the merge leaves out. */
+static void give_up(run_ctx_t *ctx, const err_t *err) {
+    if (!ctx->budget) {
+        fail_run(ctx, err);
+        return;
+    }
+    progress_note(&ctx->console, "orchestrate: %s; with a deadline set, the run goes on without this job", err->msg);
+}
+
+/* The deadline timer: the budget's stop time came. Stop every running worker (TERM, grace,
+ * KILL) and start nothing more. */
+static void on_deadline(uv_timer_t *t) {
+    run_ctx_t *ctx = t->data;
+    if (ctx->stopping) return;
+    ctx->cut = 1;
+    progress_note(&ctx->console, "orchestrate: deadline: time to stop (%.1f s reserved for merging): stopping %d "
+                  "running worker(s); %d job(s) not started are skipped",
+                  ctx->budget->reserve_s, ctx->n_running, ctx->q_tail - ctx->q_head);
+    stop_all(ctx, 0);
+}
+
 /* SIGINT/SIGTERM/SIGHUP handler: the first signal stops the workers gracefully, a second one kills them. */
 static void on_signal(uv_signal_t *h, int signum) {
     run_ctx_t *ctx = h->data;
@@ -116,8 +140,11 @@ run_ctx_t *run_ctx_create(const plan_t *plan, int quiet, err_t *err) {
     }
     UV_CHECK(uv_timer_init(&ctx->loop, &ctx->tick));
     UV_CHECK(uv_timer_init(&ctx->loop, &ctx->sleeper));
-    ctx->tick.data = ctx->sleeper.data = ctx;
+    UV_CHECK(uv_timer_init(&ctx->loop, &ctx->deadline));
+    ctx->tick.data = ctx->sleeper.data = ctx->deadline.data = ctx;
     progress_init(&ctx->console, stdout, isatty(STDOUT_FILENO), quiet);
+    ctx->rate_rows = xcalloc((size_t)plan->n_models + 1, sizeof *ctx->rate_rows);
+    ctx->rate_s = xcalloc((size_t)plan->n_models + 1, sizeof *ctx->rate_s);
     ctx->cpu_threads = spawn_cpu_threads(plan->cpu_workers);
     return ctx;
 }
@@ -127,11 +154,23 @@ void run_ctx_destroy(run_ctx_t *ctx) {
     for (int i = 0; i < N_STOP_SIGNALS; i++) uv_close((uv_handle_t *)&ctx->sig_stop[i], NULL);
     uv_close((uv_handle_t *)&ctx->tick, NULL);
     uv_close((uv_handle_t *)&ctx->sleeper, NULL);
+    uv_close((uv_handle_t *)&ctx->deadline, NULL);
     uv_run(&ctx->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&ctx->loop);
     ASSERT(rc == 0);  // every handle closed: no worker can be left unsupervised
     free(ctx->pgids);
+    free(ctx->rate_rows), free(ctx->rate_s);
     free(ctx);
+}
+
+void run_ctx_set_budget(run_ctx_t *ctx, const budget_t *b) {
+    ctx->budget = b;
+    progress_set_deadline(&ctx->console, b ? b->stop_at : 0);
+}
+
+void run_ctx_set_sampler(run_ctx_t *ctx, void (*fn)(void *), void *data) {
+    ctx->sampler = fn;
+    ctx->sampler_data = data;
 }
 
 int run_ctx_poll_signal(run_ctx_t *ctx) {
@@ -175,6 +214,10 @@ double run_ctx_validate_seconds(const run_ctx_t *ctx) {
     return ctx->validate_s;
 }
 
+int run_ctx_validated(const run_ctx_t *ctx) {
+    return ctx->validated;
+}
+
 int run_ctx_spawned(const run_ctx_t *ctx) {
     return ctx->spawned;
 }
@@ -213,19 +256,51 @@ static void update_progress(run_ctx_t *ctx) {
     progress_set(&ctx->console, done, jobs_done, ctx->n_running);
 }
 
+/* Under a deadline: 1 when job j, started now, is predicted to end after the stop time, at its
+ * model's measured rate (rows/s per slot over its ended attempts); then the job is marked
+ * JOB_SKIPPED and the console says why. 0 without a deadline or a measured rate. */
+static int skip_hopeless(run_ctx_t *ctx, int j) {
+    job_t *job = &ctx->jobs[j];
+    double rows = ctx->rate_rows[job->model], secs = ctx->rate_s[job->model];
+    if (!ctx->budget || !(rows > 0) || !(secs > 0)) return 0;
+    double rate = rows / secs, need = (double)job->n_rows / rate;
+    double left = budget_left(ctx->budget, clock_mono_s());
+    if (need <= left) return 0;
+    job->status = JOB_SKIPPED;
+    progress_note(&ctx->console, "orchestrate: deadline: skipping %s: it cannot finish in time (%zu rows at %.1f "
+                  "rows/s per slot measured = %.1f s; %.1f s left before the stop)",
+                  job->name, job->n_rows, rate, need, left > 0 ? left : 0);
+    return 1;
+}
+
+/* Count an ended attempt's rows and time into its model's measured rate (rows_done comes from
+ * its progress lines; a finished job counts all its rows). */
+static void measure_rate(run_ctx_t *ctx, const attempt_t *a) {
+    const job_t *job = &ctx->jobs[a->job];
+    double rows = job->status == JOB_DONE ? (double)job->n_rows : (double)job->rows_done;
+    double secs = (a->spawned ? a->t_exit : clock_mono_s()) - a->t_start;
+    if (rows > 0 && secs > 0) ctx->rate_rows[job->model] += rows, ctx->rate_s[job->model] += secs;
+}
+
 /* Start the next pending job on every free slot, unless the run is stopping. */
 static void schedule(run_ctx_t *ctx) {
     for (int s = 0; s < ctx->n_slots && !ctx->stopping; s++) {
         if (ctx->running[s] || ctx->q_head == ctx->q_tail) continue;
         int j = ctx->queue[ctx->q_head++];
+        if (skip_hopeless(ctx, j)) {
+            s--;   // the slot is still free: try the next job on it
+            continue;
+        }
         err_t err = {0};
         attempt_t *a = attempt_start(ctx, j, s, &err);
         if (!a) {
             ctx->jobs[j].status = JOB_FAILED;
             copy_str(ctx->jobs[j].last_error, sizeof ctx->jobs[j].last_error, err.msg);
             err_prefix(&err, "job %s", ctx->jobs[j].name);
-            fail_run(ctx, &err);
-            return;
+            give_up(ctx, &err);
+            if (ctx->stopping) return;
+            s--;   // the slot is still free: try the next job on it
+            continue;
         }
         ctx->running[s] = a;
         ctx->n_running++;
@@ -241,11 +316,17 @@ static void requeue_front(run_ctx_t *ctx, int j) {
     ctx->jobs[j].status = JOB_PENDING;
 }
 
-/* Periodic timer: refresh the progress counters and redraw or print the progress line. */
+/* Periodic timer: refresh the progress counters, redraw or print the progress line, and call the
+ * sampler when one is due. */
 static void on_tick(uv_timer_t *t) {
     run_ctx_t *ctx = t->data;
+    double now = clock_mono_s();
     update_progress(ctx);
-    progress_tick(&ctx->console, clock_mono_s());
+    progress_tick(&ctx->console, now);
+    if (ctx->sampler && now - ctx->t_sampled >= RUN_SAMPLE_INTERVAL_S) {
+        ctx->t_sampled = now;
+        ctx->sampler(ctx->sampler_data);
+    }
 }
 
 void run_attempt_progress(run_ctx_t *ctx, attempt_t *a, double done, double total) {
@@ -281,6 +362,9 @@ static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job, int *contract
                           job->name, rerr.msg);
         job->status = JOB_DONE;
         job->rows_done = job->n_rows;
+        char *partial = job_partial_path(job);   // the full output replaces it
+        unlink(partial);
+        free(partial);
         attempt_log(a, "output accepted: %s (%zu rows)", job->output_path, job->n_rows);
     } else {
         *contract = err.code == EXIT_DATAERR;
@@ -290,6 +374,7 @@ static int accept_output(run_ctx_t *ctx, attempt_t *a, job_t *job, int *contract
         unlink(job->output_path);
     }
     ctx->validate_s += clock_mono_s() - t0;
+    ctx->validated++;
     return rc;
 }
 
@@ -301,7 +386,7 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
     int code = a->spawn_error ? -1 : a->term_signal ? -a->term_signal : (int)a->exit_status;
     job->exit_codes[k] = code;
     job->timed_out[k] = a->timed_out;
-    job->t_end = clock_wall_s();
+    job->t_end = job->att_end[k] = clock_wall_s();
     char how[96];
     describe_exit(a, how, sizeof how);
     attempt_log(a, "attempt %d ended: %s after %.1f s", k + 1, how,
@@ -316,6 +401,11 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
         snprintf(job->last_error, sizeof job->last_error, "%s (no output on stderr)", how);
     }
 
+    if (a->stopped && ctx->cut && !ctx->interrupted) {
+        job->status = JOB_CUT;  // the deadline stopped it: the merge uses its partial output only
+        attempt_remove_outputs(job);
+        return;
+    }
     if (a->stopped && (ctx->interrupted || ctx->failed)) {
         job->status = JOB_PENDING;  // not a verdict on the job: we stopped it
         attempt_remove_outputs(job);
@@ -327,7 +417,7 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
         attempt_remove_outputs(job);
         err_fmt(&err, "job %s: the worker's output breaks the contract in a way a retry would repeat, "
                 "so it is not retried: %s (docs/workers.md, Output)", job->name, job->last_error);
-        fail_run(ctx, &err);
+        give_up(ctx, &err);
         return;
     }
     if (code == EXIT_DATAERR || code == EXIT_USAGE || code == EXIT_UNAVAILABLE) {
@@ -339,14 +429,14 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
                                      : "found a resource missing",
                 code,
                 job->last_error, job->log_path);
-        fail_run(ctx, &err);
+        give_up(ctx, &err);
         return;
     }
     if (code == SHIM_EXIT_NOT_FOUND || code == SHIM_EXIT_NOT_EXECUTABLE) {
         job->status = JOB_FAILED;
         err_fmt(&err, "job %s: the worker command could not be started (exit %d): %s", job->name,
                 code, job->last_error);
-        fail_run(ctx, &err);
+        give_up(ctx, &err);
         return;
     }
     int oom = code == EXIT_OOM || (!m->is_lm_worker && code != 0 && a->cuda_oom);
@@ -361,7 +451,7 @@ static void judge(run_ctx_t *ctx, attempt_t *a) {
         attempt_remove_outputs(job);
         err_fmt(&err, "job %s failed after %d attempt(s); last: %s: %s (log: %s)", job->name,
                 job->attempts, how, job->last_error, job->log_path);
-        fail_run(ctx, &err);
+        give_up(ctx, &err);
         return;
     }
     if (next_batch != job->batch_size) {
@@ -382,6 +472,7 @@ void run_attempt_done(run_ctx_t *ctx, attempt_t *a) {
     ctx->running[a->slot] = NULL;
     ctx->n_running--;
     judge(ctx, a);
+    measure_rate(ctx, a);
     attempt_free(a);
     schedule(ctx);
     if (ctx->n_running == 0 && (ctx->stopping || ctx->q_head == ctx->q_tail)) UV_CHECK(uv_timer_stop(&ctx->tick));
@@ -402,7 +493,7 @@ int run_stage(run_ctx_t *ctx, job_t *jobs, int n_jobs, const slot_t *slots, int 
     ctx->running = xcalloc((size_t)n_slots, sizeof *ctx->running);
     ctx->q_head = ctx->q_tail = 0;
     ctx->n_running = 0;
-    ctx->stopping = ctx->failed = 0;
+    ctx->stopping = ctx->failed = ctx->cut = 0;
     memset(&ctx->fail, 0, sizeof ctx->fail);
 
     size_t rows = 0;
@@ -417,21 +508,33 @@ int run_stage(run_ctx_t *ctx, job_t *jobs, int n_jobs, const slot_t *slots, int 
     }
     run_order_jobs(jobs, ctx->queue, ctx->q_tail);
 
-    if (ctx->q_tail > 0) {
+    if (ctx->budget && ctx->q_tail > 0 && budget_left(ctx->budget, clock_mono_s()) <= 0) {
+        progress_note(&ctx->console, "orchestrate: deadline: no time left for stage %s: skipping its %d job(s)",
+                      ctx->plan->models[jobs[ctx->queue[0]].model].name, ctx->q_tail);
+        ctx->cut = ctx->stopping = 1;
+    } else if (ctx->q_tail > 0) {
         const char *stage = ctx->plan->models[jobs[ctx->queue[0]].model].name;
         double now = clock_mono_s();
         progress_begin(&ctx->console, stage, rows, ctx->q_tail, now);
         uint64_t tick_ms = ctx->console.tty ? TICK_TTY_MS : TICK_PLAIN_MS;
         UV_CHECK(uv_timer_start(&ctx->tick, on_tick, tick_ms, tick_ms));
         uv_unref((uv_handle_t *)&ctx->tick);
+        if (ctx->budget) {
+            double left = budget_left(ctx->budget, now);
+            UV_CHECK(uv_timer_start(&ctx->deadline, on_deadline, (uint64_t)(left * 1000), 0));
+            uv_unref((uv_handle_t *)&ctx->deadline);
+        }
         schedule(ctx);
         uv_run(&ctx->loop, UV_RUN_DEFAULT);
         UV_CHECK(uv_timer_stop(&ctx->tick));
+        UV_CHECK(uv_timer_stop(&ctx->deadline));
         update_progress(ctx);
         progress_end(&ctx->console, clock_mono_s(),
-                     ctx->interrupted ? "interrupted" : ctx->failed ? "failed" : NULL);
+                     ctx->interrupted ? "interrupted" : ctx->failed ? "failed" : ctx->cut ? "cut by the deadline" : NULL);
     }
     ASSERT(ctx->n_running == 0);
+    if (ctx->cut && !ctx->interrupted)   // jobs the deadline left unstarted (or to retry)
+        for (int q = ctx->q_head; q < ctx->q_tail; q++) ctx->jobs[ctx->queue[q]].status = JOB_SKIPPED;
 
     int rc = 0;
     if (ctx->interrupted) {
@@ -443,7 +546,9 @@ int run_stage(run_ctx_t *ctx, job_t *jobs, int n_jobs, const slot_t *slots, int 
         rc = -1;
     } else {
         for (int j = 0; j < n_jobs; j++)
-            ASSERT(jobs[j].status == JOB_DONE || jobs[j].status == JOB_REUSED);
+            ASSERT(jobs[j].status == JOB_DONE || jobs[j].status == JOB_REUSED ||
+                   (ctx->budget && (jobs[j].status == JOB_FAILED || jobs[j].status == JOB_CUT ||
+                                    jobs[j].status == JOB_SKIPPED)));
     }
     free(ctx->queue), free(ctx->failures), free(ctx->running);
     ctx->queue = ctx->failures = NULL;

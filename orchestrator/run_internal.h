@@ -10,6 +10,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "budget.h"
 #include "orch.h"
 #include "progress.h"
 
@@ -85,6 +86,14 @@ struct run_ctx {
     char shim_exe[PATH_MAX];    // this executable, re-run as `--shim`
     progress_t console;         // progress display on stderr
     int cpu_threads;            // --threads for lm-worker on CPU slots
+    const budget_t *budget;     // the deadline's budget (not owned), or NULL: no deadline
+    uv_timer_t deadline;        // fires at budget->stop_at inside run_stage
+    int cut;                    // the deadline stopped the stage's workers (jobs become JOB_CUT)
+    void (*sampler)(void *);    // called from the progress tick at most every SAMPLE_INTERVAL_S, or NULL
+    void *sampler_data;         // its argument
+    double t_sampled;           // monotonic time of the last call
+    double *rate_rows;          // (plan->n_models) rows finished by the model's ended attempts
+    double *rate_s;             // (plan->n_models) seconds those attempts ran: rows/s per slot
     // the stage being run (valid inside run_stage)
     job_t *jobs;                // (n_jobs) the stage's jobs (not owned)
     int n_jobs;                 // entries in jobs
@@ -102,6 +111,7 @@ struct run_ctx {
     int n_live;                 // worker processes alive now
     double busy_since, busy_s;  // monotonic start of the current busy span, total busy time
     double validate_s;          // total seconds spent in validate_output
+    int validated;              // outputs validate_output was run on
     int spawned;                // worker processes spawned by this run
     pid_t *pgids;               // (n_pgids) every process group started by this run
     int n_pgids, cap_pgids;     // entries used / allocated in pgids

@@ -152,6 +152,7 @@ static char **build_lm_worker_argv(const plan_t *plan, const plan_model_t *m, co
     if (m->tokenizer) strv_push(&s, xstrdup("--tokenizer")), strv_push(&s, xstrdup(m->tokenizer));
     strv_push(&s, xstrdup("--input")), strv_push(&s, xstrdup(job->input_path));
     strv_push(&s, xstrdup("--output")), strv_push(&s, xstrdup(job->output_path));
+    if (plan->deadline_s > 0) strv_push(&s, xstrdup("--partial-output")), strv_push(&s, job_partial_path(job));
     strv_push(&s, xstrdup("--device")), strv_push(&s, xstrdup(slot->gpu >= 0 ? "cuda" : "cpu"));
     strv_push(&s, xstrdup("--batch-size")), strv_pushf(&s, "%d", batch_size);
     if (m->max_length > 0) strv_push(&s, xstrdup("--max-length")), strv_pushf(&s, "%d", m->max_length);
@@ -200,6 +201,11 @@ char **spawn_build_env(const plan_t *plan, const job_t *job, const slot_t *slot,
     if (plan->executor == EXECUTOR_LOCAL) strv_pushf(&all, "ORCHESTRATE_PROGRESS_FD=%d", SPAWN_PROGRESS_FD);
     // The step's shim checks its GPU's memory with the plan's tolerance (executor_slurm.h).
     else strv_pushf(&all, SLURM_MEM_ENV "=%g %g", plan->mem_tolerance_mib, plan->mem_wait_s);
+    if (plan->deadline_s > 0) {   // only under a deadline: without one nothing reads it
+        char *partial = job_partial_path(job);
+        strv_pushf(&all, "ORCHESTRATE_PARTIAL_OUTPUT=%s", partial);
+        free(partial);
+    }
     if (plan->executor == EXECUTOR_LOCAL || slot->gpu < 0)
         strv_pushf(&all, "CUDA_VISIBLE_DEVICES=%s", slot->cuda_visible);
     // NVML numbers GPUs in PCI bus order and CUDA, by default, fastest first; pinning the

@@ -238,6 +238,13 @@ int stage_jobs_build(const plan_t *plan, const csv_table_t *input, int model, in
     return 0;
 }
 
+char *job_partial_path(const job_t *job) {
+    size_t n = strlen(job->output_path) + sizeof ".partial";
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s.partial", job->output_path);
+    return p;
+}
+
 void stage_jobs_free(job_t *jobs, int n_jobs) {
     for (int i = 0; jobs && i < n_jobs; i++) {
         free(jobs[i].input_path), free(jobs[i].output_path), free(jobs[i].log_path);

@@ -12,6 +12,7 @@
 
 #include "exit_codes.h"
 
+#include "atomic_file.h"
 #include "idmap.h"
 #include "planning.h"
 
@@ -62,8 +63,10 @@ static int check_header(const char *const *labels, int n_labels, const csv_table
                         : "");
 }
 
-int output_table_check(const char *const *labels, int n_labels, char *const *ids, size_t n_ids,
-                       const csv_table_t *t, const char *name, double *vals, err_t *err) {
+/* output_table_check, and when present is not NULL partial_table_check: ids may be missing, and
+ * present[i] is set to 1 for each id i found. */
+static int table_check(const char *const *labels, int n_labels, char *const *ids, size_t n_ids,
+                       const csv_table_t *t, const char *name, double *vals, unsigned char *present, err_t *err) {
     if (check_header(labels, n_labels, t, name, err) != 0) return -1;
     idmap_t map;
     idmap_init(&map, n_ids);
@@ -85,6 +88,7 @@ int output_table_check(const char *const *labels, int n_labels, char *const *ids
             break;
         }
         seen_line[i] = line;
+        if (present) present[i] = 1;
         double sum = 0;
         for (int l = 0; l < n_labels; l++) {
             const char *s = csv_cell(t, r, (size_t)l + 1);
@@ -105,7 +109,7 @@ int output_table_check(const char *const *labels, int n_labels, char *const *ids
             rc = err_fmt(err, "%s: line %zu: id '%s': probabilities sum to %.6g, not 1 (tolerance %g)",
                          name, line, pf_show(id, show), sum, SUM_TOLERANCE);
     }
-    if (rc == 0 && t->n_rows != n_ids) {
+    if (rc == 0 && !present && t->n_rows != n_ids) {
         size_t first = 0, n_missing = 0;
         for (size_t i = n_ids; i-- > 0;)
             if (!seen_line[i]) first = i, n_missing++;
@@ -114,6 +118,45 @@ int output_table_check(const char *const *labels, int n_labels, char *const *ids
     }
     free(seen_line);
     idmap_free(&map);
+    return rc;
+}
+
+int output_table_check(const char *const *labels, int n_labels, char *const *ids, size_t n_ids,
+                       const csv_table_t *t, const char *name, double *vals, err_t *err) {
+    return table_check(labels, n_labels, ids, n_ids, t, name, vals, NULL, err);
+}
+
+int partial_table_check(const char *const *labels, int n_labels, char *const *ids, size_t n_ids,
+                        const csv_table_t *t, const char *name, double *vals, unsigned char *present, err_t *err) {
+    memset(present, 0, n_ids);
+    return table_check(labels, n_labels, ids, n_ids, t, name, vals, present, err);
+}
+
+int partial_output_read(const plan_t *plan, const job_t *job, const char *path, double *vals, unsigned char *present,
+                        size_t *n_present, err_t *err) {
+    *n_present = 0;
+    memset(present, 0, job->n_rows);
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;   // the worker did not opt in, or finished no batch
+    size_t len;
+    char *text = fs_read_all(path, FS_LIMIT_CSV, &len, err);
+    if (!text) return -1;
+    // A worker killed while writing leaves at most one incomplete line: everything after the
+    // last newline is dropped (the rows before it were flushed whole).
+    while (len > 0 && text[len - 1] != '\n') len--;
+    int rc = 0;
+    if (len > 0) {
+        csv_table_t t;
+        rc = csv_table_parse(&t, text, len, path, err);
+        if (rc == 0) {
+            rc = partial_table_check((const char *const *)plan->labels, plan->n_labels, job->ids, job->n_rows, &t,
+                                     path, vals, present, err);
+            if (rc == 0) *n_present = t.n_rows;
+            csv_table_free(&t);
+        }
+    }
+    free(text);
+    if (rc != 0) memset(present, 0, job->n_rows);
     return rc;
 }
 

@@ -18,11 +18,11 @@
 
 /* The entries of the layout orchestrate owns in work_dir, besides limit-<N> folders and the
  * marker and lock files. */
-static const char *const OWNED[] = {WD_SHARDS, WD_OUTPUTS, WD_LOGS, WD_DONE, WD_MODELS, WD_REPORT, NULL};
+static const char *const OWNED[] = {WD_SHARDS, WD_OUTPUTS, WD_LOGS, WD_DONE, WD_MODELS, WD_REPORT, WD_REPORT_HTML, NULL};
 
 static const char MARKER_TEXT[] =
     "This folder is an orchestrate work directory. `orchestrate --fresh` deletes shards/,\n"
-    "outputs/, logs/, done/, models/, limit-*/ and report.json here, and nothing else.\n";
+    "outputs/, logs/, done/, models/, limit-*/, report.json and report.html here, and nothing else.\n";
 
 char *workdir_path(const plan_t *plan, const char *sub, const char *name, const char *ext) {
     char limit[48] = "";

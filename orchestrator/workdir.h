@@ -11,6 +11,7 @@
  *   done/<job>.parts           what each record's key was made of, to say why a job reran
  *   models/<model>.csv         merged model outputs    (merge.c)
  *   report.json                the run's report        (main.c)
+ *   report.html                its timeline, for a browser or notebook (report_html.c)
  * and, in work_dir itself only: .orchestrate-work (the marker) and .orchestrate.lock (the lock).
  *
  * It deliberately does not create the per-stage folders (stage.c does, when it needs them) or
@@ -27,6 +28,7 @@
 #define WD_DONE "done"
 #define WD_MODELS "models"
 #define WD_REPORT "report.json"
+#define WD_REPORT_HTML "report.html"
 #define WD_MARKER ".orchestrate-work"
 #define WD_LOCK ".orchestrate.lock"
 #define WD_LIMIT_PREFIX "limit-"

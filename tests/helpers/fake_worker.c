@@ -29,10 +29,15 @@
  *   --partial            write half the rows to a temp file next to the output, exit 1
  *   --partial-ok         write half the rows straight to the output path, exit 0
  *   --slow MS            sleep MS milliseconds per batch, writing progress lines
+ *   --slow-while F       with --slow: only when file F exists (pass it as --slow-while=F, so that
+ *                        resume does not fingerprint it): a rerun can be fast with the same key
  *   --bad-input          exit 65 with a message naming the input
  *   --exit N             exit N at once (after printing a line to stderr)
  *   --trace FILE         append "start <model> <shard> <variant> batch=<n> pid=<pid> cvd=<CUDA_VISIBLE_DEVICES>"
  *   --seed S             change the probabilities (a different "model")
+ * With ORCHESTRATE_PARTIAL_OUTPUT set it also appends each finished batch's rows there (header
+ * first, flushed per batch) and then reports the rows done, as docs/workers.md describes;
+ * --no-partial makes it ignore ORCHESTRATE_PARTIAL_OUTPUT (a worker that did not opt in).
  * The batch size comes from --batch-size, else ORCHESTRATE_BATCH_SIZE, else 8.
  */
 #include <fcntl.h>
@@ -49,9 +54,9 @@
 #include "exit_codes.h"
 
 typedef struct {
-    const char *input, *output, *crash_once, *grandchild, *trace, *linger, *daemon;
+    const char *input, *output, *crash_once, *grandchild, *trace, *linger, *daemon, *slow_while;
     int batch, oom_above, seed, slow_ms, exit_code;
-    int hang, ignore_term, oom_text, wrong_id, nan, partial, partial_ok, bad_input, swap, index_col;
+    int no_partial, hang, ignore_term, oom_text, wrong_id, nan, partial, partial_ok, bad_input, swap, index_col;
 } opts_t;
 
 static void hang_forever(void) {
@@ -87,8 +92,10 @@ static int parse(int argc, char **argv, opts_t *o) {
         else if (!strcmp(a, "--oom-above")) o->oom_above = atoi(VAL());
         else if (!strcmp(a, "--seed")) o->seed = atoi(VAL());
         else if (!strcmp(a, "--slow")) o->slow_ms = atoi(VAL());
+        else if (!strcmp(a, "--slow-while")) o->slow_while = VAL();
         else if (!strcmp(a, "--exit")) o->exit_code = atoi(VAL());
         else if (!strcmp(a, "--hang")) o->hang = 1;
+        else if (!strcmp(a, "--no-partial")) o->no_partial = 1;
         else if (!strcmp(a, "--ignore-term")) o->ignore_term = 1;
         else if (!strcmp(a, "--oom-text")) o->oom_text = 1;
         else if (!strcmp(a, "--wrong-id")) o->wrong_id = 1;
@@ -107,6 +114,7 @@ static int parse(int argc, char **argv, opts_t *o) {
     if (!o->input) o->input = getenv("ORCHESTRATE_INPUT");
     if (!o->output) o->output = getenv("ORCHESTRATE_OUTPUT");
     if (o->batch < 0) o->batch = getenv("ORCHESTRATE_BATCH_SIZE") ? atoi(getenv("ORCHESTRATE_BATCH_SIZE")) : 8;
+    if (o->slow_while && access(o->slow_while, F_OK) != 0) o->slow_ms = 0;
     if (!o->input || !o->output) {
         fprintf(stderr, "fake_worker: need --input and --output (or ORCHESTRATE_INPUT/OUTPUT)\n");
         return -1;
@@ -228,6 +236,9 @@ int main(int argc, char **argv) {
         f = af.f;
     }
     fprintf(f, "%sid,winner_model_a,winner_model_b,winner_tie\n", o.index_col ? "," : "");
+    const char *partial_path = o.no_partial ? NULL : getenv("ORCHESTRATE_PARTIAL_OUTPUT");
+    FILE *partial = partial_path ? fopen(partial_path, "we") : NULL;
+    if (partial) fputs("id,winner_model_a,winner_model_b,winner_tie\n", partial), fflush(partial);
     for (size_t r = 0; r < n_write; r++) {
         if (o.slow_ms > 0 && r % (size_t)batch == 0) {
             usleep((useconds_t)o.slow_ms * 1000);
@@ -245,7 +256,15 @@ int main(int argc, char **argv) {
         if (r == 0 && o.wrong_id) snprintf(wrong, sizeof wrong, "wrong-%s", id), id = wrong;
         if (o.index_col) fprintf(f, "%zu,", r);
         write_row(f, id, p);
+        if (partial) {
+            write_row(partial, id, p);
+            if ((r + 1) % (size_t)batch == 0 || r + 1 == n_write) {   // a batch finished
+                fflush(partial);
+                progress((int)r + 1, (int)n);
+            }
+        }
     }
+    if (partial) fclose(partial);
     progress((int)n_write, (int)n);
     if (o.partial) {
         fflush(f);

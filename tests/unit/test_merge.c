@@ -110,11 +110,11 @@ TEST(test_merge_model_flip_and_average) {
     if (mfx_init(&f, 1, 3) != 0) return;
     err_t err = {0};
     double p1[9], p2[9];
-    EXPECT_MSG(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p1, &err) == 0, "%s", err.msg);
+    EXPECT_MSG(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p1, NULL, &err) == 0, "%s", err.msg);
     // r1: identity (0.6,0.3,0.1); swap_ab (0.2,0.7,0.1) flipped to (0.7,0.2,0.1); mean.
     const double want1[9] = {0.65, 0.25, 0.1, 0.15, 0.65, 0.2, 0.325, 0.275, 0.4};
     for (int i = 0; i < 9; i++) EXPECT_NEAR(p1[i], want1[i], 1e-12, 0);
-    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p2, &err) == 0);   // m1's jobs are skipped
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p2, NULL, &err) == 0);   // m1's jobs are skipped
     EXPECT_NEAR(p2[0], 0.2, 1e-12, 0);
     EXPECT_NEAR(p2[7], 0.999999999, 1e-12, 0);
     // work_dir/models/m1.csv: header, input order, values that parse back.
@@ -148,11 +148,11 @@ static void check_ensemble(ensemble_method_t method, double w1, double w2) {
     csv_table_t out;
     err_t err = {0};
     double p1[9], p2[9];
-    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p1, &err) == 0);
-    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p2, &err) == 0);
+    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p1, NULL, &err) == 0);
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p2, NULL, &err) == 0);
     double *probs[2] = {p1, p2};
     char *sub = tmp_path("deep/er/submission.csv");   // parent directories are created
-    EXPECT_MSG(merge_ensemble(&f.plan, &f.in, probs, sub, &err) == 0, "%s", err.msg);
+    EXPECT_MSG(merge_ensemble(&f.plan, &f.in, probs, NULL, sub, NULL, &err) == 0, "%s", err.msg);
     EXPECT(csv_table_read(&out, sub, &err) == 0);
     EXPECT(out.n_rows == 3 && out.n_cols == 4);
     for (size_t r = 0; r < out.n_rows && out.n_cols == 4; r++) {
@@ -185,25 +185,124 @@ TEST(test_merge_errors) {
     err_t err = {0};
     double p[9];
     // Without the second identity shard, r2 has no identity output.
-    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 2, p, &err) == -1);
+    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 2, p, NULL, &err) == -1);
     EXPECT_STR_CONTAINS(err.msg, "model 'm1': id 'r2'");
     EXPECT_STR_CONTAINS(err.msg, "line 3) has no identity output");
     // A job that did not finish cannot be merged.
     f.jobs[2].status = JOB_FAILED;
-    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p, &err) == -1);
+    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p, NULL, &err) == -1);
     EXPECT_STR_CONTAINS(err.msg, "m1.identity.s1of2 did not finish");
     f.jobs[2].status = JOB_REUSED;
-    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p, &err) == 0);
+    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p, NULL, &err) == 0);
     // Two outputs for the same (row, variant).
     job_t dup[5];
     memcpy(dup, f.jobs, sizeof f.jobs);
     dup[4] = f.jobs[2];
-    EXPECT(merge_model(&f.plan, &f.in, 0, dup, 5, p, &err) == -1);
+    EXPECT(merge_model(&f.plan, &f.in, 0, dup, 5, p, NULL, &err) == -1);
     EXPECT_STR_CONTAINS(err.msg, "has two identity outputs");
     // An output that changed after validation is checked again.
     write_file(f.jobs[2].output_path, "id,winner_model_a,winner_model_b,winner_tie\nr2,0.5,0.6,0.1\n");
-    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p, &err) == -1);
+    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p, NULL, &err) == -1);
     EXPECT_STR_CONTAINS(err.msg, "c.csv: line 2: id 'r2': probabilities sum to 1.2");
+    mfx_free(&f);
+}
+
+/* Under a deadline: jobs that did not finish are left out; a row gets the variants that covered
+ * it, the ensemble renormalises the weights over the models that covered a row, and a row no
+ * model covered gets the fallback. Expected values computed by hand from make_jobs' files. */
+TEST(test_merge_partial_coverage) {
+    mfx_t f;
+    if (mfx_init(&f, 1, 3) != 0) return;
+    err_t err = {0};
+    double p1[9], p2[9];
+    unsigned char c1[3], c2[3];
+    coverage_t cov1 = {.covered = c1}, cov2 = {.covered = c2};
+    // m1's first identity shard (r1, r3) was cut: r1 and r3 have swap_ab only (flipped back).
+    f.jobs[0].status = JOB_CUT;
+    EXPECT_MSG(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p1, &cov1, &err) == 0, "%s", err.msg);
+    const double want1[9] = {0.7, 0.2, 0.1, 0.15, 0.65, 0.2, 0.35, 0.25, 0.4};
+    for (int i = 0; i < 9; i++) EXPECT_NEAR(p1[i], want1[i], 1e-12, 0);
+    EXPECT(cov1.rows == 3 && cov1.variant_rows[0] == 1 && cov1.variant_rows[1] == 3);
+    EXPECT(c1[0] && c1[1] && c1[2]);
+    // m1 with its swap_ab job cut too: only r2 is covered; models/m1.csv is not written.
+    char *mpath = tmp_path("work/models/m1.csv");
+    unlink(mpath);
+    f.jobs[1].status = JOB_SKIPPED;
+    EXPECT(merge_model(&f.plan, &f.in, 0, f.jobs, 4, p1, &cov1, &err) == 0);
+    EXPECT(cov1.rows == 1 && !c1[0] && c1[1] && !c1[2] && cov1.variant_rows[1] == 0);
+    EXPECT(access(mpath, F_OK) != 0);
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p2, &cov2, &err) == 0);
+    EXPECT(cov2.rows == 3);
+    // Ensemble (weights 1, 3): r2 has both models, r1 and r3 only m2 (weight renormalised to 1).
+    double *probs[2] = {p1, p2};
+    const unsigned char *covered[2] = {c1, c2};
+    char *sub = tmp_path("partial.csv");
+    size_t n_fb = 99;
+    EXPECT_MSG(merge_ensemble(&f.plan, &f.in, probs, covered, sub, &n_fb, &err) == 0, "%s", err.msg);
+    EXPECT(n_fb == 0);
+    const double want[9] = {0.2, 0.5, 0.3, 0.25 * 0.1 + 0.75 * 0.7, 0.25 * 0.8 + 0.75 * 0.2, 0.25 * 0.1 + 0.75 * 0.1,
+                            1e-9, 0.999999999, 0};
+    csv_table_t out;
+    EXPECT(csv_table_read(&out, sub, &err) == 0);
+    for (size_t r = 0; r < 3 && out.n_rows == 3; r++)
+        for (size_t l = 0; l < 3; l++) EXPECT_NEAR(atof(csv_cell(&out, r, l + 1)), want[r * 3 + l], 1e-9, 0);
+    csv_table_free(&out);
+    // No model covers r1 and r3: they get the fallback (uniform by default).
+    f.jobs[3].status = JOB_CUT;
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p2, &cov2, &err) == 0);
+    EXPECT(cov2.rows == 0);
+    EXPECT(merge_ensemble(&f.plan, &f.in, probs, covered, sub, &n_fb, &err) == 0);
+    EXPECT(n_fb == 2);
+    EXPECT(csv_table_read(&out, sub, &err) == 0);
+    EXPECT(out.n_rows == 3);
+    for (size_t l = 0; l < 3 && out.n_rows == 3; l++) {
+        EXPECT_NEAR(atof(csv_cell(&out, 0, l + 1)), 1.0 / 3, 1e-9, 0);
+        EXPECT_NEAR(atof(csv_cell(&out, 1, l + 1)), l == 1 ? 0.8 : 0.1, 1e-9, 0);   // m1 alone: r2
+        EXPECT_NEAR(atof(csv_cell(&out, 2, l + 1)), 1.0 / 3, 1e-9, 0);
+    }
+    csv_table_free(&out);
+    free(sub), free(mpath);
+    mfx_free(&f);
+}
+
+/* A cut job's partial output: the rows before the last newline count (a row the killed worker
+ * did not finish is dropped), validated like an output; a bad one is left out whole and counted. */
+TEST(test_merge_partial_output) {
+    mfx_t f;
+    if (mfx_init(&f, 1, 1) != 0) return;
+    err_t err = {0};
+    double p[9];
+    unsigned char c[3];
+    coverage_t cov = {.covered = c};
+    // m2's only job was cut after writing r2 (complete) and half of r1.
+    f.jobs[3].status = JOB_CUT;
+    char *partial = job_partial_path(&f.jobs[3]);
+    write_file(partial, "id,winner_model_a,winner_model_b,winner_tie\nr2,0.7,0.2,0.1\nr1,0.2,0.5");
+    EXPECT_MSG(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, &cov, &err) == 0, "%s", err.msg);
+    EXPECT(cov.rows == 1 && cov.partial_rows == 1 && !c[0] && c[1] && !c[2] && cov.partial_rejected == 0);
+    EXPECT_NEAR(p[3], 0.7, 1e-12, 0);
+    EXPECT_NEAR(p[4], 0.2, 1e-12, 0);
+    // Only a header (no batch finished), and no file at all: no rows, no complaint.
+    write_file(partial, "id,winner_model_a,winner_model_b,winner_tie\n");
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, &cov, &err) == 0);
+    EXPECT(cov.rows == 0 && cov.partial_rejected == 0);
+    unlink(partial);
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, &cov, &err) == 0);
+    EXPECT(cov.rows == 0 && cov.partial_rejected == 0);
+    // A bad row (out of range) rejects the whole file, naming it.
+    write_file(partial, "id,winner_model_a,winner_model_b,winner_tie\nr2,0.7,0.2,0.1\nr3,1.5,0,0\n");
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, &cov, &err) == 0);
+    EXPECT(cov.rows == 0 && cov.partial_rejected == 1);
+    EXPECT_STR_CONTAINS(cov.partial_error, ".partial: line 3: column 2 'winner_model_a': value '1.5' is not in [0, 1]");
+    // An id of another shard is rejected too.
+    write_file(partial, "id,winner_model_a,winner_model_b,winner_tie\nzz,0.7,0.2,0.1\n");
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, &cov, &err) == 0);
+    EXPECT(cov.partial_rejected == 1);
+    EXPECT_STR_CONTAINS(cov.partial_error, "id 'zz' is not one of this job's 3 ids");
+    // Without a deadline (cov NULL) a cut job cannot be merged.
+    EXPECT(merge_model(&f.plan, &f.in, 1, f.jobs, 4, p, NULL, &err) == -1);
+    unlink(partial);
+    free(partial);
     mfx_free(&f);
 }
 
@@ -250,8 +349,8 @@ TEST(bench_merge_25k) {
         for (int j = 0; j < n_jobs[m]; j++) EXPECT_MSG(validate_output(&plan, &jobs[m][j], &err) == 0, "%s", err.msg);
     double t1 = clock_mono_s();
     double *probs[2] = {malloc(R * 3 * sizeof(double)), malloc(R * 3 * sizeof(double))};
-    for (int m = 0; m < 2; m++) EXPECT_MSG(merge_model(&plan, &in, m, jobs[m], n_jobs[m], probs[m], &err) == 0, "%s", err.msg);
-    EXPECT(merge_ensemble(&plan, &in, probs, plan.output, &err) == 0);
+    for (int m = 0; m < 2; m++) EXPECT_MSG(merge_model(&plan, &in, m, jobs[m], n_jobs[m], probs[m], NULL, &err) == 0, "%s", err.msg);
+    EXPECT(merge_ensemble(&plan, &in, probs, NULL, plan.output, NULL, &err) == 0);
     double t2 = clock_mono_s();
     fprintf(stderr, "  25k rows: validate 8 outputs %.1f ms, merge 2 models + ensemble %.1f ms\n", (t1 - t0) * 1e3,
             (t2 - t1) * 1e3);
@@ -270,4 +369,4 @@ static int teardown(void) { return tt_rm_tree(tmpdir); }
 
 TEST_MAIN_WITH(setup, teardown,
                test_merge_model_flip_and_average, test_ensemble_methods, test_merge_errors,
-               bench_merge_25k)
+               test_merge_partial_coverage, test_merge_partial_output, bench_merge_25k)

@@ -553,9 +553,41 @@ TEST(test_suggest) {
 /* After the last test: remove the temp dir. */
 static int teardown(void) { return tt_rm_tree(tmpdir); }
 
+/* deadline (seconds or a duration string) and fallback (one probability per label). */
+TEST(test_deadline_fallback) {
+    plan_t p;
+    err_t err = {0};
+    EXPECT(load(&p, HEAD ONE_MODEL "}", &err) == 0);
+    EXPECT(p.deadline_s == 0 && p.fallback && p.fallback[0] == 1.0 / 3 && p.fallback[2] == 1.0 / 3);
+    plan_free(&p);
+    static const struct { const char *spec; double s; } ok[] = {
+        {"\"8h30m\"", 30600}, {"\"45m\"", 2700}, {"\"90s\"", 90}, {"\"1h0m5s\"", 3605}, {"\"1.5h\"", 5400},
+        {"\"120\"", 120}, {"32400", 32400}, {"0.5", 0.5},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, HEAD "\"deadline\": %s, " ONE_MODEL "}", ok[i].spec);
+        EXPECT_MSG(load(&p, text, &err) == 0, "%s: %s", ok[i].spec, err.msg);
+        EXPECT_MSG(p.deadline_s == ok[i].s, "%s: %g", ok[i].spec, p.deadline_s);
+        plan_free(&p);
+    }
+    expect_error_at(HEAD "\"deadline\": @\"8x\", " ONE_MODEL "}", "deadline: '8x': unknown unit 'x' (use h, m or s)");
+    expect_error_at(HEAD "\"deadline\": @\"30m8h\", " ONE_MODEL "}", "deadline: '30m8h': units must come once each, in the order h, m, s");
+    expect_error_at(HEAD "\"deadline\": @\"1h30\", " ONE_MODEL "}", "deadline: '1h30': a number after a unit needs its own unit");
+    expect_error_at(HEAD "\"deadline\": @\"0s\", " ONE_MODEL "}", "deadline: '0s': the deadline must be more than 0 seconds");
+    expect_error_at(HEAD "\"deadline\": @-5, " ONE_MODEL "}", "deadline: -5 is out of range (0, ");
+    expect_error_at(HEAD "\"deadline\": @true, " ONE_MODEL "}", "deadline: expected seconds or a duration");
+    expect_error_at(HEAD "\"fallback\": @[0.5, 0.5], " ONE_MODEL "}", "fallback: expected a list of 3 probabilities");
+    expect_error_at(HEAD "\"fallback\": [0.5, @2, 0], " ONE_MODEL "}", "fallback[1]: expected a probability in [0, 1] for label 'winner_model_b'");
+    expect_error_at(HEAD "\"fallback\": @[0.5, 0.4, 0.4], " ONE_MODEL "}", "fallback: the probabilities sum to 1.3, not 1");
+    EXPECT(load(&p, HEAD "\"fallback\": [0.5, 0.3, 0.2], " ONE_MODEL "}", &err) == 0);
+    EXPECT(p.fallback[0] == 0.5 && p.fallback[1] == 0.3 && p.fallback[2] == 0.2);
+    plan_free(&p);
+}
+
 TEST_MAIN_WITH(setup, teardown,
                test_brief_example_position, test_top_level_errors, test_numbers_bounded, test_invalid_json_position,
                test_labels_gpus_ensemble_memory, test_model_errors, test_positions_in_tricky_text,
                test_jansson_columns_agree, test_defaults, test_full_plan_values, test_lm_worker_paths_checked,
                test_lists_match_lm_worker, test_relative_paths_from_other_cwd, test_settings_key,
-               test_gpus_override, test_lm_worker_lookup, test_suggest)
+               test_gpus_override, test_lm_worker_lookup, test_suggest, test_deadline_fallback)

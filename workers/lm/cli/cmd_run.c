@@ -35,6 +35,7 @@
 
 typedef struct {
     const char *model, *adapter, *tokenizer, *input, *output; // paths; adapter, tokenizer may be NULL
+    const char *partial_output;  // --partial-output: finished batches' rows as they go, or NULL
     const char *device, *dtype, *quant, *template_name, *truncation; // option values as given
     int threads, max_length, batch_size; // 0 threads = all cores; ids per row; rows per batch
     long batch_tokens;           // 0: batch_size * max_length
@@ -53,6 +54,8 @@ void cmd_run_usage(FILE *f) {
         "  --tokenizer FILE    tokenizer.json (default: DIR/tokenizer.json)\n"
         "  --input CSV         rows to score (required)\n"
         "  --output CSV        probabilities, written atomically (required)\n"
+        "  --partial-output CSV  also append each finished batch's rows there, flushed, so that a\n"
+        "                      stopped run keeps them (orchestrate passes it under a deadline)\n"
         "  --device D          auto | cpu | cuda (default: auto = cuda when available)\n"
         "  --dtype T           auto | fp32 | bf16 | fp16 (default: auto)\n"
         "  --quant Q           none | int8 weight quantisation, CUDA only (default: none;\n"
@@ -80,6 +83,7 @@ static int run_parse(int argc, char **argv, run_opts_t *o) {
         {"tokenizer", OPT_STR, .dst = &o->tokenizer},
         {"input", OPT_STR, .dst = &o->input, .required = 1},
         {"output", OPT_STR, .dst = &o->output, .required = 1},
+        {"partial-output", OPT_STR, .dst = &o->partial_output},
         DEVICE_OPTS(o),
         {"max-length", OPT_INT, .dst = &o->max_length, .lo = 1, .hi = 1 << 24},
         {"batch-size", OPT_INT, .dst = &o->batch_size, .lo = 1, .hi = 1 << 20},
@@ -113,6 +117,7 @@ typedef struct {
     backend_t *backend;         // CPU or CUDA backend
     model_t *model;             // the loaded classifier
     double *probs;              // (n_rows, n_labels) in input order
+    probs_partial_t partial;    // --partial-output, open while the batches run (f NULL otherwise)
 } run_t;
 
 /* batch_encode_fn: decode and encode one input row. */
@@ -194,6 +199,12 @@ static int run_batches(run_t *r, const batch_plan_t *plan, const model_config_t 
                                    : " (try --dtype fp32)");
             }
         }
+        // The batch's rows go to the partial output before progress counts them as done.
+        if (rc == 0 && r->partial.f &&
+            probs_partial_append(&r->partial, &r->table, (size_t)r->cols.id, plan->order + k0, B, r->probs, err) < 0) {
+            err->code = EXIT_IOERR;
+            rc = -1;
+        }
         progress_report(prog, k0 + B, plan->n_rows);
     }
     free(ids);
@@ -213,6 +224,7 @@ static void run_free(run_t *r) {
     encoder_free(r->enc);
     template_free(&r->tmpl);
     if (r->tok) tokenizer_free(r->tok);
+    probs_partial_close(&r->partial);
     csv_table_free(&r->table);
     free(r->truncated);
     free(r->probs);
@@ -313,6 +325,13 @@ static int run_main(run_t *r) {
     free(lens);
 
     r->probs = xmalloc((n ? n : 1) * (size_t)cfg->n_labels * sizeof *r->probs);
+    if (o->partial_output &&
+        probs_partial_open(&r->partial, o->partial_output, (const char *const *)cfg->labels, (size_t)cfg->n_labels,
+                           &err) < 0) {
+        err.code = EXIT_IOERR;
+        batch_plan_free(&plan);
+        goto fail;
+    }
     double t_fwd = clock_mono_s();
     int rc = run_batches(r, &plan, cfg, &prog, &err);
     t_fwd = clock_mono_s() - t_fwd;
