@@ -17,17 +17,9 @@
 
 /* 1 when prog is an executable file in a directory of PATH. */
 static int on_path(const char *prog) {
-    const char *path = getenv("PATH");
-    if (!path) return 0;
-    char *copy = xstrdup(path), *save = NULL;
-    int found = 0;
-    for (char *dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
-        char buf[4096];
-        snprintf(buf, sizeof buf, "%s/%s", *dir ? dir : ".", prog);
-        found = access(buf, X_OK) == 0;
-    }
-    free(copy);
-    return found;
+    char *p = plan_path_search(getenv("PATH"), prog);
+    free(p);
+    return p != NULL;
 }
 
 int slurm_check_allocation(err_t *err) {

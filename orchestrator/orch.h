@@ -120,6 +120,11 @@ int plan_resolve_lm_worker(plan_t *plan, err_t *err);
  * (for messages). */
 char *plan_find_lm_worker(char *exe_dir, size_t exe_dir_len);
 
+/* The real path of the first executable regular file named prog in the ':'-separated folders
+ * of path_var (a PATH value; NULL or "" finds nothing; empty entries are skipped), malloc'd, or
+ * NULL. */
+char *plan_path_search(const char *path_var, const char *prog);
+
 /* Apply the CLI's --gpus: "cpu", "auto" or a comma-separated list of GPU indices ("0,1").
  * Returns 0, or -1 with err set (plan unchanged). */
 int plan_apply_gpus_override(plan_t *plan, const char *gpus_arg, err_t *err);

@@ -45,11 +45,14 @@ char *plan_find_lm_worker(char *exe_dir, size_t exe_dir_len) {
         char *found = executable_in(exe, "lm-worker");
         if (found) return found;
     }
-    const char *path = getenv("PATH");
-    char *copy = xstrdup(path ? path : "");
+    return plan_path_search(getenv("PATH"), "lm-worker");
+}
+
+char *plan_path_search(const char *path_var, const char *prog) {
+    char *copy = xstrdup(path_var ? path_var : "");
     char *found = NULL;
     for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save))
-        found = executable_in(dir, "lm-worker");
+        found = executable_in(dir, prog);
     free(copy);
     return found;
 }
