@@ -8,34 +8,30 @@
 . "$ORCH_SOURCE_DIR/tests/helpers/itest_lib.sh"
 set -e
 
-# --- output is the input, by a symlink (a string comparison would not see it)
+# A plan with its output at $1 is refused before any worker runs, the last line matching $2
+# ($3 names the case). The plan stays as written (cmp against plan.copy).
+expect_refused() {
+    INPUT=$T/in.csv write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')"
+    sed -i "s|\"output\": \"$T/sub.csv\"|\"output\": \"$1\"|" "$T/plan.json"
+    cp "$T/plan.json" "$T/plan.copy"
+    run_orch --plan "$T/plan.json"
+    expect_rc 1
+    last_line | grep -q "$2" || { show_log; fail "$3 not refused"; }
+    [ "$(trace_count)" = 0 ] || fail "a worker ran ($3)"
+    cmp -s "$T/plan.json" "$T/plan.copy" || fail "the plan was changed ($3)"
+}
+
 cp "$SAMPLE" "$T/in.csv"
+# --- output is the input, by a symlink (a string comparison would not see it)
 ln -s "$T/in.csv" "$T/link.csv"
-INPUT=$T/in.csv write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')"
-sed -i "s|\"output\": \"$T/sub.csv\"|\"output\": \"$T/link.csv\"|" "$T/plan.json"
-run_orch --plan "$T/plan.json"
-expect_rc 1
-last_line | grep -q "output .*input.*same file" || { show_log; fail "output = input not refused"; }
+expect_refused "$T/link.csv" "output .*input.*same file" "output = input"
 cmp -s "$SAMPLE" "$T/in.csv" || fail "the input was changed or deleted"
-[ "$(trace_count)" = 0 ] || fail "a worker ran"
-
 # --- output is the plan file
-sed -i "s|\"output\": \"$T/link.csv\"|\"output\": \"$T/./plan.json\"|" "$T/plan.json"
-cp "$T/plan.json" "$T/plan.copy"
-run_orch --plan "$T/plan.json"
-expect_rc 1
-last_line | grep -q "output .*plan" || { show_log; fail "output = plan not refused"; }
-cmp -s "$T/plan.json" "$T/plan.copy" || fail "the plan was changed"
-
+expect_refused "$T/./plan.json" "output .*plan" "output = plan"
 # --- output inside work_dir (spelled through a symlink to the work_dir)
 mkdir -p "$T/work"
 ln -s "$T/work" "$T/wlink"
-INPUT=$T/in.csv write_plan "$T/plan.json" "" "$(model_json m1 1 1 '["identity"]')"
-sed -i "s|\"output\": \"$T/sub.csv\"|\"output\": \"$T/wlink/report.json\"|" "$T/plan.json"
-run_orch --plan "$T/plan.json"
-expect_rc 1
-last_line | grep -q "output .*inside work_dir" || { show_log; fail "output inside work_dir not refused"; }
-[ "$(trace_count)" = 0 ] || fail "a worker ran"
+expect_refused "$T/wlink/report.json" "output .*inside work_dir" "output inside work_dir"
 rm -rf "$T/work" "$T/wlink"
 
 # --- --fresh with work_dir "." in a folder the user made: nothing is deleted
