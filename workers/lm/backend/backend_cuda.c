@@ -310,6 +310,29 @@ static void fill_quant(void *dst, size_t off, size_t n, void *ctx) {
     }
 }
 
+/* The fp16 stream of one matrix: a plain copy that also finds the first value fp16 cannot hold. */
+typedef struct {
+    const float *w;  // (n) fp32 host matrix
+    size_t bad;      // index of the first value whose fp16 rounding is not finite, valid when failed
+    int failed;
+} f16_stream_t;
+
+/* stage_fill_fn: copy bytes [off, off + n) of the fp32 matrix and check each value's fp16
+ * range: |v| >= 65520 (or a NaN) rounds to a non-finite fp16. */
+static void fill_f16_checked(void *dst, size_t off, size_t n, void *ctx) {
+    f16_stream_t *fs = ctx;
+    const float *src = fs->w + off / sizeof(float);
+    size_t cnt = n / sizeof(float), over = 0;
+    memcpy(dst, src, n);
+    for (size_t i = 0; i < cnt; i++) over += !(fabsf(src[i]) < 65520.0f);
+    if (over && !fs->failed) {
+        size_t i = 0;
+        while (fabsf(src[i]) < 65520.0f) i++;
+        fs->failed = 1;
+        fs->bad = off / sizeof(float) + i;
+    }
+}
+
 /* An fp32 vector (norm weights, rope frequencies) in device memory, or NULL (failure recorded). */
 static void *cuda_vec_upload(backend_t *b, const float *host, size_t n) {
     void *p = arena_alloc(b, n * sizeof(float), 0, "vector");
@@ -345,9 +368,23 @@ static int cuda_weight_upload(backend_t *b, bweight_t *w, const float *host, int
         if (rc) return -1;
     } else {
         w->dtype = b->compute;
-        if (!(w->data = arena_alloc(b, n * dt_size(b->compute), 0, "weight")) ||
-            stage_upload(b, w->data, host, n * sizeof(float), b->compute != DT_F32))
+        if (!(w->data = arena_alloc(b, n * dt_size(b->compute), 0, "weight"))) return -1;
+        if (b->compute == DT_F16) {
+            /* fp16 tops out at 65504: a larger weight would silently become infinity (then NaN
+             * downstream), so it is refused, naming where; weights.c prefixes the tensor name. */
+            f16_stream_t fs = {.w = host};
+            if (stage_stream(b, w->data, n * sizeof(float), sizeof(float), 1, fill_f16_checked, &fs)) return -1;
+            if (fs.failed) {
+                char msg[512];
+                snprintf(msg, sizeof msg,
+                         "fp16 weight: row %zu, column %zu holds %g, beyond fp16's range (largest finite value "
+                         "65504): it would become infinity; use --dtype fp32 (or bf16 on sm_80+)",
+                         fs.bad / (size_t)cols, fs.bad % (size_t)cols, (double)host[fs.bad]);
+                return cuda_record(b, EXIT_DATAERR, msg);
+            }
+        } else if (stage_upload(b, w->data, host, n * sizeof(float), b->compute != DT_F32)) {
             return -1;
+        }
     }
     b->upload_bytes += (double)n * sizeof(float);
     b->upload_seconds += clock_mono_s() - t0;
@@ -434,9 +471,10 @@ static cudaDataType_t cuda_type(dtype_t dt) {
     return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F;
 }
 
-/* out (T, rows) = in (T, cols) @ W^T. Row-major out is column-major out^T (rows x T), which
- * cuBLAS computes as W^T(op T on the column-major (cols x rows) view of W) times in^T. */
-static void cuda_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int T) {
+/* out (T, rows) = in (T, cols) @ W^T, out of type out_ty (the compute dtype's, or CUDA_R_32F).
+ * Row-major out is column-major out^T (rows x T), which cuBLAS computes as W^T (op T on the
+ * column-major (cols x rows) view of W) times in^T. */
+static void cuda_gemm(backend_t *b, void *out, cudaDataType_t out_ty, const void *in, const bweight_t *w, int T) {
     OP_GUARD(b);
     if (T <= 0) return;
     cuda_impl_t *im = impl_of(b);
@@ -452,7 +490,18 @@ static void cuda_matmul(backend_t *b, void *out, const void *in, const bweight_t
     const float alpha = 1.0f, beta = 0.0f;
     cudaDataType_t ty = cuda_type(b->compute);
     BLAS_CK(b, cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, T, w->cols, &alpha, W, ty, w->cols, in, ty,
-                            w->cols, &beta, out, ty, w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                            w->cols, &beta, out, out_ty, w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+/* backend_ops_t.matmul: out in the compute dtype. */
+static void cuda_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int T) {
+    cuda_gemm(b, out, cuda_type(b->compute), in, w, T);
+}
+
+/* backend_ops_t.matmul_f32: fp32 out from compute-dtype operands (cuBLAS rounds the fp32 sum to
+ * C's type; here it keeps it), so an o_proj / down_proj output beyond 65504 stays finite. */
+static void cuda_matmul_f32(backend_t *b, float *out, const void *in, const bweight_t *w, int T) {
+    cuda_gemm(b, out, CUDA_R_32F, in, w, T);
 }
 
 /* backend_ops_t.rope: queue rope_forward (kernels/rope.cu). */
@@ -481,7 +530,7 @@ static void cuda_gated_act(backend_t *b, void *out, const void *gate, const void
 }
 
 /* backend_ops_t.residual_add: queue residual_add_forward (kernels/rmsnorm.cu). */
-static void cuda_residual_add(backend_t *b, float *x, const void *y, const float *post_w, int T, int dim, float eps,
+static void cuda_residual_add(backend_t *b, float *x, const float *y, const float *post_w, int T, int dim, float eps,
                               float offset) {
     OP_GUARD(b);
     CK(b, residual_add_forward(x, y, post_w, T, dim, eps, offset, (kdtype_t)b->compute, impl_of(b)->stream));
@@ -567,6 +616,7 @@ static const backend_ops_t cuda_ops = {
     .embed = cuda_embed,
     .rmsnorm = cuda_rmsnorm,
     .matmul = cuda_matmul,
+    .matmul_f32 = cuda_matmul_f32,
     .rope = cuda_rope,
     .attention = cuda_attention,
     .gated_act = cuda_gated_act,
