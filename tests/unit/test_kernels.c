@@ -674,27 +674,36 @@ TEST(test_fp16_saturates) {
     free(x), free(w), free(got), free(ref), free(gate), free(up);
 }
 
-/* A weight fp16 cannot hold (it would round to infinity) fails the fp16 upload with a data error
- * naming row and column; 65504 and values that round down to it upload. */
+/* A weight fp16 cannot hold (it would round to infinity) fails the fp16 upload, plain and int8
+ * (dequantised into fp16), with a data error naming row and column; 65504 and values that round
+ * down to it upload. */
 TEST(test_fp16_weight_beyond_range_rejected) {
-    backend_t *g = g_gpus[2].b; // fp16
-    int rows = 40, cols = 70;
-    float *w = randn((size_t)rows * cols, 1.0f);
-    w[0] = 65504.0f, w[1] = -65519.0f; // the largest finite fp16, and a value that rounds to it
-    bweight_t bw;
     err_t err = {0};
-    EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == 0);
-    EXPECT(g->ops->sync(g, &err) == 0);
-    g->ops->weight_free(g, &bw);
-    w[(size_t)23 * cols + 9] = -70000.0f;
-    EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == -1);
-    EXPECT(g->ops->sync(g, &err) == -1);
-    EXPECT(err.code == EXIT_DATAERR);
-    EXPECT_STR_CONTAINS(err.msg, "row 23, column 9");
-    EXPECT_STR_CONTAINS(err.msg, "65504");
-    g->ops->weight_free(g, &bw);
-    memset(&err, 0, sizeof err);
-    EXPECT(g->ops->sync(g, &err) == 0); // reported once; the backend works on
+    backend_t *q = backend_cuda_create(DT_F16, 1, &err); // fp16 + int8 (the T4 setting)
+    ASSERT(q != NULL);
+    backend_t *gs[2] = {g_gpus[2].b, q};
+    int rows = 80, cols = 70; // 80 >= QUANT_MIN_ROWS: quantised on the int8 backend
+    float *w = randn((size_t)rows * cols, 1.0f);
+    for (int k = 0; k < 2; k++) {
+        backend_t *g = gs[k];
+        w[0] = 65504.0f, w[1] = -65519.0f; // the largest finite fp16, and a value that rounds to it
+        w[(size_t)23 * cols + 9] = 1.0f;
+        bweight_t bw;
+        EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == 0);
+        EXPECT(g->ops->sync(g, &err) == 0);
+        EXPECT(bw.dtype == (k ? DT_I8 : DT_F16));
+        g->ops->weight_free(g, &bw);
+        w[(size_t)23 * cols + 9] = -70000.0f;
+        EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == -1);
+        EXPECT(g->ops->sync(g, &err) == -1);
+        EXPECT(err.code == EXIT_DATAERR);
+        EXPECT_STR_CONTAINS(err.msg, "row 23, column 9");
+        EXPECT_STR_CONTAINS(err.msg, "65504");
+        g->ops->weight_free(g, &bw);
+        memset(&err, 0, sizeof err);
+        EXPECT(g->ops->sync(g, &err) == 0); // reported once; the backend works on
+    }
+    q->ops->destroy(q);
     free(w);
 }
 

@@ -286,27 +286,53 @@ static int stage_upload(backend_t *b, void *dst, const void *host, size_t bytes,
     return stage_stream(b, dst, bytes, convert ? sizeof(float) : 1, convert, fill_copy, (void *)host);
 }
 
+/* The first of v[0..n) that fp16 cannot hold (|v| >= 65520 rounds to infinity; or a NaN), or n. */
+static size_t f16_first_beyond(const float *v, size_t n) {
+    size_t over = 0, i = 0;
+    for (size_t j = 0; j < n; j++) over += !(fabsf(v[j]) < 65520.0f); // branch-free: vectorises
+    if (!over) return n;
+    while (fabsf(v[i]) < 65520.0f) i++;
+    return i;
+}
+
+/* err = why element `at` (value v) of a matrix of `cols` columns cannot be stored in fp16. */
+static void f16_range_error(err_t *err, size_t at, int cols, float v) {
+    err_code(err, EXIT_DATAERR,
+             "fp16 weight: row %zu, column %zu holds %g, beyond fp16's range (largest finite value 65504): it "
+             "would become infinity; use --dtype fp32 (or bf16 on sm_80+)",
+             at / (size_t)cols, at % (size_t)cols, (double)v);
+}
+
 /* The int8 stream of one matrix: rows quantised straight into the pinned buffer. */
 typedef struct {
     const float *w;  // (rows, cols) fp32 host matrix
     float *scales;   // (rows) filled as rows are quantised
     int cols;
-    err_t err;       // the first quantisation failure (a non-finite weight)
+    int f16;         // dequantised into fp16: refuse values fp16 cannot hold
+    err_t err;       // the first quantisation failure (a non-finite weight, or one beyond fp16)
     int failed;
 } quant_stream_t;
 
-/* stage_fill_fn: quantise the rows covering bytes [off, off + n) of the int8 matrix. */
+/* stage_fill_fn: quantise the rows covering bytes [off, off + n) of the int8 matrix; in fp16,
+ * also refuse a row whose largest |w| fp16 cannot hold (its dequantised value reaches it). */
 static void fill_quant(void *dst, size_t off, size_t n, void *ctx) {
     quant_stream_t *qs = ctx;
     int r0 = (int)(off / (size_t)qs->cols), nr = (int)(n / (size_t)qs->cols);
+    const float *rows = qs->w + (size_t)r0 * qs->cols;
     if (qs->failed) return;
-    if (quant_int8_rows(dst, qs->scales + r0, qs->w + (size_t)r0 * qs->cols, nr, qs->cols, &qs->err) < 0) {
+    if (quant_int8_rows(dst, qs->scales + r0, rows, nr, qs->cols, &qs->err) < 0) {
         qs->failed = 1; // name the row within the whole matrix, not within this chunk
-        const float *bad = qs->w + (size_t)r0 * qs->cols;
+        const float *bad = rows;
         while (isfinite(*bad)) bad++;
         size_t at = (size_t)(bad - qs->w);
         err_fmt(&qs->err, "int8 quantisation: row %zu, column %zu holds %g; the weight is not finite",
                 at / (size_t)qs->cols, at % (size_t)qs->cols, (double)*bad);
+        return;
+    }
+    size_t bad = qs->f16 ? f16_first_beyond(rows, n) : n;
+    if (bad < n) {
+        qs->failed = 1;
+        f16_range_error(&qs->err, (size_t)r0 * qs->cols + bad, qs->cols, rows[bad]);
     }
 }
 
@@ -318,16 +344,13 @@ typedef struct {
 } f16_stream_t;
 
 /* stage_fill_fn: copy bytes [off, off + n) of the fp32 matrix and check each value's fp16
- * range: |v| >= 65520 (or a NaN) rounds to a non-finite fp16. */
+ * range (f16_first_beyond). */
 static void fill_f16_checked(void *dst, size_t off, size_t n, void *ctx) {
     f16_stream_t *fs = ctx;
     const float *src = fs->w + off / sizeof(float);
-    size_t cnt = n / sizeof(float), over = 0;
+    size_t cnt = n / sizeof(float), i = f16_first_beyond(src, cnt);
     memcpy(dst, src, n);
-    for (size_t i = 0; i < cnt; i++) over += !(fabsf(src[i]) < 65520.0f);
-    if (over && !fs->failed) {
-        size_t i = 0;
-        while (fabsf(src[i]) < 65520.0f) i++;
+    if (i < cnt && !fs->failed) {
         fs->failed = 1;
         fs->bad = off / sizeof(float) + i;
     }
@@ -355,7 +378,8 @@ static int cuda_weight_upload(backend_t *b, bweight_t *w, const float *host, int
     if (im->quant_int8 && rows >= QUANT_MIN_ROWS && (size_t)cols <= STAGE_BYTES) { // a row fits a chunk
         /* Quantised row chunk by row chunk into pinned staging: no int8 copy of the matrix on the
          * host, and the quantiser overlaps the DMA of the previous chunk. */
-        quant_stream_t qs = {.w = host, .scales = xmalloc((size_t)rows * sizeof(float)), .cols = cols};
+        quant_stream_t qs = {.w = host, .scales = xmalloc((size_t)rows * sizeof(float)), .cols = cols,
+                             .f16 = b->compute == DT_F16};
         int rc = -1;
         if ((w->data = arena_alloc(b, n, 0, "int8 weight")) &&
             (w->scales = arena_alloc(b, (size_t)rows * sizeof(float), 0, "int8 scales")) &&
@@ -375,12 +399,9 @@ static int cuda_weight_upload(backend_t *b, bweight_t *w, const float *host, int
             f16_stream_t fs = {.w = host};
             if (stage_stream(b, w->data, n * sizeof(float), sizeof(float), 1, fill_f16_checked, &fs)) return -1;
             if (fs.failed) {
-                char msg[512];
-                snprintf(msg, sizeof msg,
-                         "fp16 weight: row %zu, column %zu holds %g, beyond fp16's range (largest finite value "
-                         "65504): it would become infinity; use --dtype fp32 (or bf16 on sm_80+)",
-                         fs.bad / (size_t)cols, fs.bad % (size_t)cols, (double)host[fs.bad]);
-                return cuda_record(b, EXIT_DATAERR, msg);
+                err_t e = {0};
+                f16_range_error(&e, fs.bad, cols, host[fs.bad]);
+                return cuda_record(b, EXIT_DATAERR, e.msg);
             }
         } else if (stage_upload(b, w->data, host, n * sizeof(float), b->compute != DT_F32)) {
             return -1;
