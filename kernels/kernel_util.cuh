@@ -22,7 +22,10 @@
 #define DYN_SMEM(type, name) extern __shared__ __align__(16) type name[]
 #endif
 
-/* Storage dtype <-> fp32. from_f32 rounds to nearest even, as torch's .to(dtype) does. */
+/* Storage dtype <-> fp32. from_f32 rounds to nearest even, as torch's .to(dtype) does, except
+ * that fp16 saturates: a finite value beyond +-65504 is stored as +-65504, never as infinity (a
+ * cast would give inf, and the next norm or softmax NaN). NaN stays NaN. Weights never reach
+ * the saturation: their upload refuses values fp16 cannot hold (backend_cuda.c). */
 template <typename T> __device__ __forceinline__ float to_f32(T x);
 template <> __device__ __forceinline__ float to_f32<float>(float x) { return x; }
 template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -31,7 +34,9 @@ template <> __device__ __forceinline__ float to_f32<__half>(__half x) { return _
 template <typename T> __device__ __forceinline__ T from_f32(float x);
 template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __half from_f32<__half>(float x) {
+    return __float2half_rn(x > 65504.0f ? 65504.0f : x < -65504.0f ? -65504.0f : x);
+}
 
 /* x rounded through T and back: marks the places where transformers would hold a value in the
  * activation dtype, so that reduced-precision runs round where it does. */

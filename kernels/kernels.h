@@ -7,7 +7,8 @@
  * Dtypes. `dt` is the compute dtype of ACT_WORK buffers and of unquantised weights; its values
  * equal dtype_t's DT_F32/DT_BF16/DT_F16 in workers/lm/backend/backend.h (backend_cuda.c asserts this).
  * Residual-stream buffers, norm weights, rope frequencies and int8 scales are always fp32. All
- * arithmetic inside a kernel is fp32; values are rounded to `dt` only where they are stored.
+ * arithmetic inside a kernel is fp32; values are rounded to `dt` only where they are stored, and
+ * fp16 stores saturate at +-65504 (never infinity; NaN stays NaN).
  *
  * Layout. Activations are row-major (T, width) over a packed batch of varlen sequences (see
  * backend.h). The CPU reference of each op is the op of the same name in backend_cpu.c.
@@ -39,8 +40,10 @@ cudaError_t embed_forward(float *x, const void *emb, const float *emb_scales, co
 cudaError_t rmsnorm_forward(void *out, const float *x, const float *w, int T, int dim, float eps, float offset,
                             kdtype_t dt, cudaStream_t stream);
 
-/* rmsnorm.cu: x (fp32) += post_w ? round_dt(rmsnorm(y) * (offset + post_w)) : y, y (T, dim) of dt. */
-cudaError_t residual_add_forward(float *x, const void *y, const float *post_w, int T, int dim, float eps,
+/* rmsnorm.cu: x (fp32) += post_w ? round_dt(rmsnorm(y') * (offset + post_w)) : y', y (T, dim) fp32
+ * (the o_proj / down_proj output, kept in fp32 because in fp16 it could exceed 65504) and y' = y
+ * in fp16/fp32, y rounded to bf16 in bf16 (as transformers holds it; bf16 cannot overflow). */
+cudaError_t residual_add_forward(float *x, const float *y, const float *post_w, int T, int dim, float eps,
                                  float offset, kdtype_t dt, cudaStream_t stream);
 
 /* rope.cu: rotate q (T, n_heads*head_dim) and k (T, n_kv_heads*head_dim) in place by the angle

@@ -9,7 +9,8 @@
 #     are not (LoRA-merged weights in bf16, any int8, tiny-gemma2's fp32 weights in bf16/fp16),
 #     the bound is that tolerance plus 3x the error the rounded weights alone cause, measured at
 #     test time on the CPU (lm-worker bench --round-weights); see docs/cuda-emu.md.
-#     On an emulated sm_75 (T4): fp16, fp16+int8, auto = fp16, and bf16 refused clearly;
+#     On an emulated sm_75 (T4): fp16, fp16+int8, auto = fp16, and bf16 refused clearly; a weight
+#     fp16 cannot hold (70144) refused in fp16 and fp16+int8 with exit 65 naming the tensor;
 #   - `lm-worker run` on 40 real rows: cuda fp32 equals the CPU reference within 1e-5; bf16,
 #     fp16 and int8 stay within the gross-error bounds measured for this tiny model;
 #   - out of device memory exits 75 naming the allocation, and writes no output;
@@ -68,6 +69,38 @@ if "$EMU" bench --device cuda --dtype bf16 --model "$M/tiny-llama" --golden "$M/
     fail "bf16 on sm_75 was accepted"
 else
     grep -qi "bf16" "$TMP/sm75-bf16.log" || { fail "bf16 on sm_75: no clear message"; cat "$TMP/sm75-bf16.log"; }
+fi
+
+# A weight fp16 cannot hold (70144 in one down_proj; bf16 holds it): the fp16 upload, plain and
+# int8, exits 65 naming the tensor, row and column; bf16 loads the same checkpoint. python3
+# (no torch) patches two bytes of the fixture's safetensors.
+if command -v python3 >/dev/null; then
+    cp -r "$M/tiny-llama" "$TMP/big-w"
+    python3 - "$TMP/big-w" <<'PY'
+import json, struct, sys
+d = sys.argv[1]
+name = "model.layers.1.mlp.down_proj.weight"
+f = d + "/" + json.load(open(d + "/model.safetensors.index.json"))["weight_map"][name]
+b = bytearray(open(f, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+t = json.loads(b[8:8 + n])[name]
+assert t["dtype"] == "BF16"
+at = 8 + n + t["data_offsets"][0] + 2 * (5 * t["shape"][1] + 7)
+b[at:at + 2] = struct.pack("<H", 0x4789)  # bf16 70144
+open(f, "wb").write(b)
+PY
+    for q in none int8; do
+        "$EMU" bench --device cuda --dtype fp16 --quant $q --model "$TMP/big-w" --shapes 1x8 --iters 1 --warmup 0 \
+            >"$TMP/big-w-$q.log" 2>&1
+        rc=$?
+        if [ $rc -eq 65 ] && grep -q "uploading 'model.layers.1.mlp.down_proj.weight': fp16 weight: row 5, column 7 holds 70144" "$TMP/big-w-$q.log"; then
+            echo "ok   fp16 weight beyond 65504 refused ($q): exit 65 naming the tensor"
+        else
+            fail "fp16 weight beyond 65504 ($q): exit $rc"; cat "$TMP/big-w-$q.log"
+        fi
+    done
+    CUDA_EMU_SM=80 "$EMU" bench --device cuda --dtype bf16 --model "$TMP/big-w" --shapes 1x8 --iters 1 --warmup 0 \
+        >"$TMP/big-w-bf16.log" 2>&1 || { fail "bf16 refused a weight it can hold"; cat "$TMP/big-w-bf16.log"; }
 fi
 unset CUDA_EMU_SM
 

@@ -5,7 +5,9 @@
  * Inputs are made exactly representable in the GPU's compute dtype first (rounded on the GPU
  * and read back), and weights are read back after upload (rounded, or int8-dequantised), so the
  * CPU computes in fp32 on exactly the values the GPU sees: the comparison measures the kernels'
- * own rounding, not the inputs'. Backends covered: fp32, bf16 (sm_80+), fp16, int8 weights, and
+ * own rounding, not the inputs'. Also fp16 beyond its range (issue 9): saturating stores, the
+ * upload's refusal of weights fp16 cannot hold, and a layer whose projections exceed 65504.
+ * Backends covered: fp32, bf16 (sm_80+), fp16, int8 weights, and
  * bf16/fp16 with the generic attention kernel forced (LM_ATTN_GENERIC=1).
  *
  * Skips (exit 77) when built without CUDA or when no CUDA device is present. On a GPU machine
@@ -308,6 +310,14 @@ TEST(test_matmul) {
             snprintf(what, sizeof what, "matmul %s T=%d in=%d out=%d%s", name, T, K, N,
                      gw.dtype == DT_I8 ? " (int8)" : "");
             compare(what, got, co, (size_t)T * N, tol_for(dt, 1));
+            /* matmul_f32: the same product kept in fp32 (o_proj, down_proj) */
+            float *gf = g->ops->act_alloc(g, (size_t)T * N, ACT_RESIDUAL);
+            g->ops->matmul_f32(g, gf, gx, &gw, T);
+            gpu_get(g, got, gf, (size_t)T * N, ACT_RESIDUAL);
+            snprintf(what, sizeof what, "matmul_f32 %s T=%d in=%d out=%d%s", name, T, K, N,
+                     gw.dtype == DT_I8 ? " (int8)" : "");
+            compare(what, got, co, (size_t)T * N, tol_for(DT_F32, 1));
+            g->ops->mem_free(g, gf);
             g->ops->weight_free(g, &gw);
             g->ops->mem_free(g, gx), g->ops->mem_free(g, go);
             g_cpu->ops->mem_free(g_cpu, cx), g_cpu->ops->mem_free(g_cpu, co);
@@ -457,8 +467,7 @@ TEST(test_residual_add) {
     FOR_GPUS(g, name, dt) {
         for (int mode = 0; mode < 3; mode++) { // plain add, post-norm offset 0, post-norm offset 1
             float *x = randn(n, 1.0f), *y = randn(n, 4.0f), *w = randn(dim, 0.1f), *got = xmalloc(n * 4);
-            float *gx = gpu_put(g, x, n, ACT_RESIDUAL);
-            void *gy = gpu_put(g, y, n, ACT_WORK);
+            float *gx = gpu_put(g, x, n, ACT_RESIDUAL), *gy = gpu_put(g, y, n, ACT_RESIDUAL); // y: matmul_f32's
             float *gw = g->ops->vec_upload(g, w, dim);
             float *cx = cpu_put(x, n), *cy = cpu_put(y, n), *cw = cpu_put(w, dim);
             g->ops->residual_add(g, gx, gy, mode ? gw : NULL, T, dim, 1e-6f, mode == 2 ? 1.0f : 0.0f);
@@ -618,6 +627,165 @@ TEST(test_int8_nonfinite_rejected) {
     free(w);
 }
 
+/* Clamp v[0..n) to fp16's finite range, as a saturating fp16 store does; returns how many were
+ * outside it. */
+static size_t clamp_f16_range(float *v, size_t n) {
+    size_t over = 0;
+    for (size_t i = 0; i < n; i++) {
+        over += fabsf(v[i]) > 65504.0f;
+        v[i] = fmaxf(-65504.0f, fminf(65504.0f, v[i]));
+    }
+    return over;
+}
+
+/* fp16 stores saturate: a normed row or a gated activation beyond 65504 is held as +-65504, not
+ * infinity (the next GEMM would turn inf into NaN). Oracle: the fp32 CPU op, clamped. */
+TEST(test_fp16_saturates) {
+    backend_t *g = g_gpus[2].b; // fp16
+    int T = 4, dim = 256;
+    size_t n = (size_t)T * dim;
+    float *x = randn(n, 1.0f), *w = randn(dim, 1.0f), *got = xmalloc(n * 4), *ref = xmalloc(n * 4);
+    for (int i = 0; i < dim; i++) w[i] *= 4e4f; // |x/rms * w| reaches ~1e5
+    float *gx = gpu_put(g, x, n, ACT_RESIDUAL), *gw = g->ops->vec_upload(g, w, dim);
+    float *cx = cpu_put(x, n), *cw = cpu_put(w, dim);
+    void *go = g->ops->act_alloc(g, n, ACT_WORK);
+    g->ops->rmsnorm(g, go, gx, gw, T, dim, 1e-6f, 0.0f);
+    g_cpu->ops->rmsnorm(g_cpu, ref, cx, cw, T, dim, 1e-6f, 0.0f);
+    gpu_get(g, got, go, n, ACT_WORK);
+    EXPECT_MSG(clamp_f16_range(ref, n) > 0, "no normed value beyond 65504: the test is void");
+    compare("rmsnorm fp16 saturating", got, ref, n, tol_for(DT_F16, 0));
+    /* gated_act: gate and up of a few hundred give products far beyond 65504 */
+    float *gate = randn(n, 300.0f), *up = randn(n, 300.0f);
+    void *gg = gpu_put(g, gate, n, ACT_WORK), *gu = gpu_put(g, up, n, ACT_WORK);
+    float *cg = cpu_put(gate, n), *cu = cpu_put(up, n);
+    for (int a = 0; a < 2; a++) {
+        act_t act = a ? ACT_GELU_TANH : ACT_SILU;
+        g->ops->gated_act(g, go, gg, gu, T, dim, act);
+        g_cpu->ops->gated_act(g_cpu, ref, cg, cu, T, dim, act);
+        gpu_get(g, got, go, n, ACT_WORK);
+        EXPECT_MSG(clamp_f16_range(ref, n) > 0, "no activation beyond 65504: the test is void");
+        compare(a ? "gated_act fp16 saturating gelu_tanh" : "gated_act fp16 saturating silu", got, ref, n,
+                tol_for(DT_F16, 0));
+    }
+    g->ops->mem_free(g, gx), g->ops->mem_free(g, gw), g->ops->mem_free(g, go);
+    g->ops->mem_free(g, gg), g->ops->mem_free(g, gu);
+    g_cpu->ops->mem_free(g_cpu, cx), g_cpu->ops->mem_free(g_cpu, cw);
+    g_cpu->ops->mem_free(g_cpu, cg), g_cpu->ops->mem_free(g_cpu, cu);
+    free(x), free(w), free(got), free(ref), free(gate), free(up);
+}
+
+/* A weight fp16 cannot hold (it would round to infinity) fails the fp16 upload, plain and int8
+ * (dequantised into fp16), with a data error naming row and column; 65504 and values that round
+ * down to it upload. */
+TEST(test_fp16_weight_beyond_range_rejected) {
+    err_t err = {0};
+    backend_t *q = backend_cuda_create(DT_F16, 1, &err); // fp16 + int8 (the T4 setting)
+    ASSERT(q != NULL);
+    backend_t *gs[2] = {g_gpus[2].b, q};
+    int rows = 80, cols = 70; // 80 >= QUANT_MIN_ROWS: quantised on the int8 backend
+    float *w = randn((size_t)rows * cols, 1.0f);
+    for (int k = 0; k < 2; k++) {
+        backend_t *g = gs[k];
+        w[0] = 65504.0f, w[1] = -65519.0f; // the largest finite fp16, and a value that rounds to it
+        w[(size_t)23 * cols + 9] = 1.0f;
+        bweight_t bw;
+        EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == 0);
+        EXPECT(g->ops->sync(g, &err) == 0);
+        EXPECT(bw.dtype == (k ? DT_I8 : DT_F16));
+        g->ops->weight_free(g, &bw);
+        w[(size_t)23 * cols + 9] = -70000.0f;
+        EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == -1);
+        EXPECT(g->ops->sync(g, &err) == -1);
+        EXPECT(err.code == EXIT_DATAERR);
+        EXPECT_STR_CONTAINS(err.msg, "row 23, column 9");
+        EXPECT_STR_CONTAINS(err.msg, "65504");
+        g->ops->weight_free(g, &bw);
+        memset(&err, 0, sizeof err);
+        EXPECT(g->ops->sync(g, &err) == 0); // reported once; the backend works on
+    }
+    q->ops->destroy(q);
+    free(w);
+}
+
+/* The ops of one decoder layer without attention, in forward.c's order and buffer kinds, then
+ * pool_score: rmsnorm, o_proj, residual add (through a post-norm when `post`, Gemma-2's
+ * layout; plain, Llama's, otherwise), rmsnorm, gate/up, gelu, down_proj, residual add. x (T, dim)
+ * is updated in place; logits (B, n_labels) land on the host. W[0..4] are o, gate, up, down, score. */
+static void layer_chain(backend_t *be, float *logits, float *x, const float *nw, const bweight_t *W,
+                        const bbatch_t *bt, int dim, int hidden, int post) {
+    const backend_ops_t *op = be->ops;
+    int T = bt->T;
+    void *xn = op->act_alloc(be, (size_t)T * dim, ACT_WORK);
+    float *y = op->act_alloc(be, (size_t)T * dim, ACT_RESIDUAL);
+    void *gate = op->act_alloc(be, (size_t)T * hidden, ACT_WORK), *up = op->act_alloc(be, (size_t)T * hidden, ACT_WORK);
+    void *hb = op->act_alloc(be, (size_t)T * hidden, ACT_WORK);
+    ASSERT(xn && y && gate && up && hb);
+    op->rmsnorm(be, xn, x, nw, T, dim, 1e-6f, 1.0f);
+    op->matmul_f32(be, y, xn, &W[0], T);
+    op->residual_add(be, x, y, post ? nw : NULL, T, dim, 1e-6f, 1.0f);
+    op->rmsnorm(be, xn, x, nw, T, dim, 1e-6f, 1.0f);
+    op->matmul(be, gate, xn, &W[1], T);
+    op->matmul(be, up, xn, &W[2], T);
+    op->gated_act(be, hb, gate, up, T, hidden, ACT_GELU_TANH);
+    op->matmul_f32(be, y, hb, &W[3], T);
+    op->residual_add(be, x, y, post ? nw : NULL, T, dim, 1e-6f, 1.0f);
+    op->pool_score(be, logits, x, nw, 1e-6f, 1.0f, &W[4], bt, dim);
+    op->mem_free(be, xn), op->mem_free(be, y), op->mem_free(be, gate), op->mem_free(be, up), op->mem_free(be, hb);
+}
+
+/* Issue 9: o_proj and down_proj outputs far beyond fp16's 65504 (weights of std 6000, all within
+ * fp16's range). In fp16 the layer must still give finite logits close to the fp32 CPU run, both
+ * with Gemma-2's post-norms and with Llama's plain residual add. */
+TEST(test_fp16_projections_beyond_range) {
+    backend_t *g = g_gpus[2].b; // fp16
+    int lens[] = {5, 12}, dim = 128, hidden = 256, nl = 3;
+    int rows[5] = {dim, hidden, hidden, dim, nl}, cols[5] = {dim, dim, dim, hidden, dim};
+    float stds[5] = {6000.0f, 1.0f / sqrtf((float)dim), 1.0f / sqrtf((float)dim), 6000.0f, 1.0f / sqrtf((float)dim)};
+    host_batch_t h = batch_make(lens, 2, 10);
+    int T = h.bt.T;
+    size_t n = (size_t)T * dim;
+    bbatch_t cbt = {0}, gbt = {0};
+    ASSERT(g_cpu->ops->batch_upload(g_cpu, &cbt, &h.bt) == 0);
+    ASSERT(g->ops->batch_upload(g, &gbt, &h.bt) == 0);
+    bweight_t gw[5], cw[5];
+    float *exact[5];
+    for (int i = 0; i < 5; i++) {
+        float *w = randn((size_t)rows[i] * cols[i], stds[i]);
+        exact[i] = xmalloc((size_t)rows[i] * cols[i] * sizeof(float));
+        weight_put(g, &gw[i], &cw[i], exact[i], w, rows[i], cols[i]);
+        free(w);
+    }
+    float *nw = randn(dim, 0.1f), *gn = g->ops->vec_upload(g, nw, dim), *cn = cpu_put(nw, dim);
+    float *y_max = xmalloc(n * 4);
+    for (int post = 0; post < 2; post++) {
+        float *x = randn(n, 1.0f), got[2 * 3], ref[2 * 3];
+        float *gx = gpu_put(g, x, n, ACT_RESIDUAL), *cx = cpu_put(x, n);
+        /* The oracle that the case is real: the fp32 o_proj output exceeds fp16's range. */
+        float *cxn = g_cpu->ops->act_alloc(g_cpu, n, ACT_WORK);
+        g_cpu->ops->rmsnorm(g_cpu, cxn, cx, cn, T, dim, 1e-6f, 1.0f);
+        g_cpu->ops->matmul(g_cpu, y_max, cxn, &cw[0], T);
+        double big = 0.0;
+        for (size_t i = 0; i < n; i++) big = fmax(big, fabs((double)y_max[i]));
+        EXPECT_MSG(big > 65504.0, "o_proj output peaks at %g, within fp16's range: the test is void", big);
+        g_cpu->ops->mem_free(g_cpu, cxn);
+        layer_chain(g, got, gx, gn, gw, &gbt, dim, hidden, post);
+        layer_chain(g_cpu, ref, cx, cn, cw, &cbt, dim, hidden, post);
+        gpu_sync(g);
+        double scale = 0.0;
+        for (int i = 0; i < 2 * nl; i++) scale = fmax(scale, fabs((double)ref[i]));
+        char what[128];
+        snprintf(what, sizeof what, "fp16 layer, projections up to %.3g, %s", big, post ? "post-norms" : "plain add");
+        compare(what, got, ref, (size_t)2 * nl, (tol_t){1e-2 * scale, 1e-2});
+        g->ops->mem_free(g, gx);
+        g_cpu->ops->mem_free(g_cpu, cx);
+        free(x);
+    }
+    for (int i = 0; i < 5; i++) g->ops->weight_free(g, &gw[i]), free(exact[i]);
+    g->ops->mem_free(g, gn), g_cpu->ops->mem_free(g_cpu, cn);
+    batch_free_dev(g, &gbt), batch_free_dev(g_cpu, &cbt);
+    free(nw), free(y_max), free(h.mem);
+}
+
 /* Before the first test: the CPU reference and every GPU backend; skip (77) without a device. */
 static int setup(void) {
     int n = 0;
@@ -668,6 +836,7 @@ static int teardown(void) {
 TEST_MAIN_WITH(setup, teardown,
                test_embed, test_rmsnorm, test_matmul, test_rope, test_attention, test_attention_uses_tensor_cores,
                test_gated_act, test_residual_add, test_pool_score, test_batch_upload, test_int8_upload_matches_quant,
-               test_oom_reported, test_int8_nonfinite_rejected)
+               test_oom_reported, test_int8_nonfinite_rejected, test_fp16_saturates,
+               test_fp16_weight_beyond_range_rejected, test_fp16_projections_beyond_range)
 
 #endif

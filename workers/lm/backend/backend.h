@@ -9,6 +9,9 @@
  *   - ACT_RESIDUAL buffers are always fp32 (the residual stream; `float *` in signatures);
  *   - ACT_WORK buffers hold the backend's compute dtype (fp32 on CPU; bf16/fp16/fp32 on CUDA;
  *     `void *` in signatures).
+ * The o_proj / down_proj outputs (matmul_f32) are fp32 too: they feed a norm or the residual add,
+ * and in fp16 they can exceed 65504. Where an ACT_WORK buffer is fp16, kernels saturate to
+ * +-65504 instead of storing infinity (docs/architecture.md, "Precision").
  * Norm weights and rope frequencies are fp32 vectors. Matrices are bweight_t, whose dtype the
  * backend chose at upload (it may quantise to int8 with per-row scales).
  *
@@ -74,7 +77,9 @@ typedef struct {
     /* Memory. alloc returns NULL (and records OOM) when the backend is out of memory. */
     void *(*act_alloc)(backend_t *b, size_t n_elems, act_kind_t kind);
     void *(*vec_upload)(backend_t *b, const float *host, size_t n);       // fp32 vector copy
-    /* Host (rows, cols) fp32 -> w in b's dtype; 0, or -1 on OOM. */
+    /* Host (rows, cols) fp32 -> w in b's dtype; 0, or -1 on OOM or on a value the dtype cannot
+     * hold (fp16: |v| >= 65520 would become infinity), the failure recorded for sync() with
+     * EXIT_DATAERR naming the row and column. */
     int (*weight_upload)(backend_t *b, bweight_t *w, const float *host, int rows, int cols);
     /* Free act_alloc / vec_upload memory; NULL is a no-op. */
     void (*mem_free)(backend_t *b, void *p);
@@ -87,14 +92,18 @@ typedef struct {
     void (*rmsnorm)(backend_t *b, void *out, const float *x, const float *w, int T, int dim, float eps, float offset);
     /* out (T, w->rows) = in (T, w->cols) @ W^T. */
     void (*matmul)(backend_t *b, void *out, const void *in, const bweight_t *w, int T);
+    /* The same product with an fp32 out (an ACT_RESIDUAL-sized buffer), whatever the compute
+     * dtype: for o_proj and down_proj, whose outputs feed a norm or the residual stream and may
+     * exceed fp16's range (65504) where the fp32 result does not. */
+    void (*matmul_f32)(backend_t *b, float *out, const void *in, const bweight_t *w, int T);
     /* Rotate q, k in place by bt->pos. */
     void (*rope)(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, int n_kv_heads, int head_dim, const float *inv_freq);
     /* Causal attention within each sequence of bt; out (T, n_heads*head_dim). */
     void (*attention)(backend_t *b, void *out, const void *q, const void *k, const void *v, const bbatch_t *bt, const attn_params_t *p);
     /* out (T, hidden) = act(gate) * up. */
     void (*gated_act)(backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act);
-    /* x += post_w ? rmsnorm(y) * (offset + post_w) : y */
-    void (*residual_add)(backend_t *b, float *x, const void *y, const float *post_w, int T, int dim, float eps, float offset);
+    /* x += post_w ? rmsnorm(y) * (offset + post_w) : y, y fp32 (matmul_f32's output) */
+    void (*residual_add)(backend_t *b, float *x, const float *y, const float *post_w, int T, int dim, float eps, float offset);
     /* logits (B, n_labels) on the host = rmsnorm(x[last[b]]) @ score^T */
     void (*pool_score)(backend_t *b, float *logits_host, const float *x, const float *norm_w, float eps, float offset,
                        const bweight_t *score, const bbatch_t *bt, int dim);

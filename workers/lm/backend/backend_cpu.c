@@ -300,6 +300,11 @@ void cpu_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int
     cpu_pool_run(impl_of(b)->pool, (w->rows + MM_BLOCK - 1) / MM_BLOCK, mm_task, &c);
 }
 
+/* backend_ops_t.matmul_f32: cpu_matmul, whose out is fp32 already. */
+void cpu_matmul_f32(backend_t *b, float *out, const void *in, const bweight_t *w, int T) {
+    cpu_matmul(b, out, in, w, T);
+}
+
 void cpu_set_plain(backend_t *b, int on) { impl_of(b)->plain = on; }
 
 typedef struct {
@@ -505,7 +510,7 @@ static void resid_row(void *ctx, int t) {
 }
 
 /* x += post_w ? rmsnorm(y) * (offset + post_w) : y. */
-void cpu_residual_add(backend_t *b, float *x, const void *y, const float *post_w, int T, int dim, float eps,
+void cpu_residual_add(backend_t *b, float *x, const float *y, const float *post_w, int T, int dim, float eps,
                       float offset) {
     resid_ctx_t c = {x, y, post_w, dim, eps, offset};
     rows_run(b, T, resid_row, &c);
@@ -563,6 +568,7 @@ static const backend_ops_t cpu_ops = {
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
+    .matmul_f32 = cpu_matmul_f32,
     .rope = cpu_rope,
     .attention = cpu_attention,
     .gated_act = cpu_gated_act,

@@ -17,6 +17,8 @@ void cpu_embed(backend_t *b, float *x, const bweight_t *emb, const bbatch_t *bt,
 void cpu_rmsnorm(backend_t *b, void *out, const float *x, const float *w, int T, int dim, float eps, float offset);
 /* out (T, w->rows) = in (T, w->cols) @ W^T. */
 void cpu_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int T);
+/* cpu_matmul with a float out: backend_ops_t.matmul_f32 (every CPU buffer is fp32). */
+void cpu_matmul_f32(backend_t *b, float *out, const void *in, const bweight_t *w, int T);
 /* Rotate q (T, n_heads*head_dim) and k (T, n_kv_heads*head_dim) in place by each token's position. */
 void cpu_rope(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, int n_kv_heads, int head_dim,
               const float *inv_freq);
@@ -27,7 +29,7 @@ void cpu_attention(backend_t *b, void *out, const void *q, const void *k, const 
 /* out (T, hidden) = act(gate) * up. */
 void cpu_gated_act(backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act);
 /* x += post_w ? rmsnorm(y) * (offset + post_w) : y, all (T, dim). */
-void cpu_residual_add(backend_t *b, float *x, const void *y, const float *post_w, int T, int dim, float eps,
+void cpu_residual_add(backend_t *b, float *x, const float *y, const float *post_w, int T, int dim, float eps,
                       float offset);
 /* logits_host (B, score->rows) = rmsnorm(x[last[b]]) @ score^T. */
 void cpu_pool_score(backend_t *b, float *logits_host, const float *x, const float *norm_w, float eps, float offset,

@@ -286,27 +286,73 @@ static int stage_upload(backend_t *b, void *dst, const void *host, size_t bytes,
     return stage_stream(b, dst, bytes, convert ? sizeof(float) : 1, convert, fill_copy, (void *)host);
 }
 
+/* The first of v[0..n) that fp16 cannot hold (|v| >= 65520 rounds to infinity; or a NaN), or n. */
+static size_t f16_first_beyond(const float *v, size_t n) {
+    size_t over = 0, i = 0;
+    for (size_t j = 0; j < n; j++) over += !(fabsf(v[j]) < 65520.0f); // branch-free: vectorises
+    if (!over) return n;
+    while (fabsf(v[i]) < 65520.0f) i++;
+    return i;
+}
+
+/* err = why element `at` (value v) of a matrix of `cols` columns cannot be stored in fp16. */
+static void f16_range_error(err_t *err, size_t at, int cols, float v) {
+    err_code(err, EXIT_DATAERR,
+             "fp16 weight: row %zu, column %zu holds %g, beyond fp16's range (largest finite value 65504): it "
+             "would become infinity; use --dtype fp32 (or bf16 on sm_80+)",
+             at / (size_t)cols, at % (size_t)cols, (double)v);
+}
+
 /* The int8 stream of one matrix: rows quantised straight into the pinned buffer. */
 typedef struct {
     const float *w;  // (rows, cols) fp32 host matrix
     float *scales;   // (rows) filled as rows are quantised
     int cols;
-    err_t err;       // the first quantisation failure (a non-finite weight)
+    int f16;         // dequantised into fp16: refuse values fp16 cannot hold
+    err_t err;       // the first quantisation failure (a non-finite weight, or one beyond fp16)
     int failed;
 } quant_stream_t;
 
-/* stage_fill_fn: quantise the rows covering bytes [off, off + n) of the int8 matrix. */
+/* stage_fill_fn: quantise the rows covering bytes [off, off + n) of the int8 matrix; in fp16,
+ * also refuse a row whose largest |w| fp16 cannot hold (its dequantised value reaches it). */
 static void fill_quant(void *dst, size_t off, size_t n, void *ctx) {
     quant_stream_t *qs = ctx;
     int r0 = (int)(off / (size_t)qs->cols), nr = (int)(n / (size_t)qs->cols);
+    const float *rows = qs->w + (size_t)r0 * qs->cols;
     if (qs->failed) return;
-    if (quant_int8_rows(dst, qs->scales + r0, qs->w + (size_t)r0 * qs->cols, nr, qs->cols, &qs->err) < 0) {
+    if (quant_int8_rows(dst, qs->scales + r0, rows, nr, qs->cols, &qs->err) < 0) {
         qs->failed = 1; // name the row within the whole matrix, not within this chunk
-        const float *bad = qs->w + (size_t)r0 * qs->cols;
+        const float *bad = rows;
         while (isfinite(*bad)) bad++;
         size_t at = (size_t)(bad - qs->w);
         err_fmt(&qs->err, "int8 quantisation: row %zu, column %zu holds %g; the weight is not finite",
                 at / (size_t)qs->cols, at % (size_t)qs->cols, (double)*bad);
+        return;
+    }
+    size_t bad = qs->f16 ? f16_first_beyond(rows, n) : n;
+    if (bad < n) {
+        qs->failed = 1;
+        f16_range_error(&qs->err, (size_t)r0 * qs->cols + bad, qs->cols, rows[bad]);
+    }
+}
+
+/* The fp16 stream of one matrix: a plain copy that also finds the first value fp16 cannot hold. */
+typedef struct {
+    const float *w;  // (n) fp32 host matrix
+    size_t bad;      // index of the first value whose fp16 rounding is not finite, valid when failed
+    int failed;
+} f16_stream_t;
+
+/* stage_fill_fn: copy bytes [off, off + n) of the fp32 matrix and check each value's fp16
+ * range (f16_first_beyond). */
+static void fill_f16_checked(void *dst, size_t off, size_t n, void *ctx) {
+    f16_stream_t *fs = ctx;
+    const float *src = fs->w + off / sizeof(float);
+    size_t cnt = n / sizeof(float), i = f16_first_beyond(src, cnt);
+    memcpy(dst, src, n);
+    if (i < cnt && !fs->failed) {
+        fs->failed = 1;
+        fs->bad = off / sizeof(float) + i;
     }
 }
 
@@ -332,7 +378,8 @@ static int cuda_weight_upload(backend_t *b, bweight_t *w, const float *host, int
     if (im->quant_int8 && rows >= QUANT_MIN_ROWS && (size_t)cols <= STAGE_BYTES) { // a row fits a chunk
         /* Quantised row chunk by row chunk into pinned staging: no int8 copy of the matrix on the
          * host, and the quantiser overlaps the DMA of the previous chunk. */
-        quant_stream_t qs = {.w = host, .scales = xmalloc((size_t)rows * sizeof(float)), .cols = cols};
+        quant_stream_t qs = {.w = host, .scales = xmalloc((size_t)rows * sizeof(float)), .cols = cols,
+                             .f16 = b->compute == DT_F16};
         int rc = -1;
         if ((w->data = arena_alloc(b, n, 0, "int8 weight")) &&
             (w->scales = arena_alloc(b, (size_t)rows * sizeof(float), 0, "int8 scales")) &&
@@ -345,9 +392,20 @@ static int cuda_weight_upload(backend_t *b, bweight_t *w, const float *host, int
         if (rc) return -1;
     } else {
         w->dtype = b->compute;
-        if (!(w->data = arena_alloc(b, n * dt_size(b->compute), 0, "weight")) ||
-            stage_upload(b, w->data, host, n * sizeof(float), b->compute != DT_F32))
+        if (!(w->data = arena_alloc(b, n * dt_size(b->compute), 0, "weight"))) return -1;
+        if (b->compute == DT_F16) {
+            /* fp16 tops out at 65504: a larger weight would silently become infinity (then NaN
+             * downstream), so it is refused, naming where; weights.c prefixes the tensor name. */
+            f16_stream_t fs = {.w = host};
+            if (stage_stream(b, w->data, n * sizeof(float), sizeof(float), 1, fill_f16_checked, &fs)) return -1;
+            if (fs.failed) {
+                err_t e = {0};
+                f16_range_error(&e, fs.bad, cols, host[fs.bad]);
+                return cuda_record(b, EXIT_DATAERR, e.msg);
+            }
+        } else if (stage_upload(b, w->data, host, n * sizeof(float), b->compute != DT_F32)) {
             return -1;
+        }
     }
     b->upload_bytes += (double)n * sizeof(float);
     b->upload_seconds += clock_mono_s() - t0;
@@ -434,9 +492,10 @@ static cudaDataType_t cuda_type(dtype_t dt) {
     return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F;
 }
 
-/* out (T, rows) = in (T, cols) @ W^T. Row-major out is column-major out^T (rows x T), which
- * cuBLAS computes as W^T(op T on the column-major (cols x rows) view of W) times in^T. */
-static void cuda_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int T) {
+/* out (T, rows) = in (T, cols) @ W^T, out of type out_ty (the compute dtype's, or CUDA_R_32F).
+ * Row-major out is column-major out^T (rows x T), which cuBLAS computes as W^T (op T on the
+ * column-major (cols x rows) view of W) times in^T. */
+static void cuda_gemm(backend_t *b, void *out, cudaDataType_t out_ty, const void *in, const bweight_t *w, int T) {
     OP_GUARD(b);
     if (T <= 0) return;
     cuda_impl_t *im = impl_of(b);
@@ -452,7 +511,18 @@ static void cuda_matmul(backend_t *b, void *out, const void *in, const bweight_t
     const float alpha = 1.0f, beta = 0.0f;
     cudaDataType_t ty = cuda_type(b->compute);
     BLAS_CK(b, cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, T, w->cols, &alpha, W, ty, w->cols, in, ty,
-                            w->cols, &beta, out, ty, w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                            w->cols, &beta, out, out_ty, w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+/* backend_ops_t.matmul: out in the compute dtype. */
+static void cuda_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int T) {
+    cuda_gemm(b, out, cuda_type(b->compute), in, w, T);
+}
+
+/* backend_ops_t.matmul_f32: fp32 out from compute-dtype operands (cuBLAS rounds the fp32 sum to
+ * C's type; here it keeps it), so an o_proj / down_proj output beyond 65504 stays finite. */
+static void cuda_matmul_f32(backend_t *b, float *out, const void *in, const bweight_t *w, int T) {
+    cuda_gemm(b, out, CUDA_R_32F, in, w, T);
 }
 
 /* backend_ops_t.rope: queue rope_forward (kernels/rope.cu). */
@@ -481,7 +551,7 @@ static void cuda_gated_act(backend_t *b, void *out, const void *gate, const void
 }
 
 /* backend_ops_t.residual_add: queue residual_add_forward (kernels/rmsnorm.cu). */
-static void cuda_residual_add(backend_t *b, float *x, const void *y, const float *post_w, int T, int dim, float eps,
+static void cuda_residual_add(backend_t *b, float *x, const float *y, const float *post_w, int T, int dim, float eps,
                               float offset) {
     OP_GUARD(b);
     CK(b, residual_add_forward(x, y, post_w, T, dim, eps, offset, (kdtype_t)b->compute, impl_of(b)->stream));
@@ -567,6 +637,7 @@ static const backend_ops_t cuda_ops = {
     .embed = cuda_embed,
     .rmsnorm = cuda_rmsnorm,
     .matmul = cuda_matmul,
+    .matmul_f32 = cuda_matmul_f32,
     .rope = cuda_rope,
     .attention = cuda_attention,
     .gated_act = cuda_gated_act,

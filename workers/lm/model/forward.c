@@ -66,14 +66,14 @@ static int forward_run(model_t *m, const int32_t *const *ids, const int *lens, i
         op->matmul(be, m->v, m->xn, &L->wv, T);
         op->rope(be, m->q, m->k, bt, c->n_heads, c->n_kv_heads, c->head_dim, m->w.inv_freq);
         op->attention(be, m->att, m->q, m->k, m->v, bt, &ap);
-        op->matmul(be, m->y, m->att, &L->wo, T);
+        op->matmul_f32(be, m->y, m->att, &L->wo, T); // fp32: may exceed fp16's range
         op->residual_add(be, m->x, m->y, L->attn_post_norm, T, dim, eps, off); // post-norm when non-NULL
         /* MLP block */
         op->rmsnorm(be, m->xn, m->x, L->mlp_norm, T, dim, eps, off);
         op->matmul(be, m->gate, m->xn, &L->w_gate, T);
         op->matmul(be, m->up, m->xn, &L->w_up, T);
         op->gated_act(be, m->hb, m->gate, m->up, T, hidden, c->act);
-        op->matmul(be, m->y, m->hb, &L->w_down, T);
+        op->matmul_f32(be, m->y, m->hb, &L->w_down, T);
         op->residual_add(be, m->x, m->y, L->mlp_post_norm, T, dim, eps, off);
         if (trace) trace_rows(m, trace, l + 1);
     }

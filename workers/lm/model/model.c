@@ -54,7 +54,7 @@ fail:
 /* Free the activation buffers (not the weights). */
 static void acts_free(model_t *m) {
     backend_t *be = m->be;
-    void **bufs[] = {(void **)&m->x, &m->xn, &m->q, &m->k, &m->v, &m->att, &m->y, &m->gate, &m->up, &m->hb};
+    void **bufs[] = {(void **)&m->x, &m->xn, &m->q, &m->k, &m->v, &m->att, (void **)&m->y, &m->gate, &m->up, &m->hb};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         be->ops->mem_free(be, *bufs[i]);
         *bufs[i] = NULL;
@@ -83,8 +83,8 @@ void model_free(model_t *m) {
 
 size_t model_activation_bytes(const model_config_t *c, int T, int work_bytes) {
     size_t t = (size_t)(T > 0 ? T : 0), qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t work = (size_t)c->dim * 2 + qd * 2 + kvd * 2 + (size_t)c->hidden_dim * 3; // xn,y  q,att  k,v  gate,up,hb
-    return t * (size_t)c->dim * sizeof(float) + t * work * (size_t)work_bytes;
+    size_t work = (size_t)c->dim + qd * 2 + kvd * 2 + (size_t)c->hidden_dim * 3; // xn  q,att  k,v  gate,up,hb
+    return t * (size_t)c->dim * 2 * sizeof(float) + t * work * (size_t)work_bytes; // x, y fp32
 }
 
 /* Grow the activation buffers to hold T tokens (at least 64, then doubling, so that a stream of
@@ -103,7 +103,7 @@ static int acts_ensure(model_t *m, int T, err_t *err) {
     m->k = be->ops->act_alloc(be, t * kvd, ACT_WORK);
     m->v = be->ops->act_alloc(be, t * kvd, ACT_WORK);
     m->att = be->ops->act_alloc(be, t * qd, ACT_WORK);
-    m->y = be->ops->act_alloc(be, t * c->dim, ACT_WORK);
+    m->y = be->ops->act_alloc(be, t * c->dim, ACT_RESIDUAL);
     m->gate = be->ops->act_alloc(be, t * c->hidden_dim, ACT_WORK);
     m->up = be->ops->act_alloc(be, t * c->hidden_dim, ACT_WORK);
     m->hb = be->ops->act_alloc(be, t * c->hidden_dim, ACT_WORK);

@@ -81,7 +81,8 @@ int model_forward_trace(model_t *m, const int32_t *const *ids, const int *lens, 
                         err_t *err);
 
 /* Bytes of activation memory model_forward allocates for a batch of T tokens when an ACT_WORK
- * element takes work_bytes bytes (4 fp32, 2 bf16/fp16). Excludes backend scratch (the CPU's
+ * element takes work_bytes bytes (4 fp32, 2 bf16/fp16); the residual stream and the o_proj /
+ * down_proj output are fp32 whatever work_bytes is. Excludes backend scratch (the CPU's
  * attention rows, cuBLAS workspaces). For memory planning and `lm-worker info`. */
 size_t model_activation_bytes(const model_config_t *cfg, int T, int work_bytes);
 

@@ -47,7 +47,7 @@ struct model {
     void *q;                   // (T, n_heads*head_dim)
     void *k, *v;               // (T, n_kv_heads*head_dim)
     void *att;                 // (T, n_heads*head_dim) attention output
-    void *y;                   // (T, dim) o_proj / down_proj output
+    float *y;                  // (T, dim) o_proj / down_proj output, fp32 (matmul_f32)
     void *gate, *up, *hb;      // (T, hidden_dim) MLP gate, up, act(gate)*up
     bbatch_t batch;            // the current batch in backend memory
     /* Host staging of the batch, capacity h_cap_T tokens and h_cap_B sequences. */
