@@ -12,7 +12,7 @@
 # left out; run them with `(cd build && ctest -L bench)`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./tools/setup.sh
+./tools/setup.sh --test
 jobs=$(nproc 2>/dev/null || echo 2)
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DORCH_WERROR=ON >/dev/null

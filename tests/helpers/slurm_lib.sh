@@ -20,10 +20,10 @@ slurm_install() {
     done
     [ "$missing" = 0 ] && return 0
     echo "slurm_lib: installing slurm-wlm and munge with apt-get" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    DEBIAN_FRONTEND=noninteractive apt-get install -o DPkg::Lock::Timeout=300 -y --no-install-recommends \
         slurmctld slurmd slurm-client munge >&2 || {
         DEBIAN_FRONTEND=noninteractive apt-get update >&2 &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            DEBIAN_FRONTEND=noninteractive apt-get install -o DPkg::Lock::Timeout=300 -y --no-install-recommends \
                 slurmctld slurmd slurm-client munge >&2
     }
 }

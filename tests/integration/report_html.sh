@@ -13,7 +13,7 @@ if grep -q '^ORCH_SANITIZE:BOOL=ON' "$B/CMakeCache.txt" 2>/dev/null; then
 fi
 if ! command -v chromium >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >"$T/apt.log" 2>&1 \
+        DEBIAN_FRONTEND=noninteractive apt-get install -o DPkg::Lock::Timeout=300 -y --no-install-recommends chromium >"$T/apt.log" 2>&1 \
             || { tail -n 3 "$T/apt.log"; echo "skipped: chromium is not installed and apt-get could not install it"; exit 77; }
     else
         echo "skipped: chromium is not installed (apt-get install chromium) and this user cannot install it"
