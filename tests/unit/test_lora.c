@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "backend_cpu.h"
 #include "model_impl.h"
 #include "tinytest.h"
@@ -24,15 +25,10 @@ static void tmp_cleanup(void) { tt_rm_tree(tmp); }
 /* Read the safetensors file path whole: returns its bytes (free them; *len of them) with the
  * header's length in *hl and the parsed header in *hdr (json_decref it), or NULL. */
 static unsigned char *read_st(const char *path, size_t *len, uint64_t *hl, json_t **hdr) {
-    FILE *f = fopen(path, "rb");
-    EXPECT(f != NULL);
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*len);
-    EXPECT(fread(b, 1, *len, f) == *len);
-    fclose(f);
+    err_t err = {0};
+    unsigned char *b = (unsigned char *)fs_read_all(path, (size_t)1 << 30, len, &err);
+    EXPECT_MSG(b != NULL, "%s", err.msg);
+    if (!b) return NULL;
     *hl = 0;
     for (int i = 7; i >= 0; i--) *hl = (*hl << 8) | b[i];
     *hdr = json_loadb((const char *)b + 8, *hl, 0, NULL);
