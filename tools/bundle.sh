@@ -197,15 +197,21 @@ done
 if [ -n "$plugin" ]; then
   # The toolkit the build used: its EULA.txt (NVIDIA's installer layout), the runtime wheel's
   # License.txt (pip layout), or Debian's copyright file of the same EULA (the unpacked CUDA 12
-  # packages next to our toolkit folder).
+  # packages next to our toolkit folder). The toolkit is found three ways, since nvcc may be a
+  # wrapper script (CI's /usr/local/bin/nvcc execs the real one) or a symlink: CMake's own answer
+  # from `nvcc -v`, and the compiler path's grandparent folder before and after resolving links.
   nvcc=$(sed -n 's/^CMAKE_CUDA_COMPILER:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
-  troot=$(dirname "$(dirname "$nvcc")")
+  roots=$(sed -n 's/^set(CMAKE_CUDA_COMPILER_TOOLKIT_ROOT "\(.*\)")$/\1/p' \
+            "$build_dir"/CMakeFiles/*/CMakeCUDACompiler.cmake 2>/dev/null | head -1)
+  roots="$roots $(dirname "$(dirname "$nvcc")") $(dirname "$(dirname "$(readlink -f "$nvcc")")")"
   eula=""
-  for f in "$troot/EULA.txt" "$troot"/dist-info/nvidia_cuda_runtime-*/licenses/License.txt \
-           "$troot/../root/usr/share/doc/nvidia-cuda-dev/copyright"; do
-    [ -f "$f" ] && { eula=$f; break; }
+  for troot in $roots; do
+    for f in "$troot/EULA.txt" "$troot"/dist-info/nvidia_cuda_runtime-*/licenses/License.txt \
+             "$troot/../root/usr/share/doc/nvidia-cuda-dev/copyright"; do
+      [ -f "$f" ] && { eula=$f; break 2; }
+    done
   done
-  [ -n "$eula" ] || die "cannot find the CUDA EULA of $troot to ship with the CUDA runtime"
+  [ -n "$eula" ] || die "cannot find the CUDA EULA under any of:$roots (the toolkit of $nvcc), to ship with the CUDA runtime"
   cp "$eula" "$stage/LICENSES/CUDA-EULA.txt"
 fi
 if [ -n "${shipped[libcsv.so.3]:-}" ]; then
