@@ -14,6 +14,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -76,6 +77,47 @@ __device__ __forceinline__ float block_sum(float v, float *scratch) {
         default: return cudaErrorInvalidValue;                                                  \
         }                                                                                       \
     } while (0)
+
+/* 16-byte vector access. Elementwise kernels move VEC = 8 elements per step: one 16-byte load or
+ * store of a 16-bit type, two of fp32. They take this path when every pointer is 16-byte aligned
+ * (vec_aligned) and every row width a multiple of 8, and a scalar path otherwise. */
+#define VEC 8
+
+/* Whether p (a device pointer, or NULL) allows 16-byte accesses. */
+static inline __host__ __device__ bool vec_aligned(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+/* v[0..8) = p[0..8) as fp32; p 16-byte aligned. */
+template <typename T> __device__ __forceinline__ void load8(const T *p, float *v) {
+    static_assert(sizeof(T) == 2, "16-bit storage types");
+    uint4 raw = *reinterpret_cast<const uint4 *>(p);
+    T h[VEC];
+    memcpy(static_cast<void *>(h), &raw, sizeof raw);
+    for (int j = 0; j < VEC; j++) v[j] = to_f32<T>(h[j]);
+}
+template <> __device__ __forceinline__ void load8<float>(const float *p, float *v) {
+    float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+
+/* p[0..8) = from_f32<T>(v[0..8)) (rounded, fp16 saturating); p 16-byte aligned. */
+template <typename T> __device__ __forceinline__ void store8(T *p, const float *v) {
+    static_assert(sizeof(T) == 2, "16-bit storage types");
+    T h[VEC];
+    for (int j = 0; j < VEC; j++) h[j] = from_f32<T>(v[j]);
+    uint4 raw;
+    memcpy(&raw, static_cast<const void *>(h), sizeof raw);
+    *reinterpret_cast<uint4 *>(p) = raw;
+}
+template <> __device__ __forceinline__ void store8<float>(float *p, const float *v) {
+    reinterpret_cast<float4 *>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+
+/* Copy 8 elements of T (16 or 32 bytes) unchanged; both pointers 16-byte aligned. */
+template <typename T> __device__ __forceinline__ void copy8(T *dst, const T *src) {
+    for (int j = 0; j < (int)(VEC * sizeof(T) / 16); j++)
+        reinterpret_cast<uint4 *>(dst)[j] = reinterpret_cast<const uint4 *>(src)[j];
+}
 
 /* Blocks for a grid-stride loop over n elements with `threads` per block. */
 static inline unsigned grid_for(size_t n, int threads) {

@@ -40,17 +40,21 @@ cudaError_t embed_forward(float *x, const void *emb, const float *emb_scales, co
 cudaError_t rmsnorm_forward(void *out, const float *x, const float *w, int T, int dim, float eps, float offset,
                             kdtype_t dt, cudaStream_t stream);
 
-/* rmsnorm.cu: x (fp32) += post_w ? round_dt(rmsnorm(y') * (offset + post_w)) : y', y (T, dim) fp32
- * (the o_proj / down_proj output, kept in fp32 because in fp16 it could exceed 65504) and y' = y
- * in fp16/fp32, y rounded to bf16 in bf16 (as transformers holds it; bf16 cannot overflow). */
-cudaError_t residual_add_forward(float *x, const float *y, const float *post_w, int T, int dim, float eps,
-                                 float offset, kdtype_t dt, cudaStream_t stream);
+/* rmsnorm.cu: the residual add fused with the next norm, all (T, dim): x (fp32) += post_w ?
+ * round_dt(rmsnorm(y') * (offset + post_w)) : y', y fp32 (the o_proj / down_proj output, kept
+ * in fp32 because in fp16 it could exceed 65504) and y' = y in fp16/fp32, y rounded to bf16 in
+ * bf16 (as transformers holds it; bf16 cannot overflow); then, when next_w != NULL, xn (dt) =
+ * rmsnorm(x) * (offset + next_w), exactly as rmsnorm_forward would compute it from the new x. */
+cudaError_t residual_norm_forward(float *x, void *xn, const float *y, const float *post_w, const float *next_w,
+                                  int T, int dim, float eps, float offset, kdtype_t dt, cudaStream_t stream);
 
-/* rope.cu: rotate q (T, n_heads*head_dim) and k (T, n_kv_heads*head_dim) in place by the angle
- * pos[t] * inv_freq[i] (i < head_dim/2), in transformers' rotate_half convention. pos is the
- * position of each token within its own packed sequence. */
-cudaError_t rope_forward(void *q, void *k, const int32_t *pos, int T, int n_heads, int n_kv_heads, int head_dim,
-                         const float *inv_freq, kdtype_t dt, cudaStream_t stream);
+/* rope.cu: split qkv (T, (n_heads + 2*n_kv_heads)*head_dim), the fused q|k|v GEMM output, into
+ * q (T, n_heads*head_dim) and k (T, n_kv_heads*head_dim), rotated by the angle pos[t] *
+ * inv_freq[i] (i < head_dim/2) in transformers' rotate_half convention, and v (T,
+ * n_kv_heads*head_dim), copied. pos is the position of each token within its own packed
+ * sequence. Returns cudaErrorInvalidValue for an odd head_dim or one above 512. */
+cudaError_t qkv_rope_forward(void *q, void *k, void *v, const void *qkv, const int32_t *pos, int T, int n_heads,
+                             int n_kv_heads, int head_dim, const float *inv_freq, kdtype_t dt, cudaStream_t stream);
 
 /* Parameters of attention_forward; the same meaning as attn_params_t in backend.h. */
 typedef struct {
@@ -72,8 +76,9 @@ cudaError_t attention_forward(void *out, const void *q, const void *k, const voi
 /* attention.cu: 1 when attention_forward would use the tensor-core kernel for these inputs. */
 int attention_uses_mma(int head_dim, kdtype_t dt, int force_generic);
 
-/* act.cu: out = act(gate) * up over n elements of dt; act 0 = SiLU, 1 = gelu (tanh approx). */
-cudaError_t gated_act_forward(void *out, const void *gate, const void *up, size_t n, int act, kdtype_t dt,
+/* act.cu: out (T, hidden) = act(gu[:, :hidden]) * gu[:, hidden:] of dt, gu (T, 2*hidden) the
+ * fused gate|up GEMM output; act 0 = SiLU, 1 = gelu (tanh approx). */
+cudaError_t gated_act_forward(void *out, const void *gu, int T, int hidden, int act, kdtype_t dt,
                               cudaStream_t stream);
 
 /* pool_score.cu: logits (B, n_labels) fp32 on the device = round_dt(rmsnorm(x[last[b]])) @

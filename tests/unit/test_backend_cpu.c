@@ -128,11 +128,18 @@ TEST(rope_is_rotate_half) {
     bbatch_t bt = make_batch(50);
     int nh = 3, nkv = 1, hd = 8, half = hd / 2;
     float inv[4] = {1.0f, 0.1f, 0.01f, 0.001f};
-    float *q = rand_vec((size_t)T * nh * hd, 1), *k = rand_vec((size_t)T * nkv * hd, 1);
-    float *q0 = malloc((size_t)T * nh * hd * sizeof(float)), *k0 = malloc((size_t)T * nkv * hd * sizeof(float));
-    memcpy(q0, q, (size_t)T * nh * hd * sizeof(float));
-    memcpy(k0, k, (size_t)T * nkv * hd * sizeof(float));
-    cpu_rope(be, q, k, &bt, nh, nkv, hd, inv);
+    /* one fused q|k|v row per token, as the stacked GEMM writes it */
+    size_t qd = (size_t)nh * hd, kvd = (size_t)nkv * hd, w = qd + 2 * kvd;
+    float *qkv = rand_vec((size_t)T * w, 1);
+    float *q = malloc((size_t)T * qd * sizeof(float)), *k = malloc((size_t)T * kvd * sizeof(float));
+    float *v = malloc((size_t)T * kvd * sizeof(float));
+    float *q0 = malloc((size_t)T * qd * sizeof(float)), *k0 = malloc((size_t)T * kvd * sizeof(float));
+    for (int t = 0; t < T; t++) {
+        memcpy(q0 + t * qd, qkv + t * w, qd * sizeof(float));
+        memcpy(k0 + t * kvd, qkv + t * w + qd, kvd * sizeof(float));
+    }
+    cpu_qkv_rope(be, q, k, v, qkv, &bt, nh, nkv, hd, inv);
+    for (int t = 0; t < T; t++) EXPECT(memcmp(v + t * kvd, qkv + t * w + qd + kvd, kvd * sizeof(float)) == 0);
     double worst = 0;
     for (int t = 0; t < T; t++)
         for (int h = 0; h < nh + nkv; h++) {
@@ -147,7 +154,7 @@ TEST(rope_is_rotate_half) {
     EXPECT_MSG(worst < 1e-5, "rope error %.3g", worst);
     /* position 0 is the identity */
     EXPECT(memcmp(q, q0, (size_t)nh * hd * sizeof(float)) == 0);
-    free(q), free(k), free(q0), free(k0);
+    free(q), free(k), free(v), free(qkv), free(q0), free(k0);
     be->ops->destroy(be);
 }
 
@@ -167,14 +174,14 @@ TEST(norms_activations_embed_pool_matmul) {
         }
         EXPECT(max_rel(out, ref, (size_t)T * dim) < 1e-6);
     }
-    /* residual_add: plain, and with a post-norm (Gemma-2) */
+    /* residual_norm: plain, and with a post-norm (Gemma-2); then the next norm fused */
     float *y = rand_vec((size_t)T * dim, 0.01f), *xr = malloc((size_t)T * dim * sizeof(float));
     memcpy(xr, x, (size_t)T * dim * sizeof(float));
-    cpu_residual_add(be, xr, y, NULL, T, dim, 1e-6f, 1.0f);
+    cpu_residual_norm(be, xr, NULL, y, NULL, NULL, T, dim, 1e-6f, 1.0f);
     for (int i = 0; i < T * dim; i++) ref[i] = (double)x[i] + y[i];
     EXPECT(max_rel(xr, ref, (size_t)T * dim) < 1e-6);
     memcpy(xr, x, (size_t)T * dim * sizeof(float));
-    cpu_residual_add(be, xr, y, w, T, dim, 1e-6f, 1.0f);
+    cpu_residual_norm(be, xr, out, y, w, w, T, dim, 1e-6f, 1.0f);
     for (int t = 0; t < T; t++) {
         double ss = 0;
         for (int i = 0; i < dim; i++) ss += (double)y[t * dim + i] * y[t * dim + i];
@@ -182,16 +189,32 @@ TEST(norms_activations_embed_pool_matmul) {
             ref[t * dim + i] = x[t * dim + i] + y[t * dim + i] / sqrt(ss / dim + 1e-6) * (1.0 + w[i]);
     }
     EXPECT(max_rel(xr, ref, (size_t)T * dim) < 1e-5);
-    /* gated activations */
-    float *g = rand_vec((size_t)T * hidden, 4), *u = rand_vec((size_t)T * hidden, 1), *h = calloc((size_t)T * hidden, 4);
+    for (int t = 0; t < T; t++) { // out = rmsnorm(new x) * (1 + w)
+        double ss = 0;
+        for (int i = 0; i < dim; i++) ss += ref[t * dim + i] * ref[t * dim + i];
+        for (int i = 0; i < dim; i++) ref[t * dim + i] = ref[t * dim + i] / sqrt(ss / dim + 1e-6) * (1.0 + w[i]);
+    }
+    EXPECT(max_rel(out, ref, (size_t)T * dim) < 1e-5);
+    /* gated activations over gate|up rows */
+    float *g = rand_vec((size_t)T * 2 * hidden, 4), *h = calloc((size_t)T * hidden, 4);
     for (int a = 0; a < 2; a++) {
-        cpu_gated_act(be, h, g, u, T, hidden, a ? ACT_GELU_TANH : ACT_SILU);
+        cpu_gated_act(be, h, g, T, hidden, a ? ACT_GELU_TANH : ACT_SILU);
         for (int i = 0; i < T * hidden; i++) {
-            double z = g[i];
+            double z = g[(i / hidden) * 2 * hidden + i % hidden], u = g[(i / hidden) * 2 * hidden + hidden + i % hidden];
             double act = a ? 0.5 * z * (1 + tanh(sqrt(2 / M_PI) * (z + 0.044715 * z * z * z))) : z / (1 + exp(-z));
-            ref[i] = act * u[i];
+            ref[i] = act * u;
         }
         EXPECT(max_rel(h, ref, (size_t)T * hidden) < 1e-6);
+    }
+    /* weight_concat: parts stacked by rows, then freed */
+    {
+        float a[6] = {1, 2, 3, 4, 5, 6}, c[3] = {7, 8, 9};
+        bweight_t parts[2], cat;
+        EXPECT(be->ops->weight_upload(be, &parts[0], a, 2, 3) == 0 && be->ops->weight_upload(be, &parts[1], c, 1, 3) == 0);
+        EXPECT(be->ops->weight_concat(be, &cat, parts, 2) == 0);
+        EXPECT(cat.rows == 3 && cat.cols == 3 && parts[0].data == NULL && parts[1].data == NULL);
+        for (int i = 0; i < 9; i++) EXPECT(((float *)cat.data)[i] == (float)(i + 1));
+        be->ops->weight_free(be, &cat);
     }
     /* embed with scale */
     float *emb = rand_vec((size_t)vocab * dim, 1);
@@ -230,7 +253,7 @@ TEST(norms_activations_embed_pool_matmul) {
         EXPECT_MSG(max_rel(mm, ref, (size_t)T * hidden) < 1e-5, "plain=%d", plain);
     }
     EXPECT(be->ops->sync(be, &err) == 0);
-    free(x), free(w), free(out), free(ref), free(y), free(xr), free(g), free(u), free(h), free(emb), free(score);
+    free(x), free(w), free(out), free(ref), free(y), free(xr), free(g), free(h), free(emb), free(score);
     free(W), free(mm);
     be->ops->destroy(be);
 }

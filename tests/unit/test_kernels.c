@@ -333,35 +333,47 @@ static float *rope_freqs(int hd, double theta) {
     return f;
 }
 
-TEST(test_rope) {
-    int lens[] = {1, 17, 130, 300}, hds[] = {32, 48, 64, 128, 256}, nh = 4, nkv = 2;
+/* qkv_rope: the fused q|k|v rows split into q, k (rotated) and v. head_dim 36 (half 18, not a
+ * multiple of 8) and the shifted (not 16-byte aligned) input take the scalar path; the others the
+ * 16-byte vector path. */
+TEST(test_qkv_rope) {
+    int lens[] = {1, 17, 130, 300}, hds[] = {32, 36, 48, 64, 128, 256, 64}, nh = 4, nkv = 2;
     host_batch_t h = batch_make(lens, 4, 10);
     bbatch_t cbt = {0};
     ASSERT(g_cpu->ops->batch_upload(g_cpu, &cbt, &h.bt) == 0);
     FOR_GPUS(g, name, dt) {
         bbatch_t gbt = {0};
         ASSERT(g->ops->batch_upload(g, &gbt, &h.bt) == 0);
-        for (int c = 0; c < 5; c++) {
-            int hd = hds[c], T = h.bt.T;
+        for (int c = 0; c < 7; c++) {
+            int hd = hds[c], T = h.bt.T, shift = c == 6; // the last case: qkv one element off alignment
             double theta = c % 2 ? 500000.0 : 10000.0;
-            size_t nq = (size_t)T * nh * hd, nk = (size_t)T * nkv * hd;
-            float *q = randn(nq, 1.0f), *k = randn(nk, 1.0f), *f = rope_freqs(hd, theta);
-            float *gotq = xmalloc(nq * 4), *gotk = xmalloc(nk * 4);
-            void *gq = gpu_put(g, q, nq, ACT_WORK), *gk = gpu_put(g, k, nk, ACT_WORK);
+            size_t nq = (size_t)T * nh * hd, nk = (size_t)T * nkv * hd, nqkv = nq + 2 * nk;
+            float *qkv = randn(nqkv + shift, 1.0f), *f = rope_freqs(hd, theta);
+            float *got = xmalloc(nq * 4);
+            void *gqkv = gpu_put(g, qkv, nqkv + shift, ACT_WORK);
+            void *gq = g->ops->act_alloc(g, nq, ACT_WORK), *gk = g->ops->act_alloc(g, nk, ACT_WORK);
+            void *gv = g->ops->act_alloc(g, nk, ACT_WORK);
             float *gf = g->ops->vec_upload(g, f, (size_t)hd / 2);
-            float *cq = cpu_put(q, nq), *ck = cpu_put(k, nk), *cf = cpu_put(f, (size_t)hd / 2);
-            g->ops->rope(g, gq, gk, &gbt, nh, nkv, hd, gf);
-            g_cpu->ops->rope(g_cpu, cq, ck, &cbt, nh, nkv, hd, cf);
-            gpu_get(g, gotq, gq, nq, ACT_WORK);
-            gpu_get(g, gotk, gk, nk, ACT_WORK);
-            char what[128];
-            snprintf(what, sizeof what, "rope %s hd=%d theta=%.0f q", name, hd, theta);
-            compare(what, gotq, cq, nq, tol_for(dt, 0));
-            snprintf(what, sizeof what, "rope %s hd=%d theta=%.0f k", name, hd, theta);
-            compare(what, gotk, ck, nk, tol_for(dt, 0));
-            g->ops->mem_free(g, gq), g->ops->mem_free(g, gk), g->ops->mem_free(g, gf);
-            g_cpu->ops->mem_free(g_cpu, cq), g_cpu->ops->mem_free(g_cpu, ck), g_cpu->ops->mem_free(g_cpu, cf);
-            free(q), free(k), free(f), free(gotq), free(gotk);
+            float *cqkv = cpu_put(qkv, nqkv + shift), *cf = cpu_put(f, (size_t)hd / 2);
+            float *cq = g_cpu->ops->act_alloc(g_cpu, nq, ACT_WORK), *ck = g_cpu->ops->act_alloc(g_cpu, nk, ACT_WORK);
+            float *cv = g_cpu->ops->act_alloc(g_cpu, nk, ACT_WORK);
+            g->ops->qkv_rope(g, gq, gk, gv, (char *)gqkv + shift * (dt == DT_F32 ? 4 : 2), &gbt, nh, nkv, hd, gf);
+            g_cpu->ops->qkv_rope(g_cpu, cq, ck, cv, cqkv + shift, &cbt, nh, nkv, hd, cf);
+            const void *outs[3] = {gq, gk, gv};
+            const float *refs[3] = {cq, ck, cv};
+            for (int o = 0; o < 3; o++) {
+                size_t n = o ? nk : nq;
+                gpu_get(g, got, outs[o], n, ACT_WORK);
+                char what[128];
+                snprintf(what, sizeof what, "qkv_rope %s hd=%d theta=%.0f%s %c", name, hd, theta,
+                         shift ? " unaligned" : "", "qkv"[o]);
+                compare(what, got, refs[o], n, tol_for(dt, 0));
+            }
+            g->ops->mem_free(g, gqkv), g->ops->mem_free(g, gq), g->ops->mem_free(g, gk), g->ops->mem_free(g, gv);
+            g->ops->mem_free(g, gf);
+            g_cpu->ops->mem_free(g_cpu, cqkv), g_cpu->ops->mem_free(g_cpu, cf), g_cpu->ops->mem_free(g_cpu, cq);
+            g_cpu->ops->mem_free(g_cpu, ck), g_cpu->ops->mem_free(g_cpu, cv);
+            free(qkv), free(f), free(got);
         }
         batch_free_dev(g, &gbt);
     }
@@ -435,51 +447,109 @@ TEST(test_attention_uses_tensor_cores) {
     EXPECT(!attention_uses_mma(48, KDT_F16, 0) && !attention_uses_mma(32, KDT_BF16, 0));
 }
 
+/* gated_act over the fused gate|up rows: hidden 344 on the vector path, 343 on the scalar one. */
 TEST(test_gated_act) {
-    int T = 19, hidden = 344;
-    size_t n = (size_t)T * hidden;
+    int T = 19, hiddens[2] = {344, 343};
     FOR_GPUS(g, name, dt) {
-        float *gate = randn(n, 3.0f), *up = randn(n, 2.0f), *got = xmalloc(n * 4);
-        void *gg = gpu_put(g, gate, n, ACT_WORK), *gu = gpu_put(g, up, n, ACT_WORK);
-        float *cg = cpu_put(gate, n), *cu = cpu_put(up, n);
-        for (int a = 0; a < 2; a++) {
-            act_t act = a ? ACT_GELU_TANH : ACT_SILU;
-            void *go = g->ops->act_alloc(g, n, ACT_WORK);
-            float *co = g_cpu->ops->act_alloc(g_cpu, n, ACT_WORK);
-            g->ops->gated_act(g, go, gg, gu, T, hidden, act);
-            g_cpu->ops->gated_act(g_cpu, co, cg, cu, T, hidden, act);
-            gpu_get(g, got, go, n, ACT_WORK);
-            char what[128];
-            snprintf(what, sizeof what, "gated_act %s %s", name, a ? "gelu_tanh" : "silu");
-            compare(what, got, co, n, tol_for(dt, 0));
-            g->ops->mem_free(g, go);
-            g_cpu->ops->mem_free(g_cpu, co);
+        for (int c = 0; c < 2; c++) {
+            int hidden = hiddens[c];
+            size_t n = (size_t)T * hidden;
+            float *gu = randn(2 * n, 3.0f), *got = xmalloc(n * 4);
+            void *ggu = gpu_put(g, gu, 2 * n, ACT_WORK);
+            float *cgu = cpu_put(gu, 2 * n);
+            for (int a = 0; a < 2; a++) {
+                act_t act = a ? ACT_GELU_TANH : ACT_SILU;
+                void *go = g->ops->act_alloc(g, n, ACT_WORK);
+                float *co = g_cpu->ops->act_alloc(g_cpu, n, ACT_WORK);
+                g->ops->gated_act(g, go, ggu, T, hidden, act);
+                g_cpu->ops->gated_act(g_cpu, co, cgu, T, hidden, act);
+                gpu_get(g, got, go, n, ACT_WORK);
+                char what[128];
+                snprintf(what, sizeof what, "gated_act %s %s hidden=%d", name, a ? "gelu_tanh" : "silu", hidden);
+                compare(what, got, co, n, tol_for(dt, 0));
+                g->ops->mem_free(g, go);
+                g_cpu->ops->mem_free(g_cpu, co);
+            }
+            g->ops->mem_free(g, ggu);
+            g_cpu->ops->mem_free(g_cpu, cgu);
+            free(gu), free(got);
         }
-        g->ops->mem_free(g, gg), g->ops->mem_free(g, gu);
-        g_cpu->ops->mem_free(g_cpu, cg), g_cpu->ops->mem_free(g_cpu, cu);
-        free(gate), free(up), free(got);
     }
 }
 
-TEST(test_residual_add) {
-    int T = 21, dim = 200;
-    size_t n = (size_t)T * dim;
+/* residual_norm: plain add / post-norm offset 0 / offset 1, each with and without the fused next
+ * norm (without: xn must stay untouched); dim 200 on the vector path, 203 on the scalar one. */
+TEST(test_residual_norm) {
+    int T = 21, dims[2] = {200, 203};
     FOR_GPUS(g, name, dt) {
-        for (int mode = 0; mode < 3; mode++) { // plain add, post-norm offset 0, post-norm offset 1
-            float *x = randn(n, 1.0f), *y = randn(n, 4.0f), *w = randn(dim, 0.1f), *got = xmalloc(n * 4);
-            float *gx = gpu_put(g, x, n, ACT_RESIDUAL), *gy = gpu_put(g, y, n, ACT_RESIDUAL); // y: matmul_f32's
-            float *gw = g->ops->vec_upload(g, w, dim);
-            float *cx = cpu_put(x, n), *cy = cpu_put(y, n), *cw = cpu_put(w, dim);
-            g->ops->residual_add(g, gx, gy, mode ? gw : NULL, T, dim, 1e-6f, mode == 2 ? 1.0f : 0.0f);
-            g_cpu->ops->residual_add(g_cpu, cx, cy, mode ? cw : NULL, T, dim, 1e-6f, mode == 2 ? 1.0f : 0.0f);
-            gpu_get(g, got, gx, n, ACT_RESIDUAL);
+        for (int c = 0; c < 4; c++)
+            for (int mode = 0; mode < 3; mode++) {
+                int dim = dims[c & 1], next = c >> 1;
+                size_t n = (size_t)T * dim;
+                float off = mode == 2 ? 1.0f : 0.0f;
+                float *x = randn(n, 1.0f), *y = randn(n, 4.0f), *w = randn(dim, 0.1f), *nw = randn(dim, 0.5f);
+                float *xn0 = randn(n, 1.0f), *got = xmalloc(n * 4);
+                float *gx = gpu_put(g, x, n, ACT_RESIDUAL), *gy = gpu_put(g, y, n, ACT_RESIDUAL); // y: matmul_f32's
+                void *gxn = gpu_put(g, xn0, n, ACT_WORK);
+                float *gw = g->ops->vec_upload(g, w, dim), *gnw = g->ops->vec_upload(g, nw, dim);
+                float *cx = cpu_put(x, n), *cy = cpu_put(y, n), *cw = cpu_put(w, dim), *cnw = cpu_put(nw, dim);
+                float *cxn = cpu_put(xn0, n);
+                g->ops->residual_norm(g, gx, gxn, gy, mode ? gw : NULL, next ? gnw : NULL, T, dim, 1e-6f, off);
+                g_cpu->ops->residual_norm(g_cpu, cx, cxn, cy, mode ? cw : NULL, next ? cnw : NULL, T, dim, 1e-6f, off);
+                char what[128], base[100];
+                snprintf(base, sizeof base, "residual_norm %s dim=%d %s%s", name, dim,
+                         mode == 0 ? "plain" : mode == 1 ? "post-norm offset 0" : "post-norm offset 1",
+                         next ? " + next norm" : "");
+                snprintf(what, sizeof what, "%s x", base);
+                gpu_get(g, got, gx, n, ACT_RESIDUAL);
+                compare(what, got, cx, n, tol_for(dt, 1));
+                snprintf(what, sizeof what, "%s xn%s", base, next ? "" : " (untouched)");
+                gpu_get(g, got, gxn, n, ACT_WORK);
+                compare(what, got, next ? cxn : xn0, n, next ? tol_for(dt, 1) : (tol_t){0, 0});
+                g->ops->mem_free(g, gx), g->ops->mem_free(g, gy), g->ops->mem_free(g, gxn);
+                g->ops->mem_free(g, gw), g->ops->mem_free(g, gnw);
+                g_cpu->ops->mem_free(g_cpu, cx), g_cpu->ops->mem_free(g_cpu, cy), g_cpu->ops->mem_free(g_cpu, cw);
+                g_cpu->ops->mem_free(g_cpu, cnw), g_cpu->ops->mem_free(g_cpu, cxn);
+                free(x), free(y), free(w), free(nw), free(xn0), free(got);
+            }
+    }
+}
+
+/* weight_concat: parts uploaded one by one, stacked, then one GEMM against the CPU's GEMM over
+ * the stacked exact values. On the int8 backend the second set mixes an int8 part (80 rows) with
+ * one too small to quantise (16 rows): dequantised into the compute dtype. */
+TEST(test_weight_concat) {
+    int cols = 72, T = 13, sets[2][3] = {{80, 64, 64}, {80, 16, 0}};
+    FOR_GPUS(g, name, dt) {
+        for (int si = 0; si < 2; si++) {
+            int n = sets[si][2] ? 3 : 2, rows = 0;
+            bweight_t gw[3], cw[3], gcat;
+            for (int i = 0; i < n; i++) rows += sets[si][i];
+            float *exact = xmalloc((size_t)rows * cols * sizeof(float));
+            for (int i = 0, at = 0; i < n; at += sets[si][i], i++) {
+                float *w = randn((size_t)sets[si][i] * cols, 0.5f);
+                weight_put(g, &gw[i], &cw[i], exact + (size_t)at * cols, w, sets[si][i], cols);
+                free(w);
+            }
+            dtype_t part0 = gw[0].dtype;
+            ASSERT(g->ops->weight_concat(g, &gcat, gw, n) == 0);
+            for (int i = 0; i < n; i++) EXPECT(gw[i].data == NULL && gw[i].scales == NULL);
+            EXPECT(gcat.rows == rows && gcat.cols == cols);
+            EXPECT(gcat.dtype == (si == 1 ? dt : part0));
+            bweight_t ccat = cpu_weight_wrap(exact, rows, cols);
+            float *x = randn((size_t)T * cols, 1.0f), *got = xmalloc((size_t)T * rows * 4);
+            void *gx = gpu_put(g, x, (size_t)T * cols, ACT_WORK), *go = g->ops->act_alloc(g, (size_t)T * rows, ACT_WORK);
+            float *cx = cpu_put(x, (size_t)T * cols), *co = g_cpu->ops->act_alloc(g_cpu, (size_t)T * rows, ACT_WORK);
+            g->ops->matmul(g, go, gx, &gcat, T);
+            g_cpu->ops->matmul(g_cpu, co, cx, &ccat, T);
+            gpu_get(g, got, go, (size_t)T * rows, ACT_WORK);
             char what[128];
-            snprintf(what, sizeof what, "residual_add %s %s", name,
-                     mode == 0 ? "plain" : mode == 1 ? "post-norm offset 0" : "post-norm offset 1");
-            compare(what, got, cx, n, tol_for(dt, 0));
-            g->ops->mem_free(g, gx), g->ops->mem_free(g, gy), g->ops->mem_free(g, gw);
-            g_cpu->ops->mem_free(g_cpu, cx), g_cpu->ops->mem_free(g_cpu, cy), g_cpu->ops->mem_free(g_cpu, cw);
-            free(x), free(y), free(w), free(got);
+            snprintf(what, sizeof what, "weight_concat %s %d parts%s, matmul", name, n, si ? " (mixed)" : "");
+            compare(what, got, co, (size_t)T * rows, tol_for(dt, 1));
+            g->ops->weight_free(g, &gcat);
+            g->ops->mem_free(g, gx), g->ops->mem_free(g, go);
+            g_cpu->ops->mem_free(g_cpu, cx), g_cpu->ops->mem_free(g_cpu, co);
+            free(exact), free(x), free(got);
         }
     }
 }
@@ -655,23 +725,23 @@ TEST(test_fp16_saturates) {
     EXPECT_MSG(clamp_f16_range(ref, n) > 0, "no normed value beyond 65504: the test is void");
     compare("rmsnorm fp16 saturating", got, ref, n, tol_for(DT_F16, 0));
     /* gated_act: gate and up of a few hundred give products far beyond 65504 */
-    float *gate = randn(n, 300.0f), *up = randn(n, 300.0f);
-    void *gg = gpu_put(g, gate, n, ACT_WORK), *gu = gpu_put(g, up, n, ACT_WORK);
-    float *cg = cpu_put(gate, n), *cu = cpu_put(up, n);
+    float *gu_h = randn(2 * n, 300.0f);
+    void *gu = gpu_put(g, gu_h, 2 * n, ACT_WORK);
+    float *cu = cpu_put(gu_h, 2 * n);
     for (int a = 0; a < 2; a++) {
         act_t act = a ? ACT_GELU_TANH : ACT_SILU;
-        g->ops->gated_act(g, go, gg, gu, T, dim, act);
-        g_cpu->ops->gated_act(g_cpu, ref, cg, cu, T, dim, act);
+        g->ops->gated_act(g, go, gu, T, dim, act);
+        g_cpu->ops->gated_act(g_cpu, ref, cu, T, dim, act);
         gpu_get(g, got, go, n, ACT_WORK);
         EXPECT_MSG(clamp_f16_range(ref, n) > 0, "no activation beyond 65504: the test is void");
         compare(a ? "gated_act fp16 saturating gelu_tanh" : "gated_act fp16 saturating silu", got, ref, n,
                 tol_for(DT_F16, 0));
     }
     g->ops->mem_free(g, gx), g->ops->mem_free(g, gw), g->ops->mem_free(g, go);
-    g->ops->mem_free(g, gg), g->ops->mem_free(g, gu);
+    g->ops->mem_free(g, gu);
     g_cpu->ops->mem_free(g_cpu, cx), g_cpu->ops->mem_free(g_cpu, cw);
-    g_cpu->ops->mem_free(g_cpu, cg), g_cpu->ops->mem_free(g_cpu, cu);
-    free(x), free(w), free(got), free(ref), free(gate), free(up);
+    g_cpu->ops->mem_free(g_cpu, cu);
+    free(x), free(w), free(got), free(ref), free(gu_h);
 }
 
 /* A weight fp16 cannot hold (it would round to infinity) fails the fp16 upload, plain and int8
@@ -708,29 +778,27 @@ TEST(test_fp16_weight_beyond_range_rejected) {
 }
 
 /* The ops of one decoder layer without attention, in forward.c's order and buffer kinds, then
- * pool_score: rmsnorm, o_proj, residual add (through a post-norm when `post`, Gemma-2's
- * layout; plain, Llama's, otherwise), rmsnorm, gate/up, gelu, down_proj, residual add. x (T, dim)
- * is updated in place; logits (B, n_labels) land on the host. W[0..4] are o, gate, up, down, score. */
+ * pool_score: rmsnorm, o_proj, residual add (through a post-norm when `post`, Gemma-2's layout;
+ * plain, Llama's, otherwise) fused with the pre-MLP rmsnorm, gate|up (one stacked weight), gelu,
+ * down_proj, residual add. x (T, dim) is updated in place; logits (B, n_labels) land on the host.
+ * W[0..3] are o, gate|up, down, score. */
 static void layer_chain(backend_t *be, float *logits, float *x, const float *nw, const bweight_t *W,
                         const bbatch_t *bt, int dim, int hidden, int post) {
     const backend_ops_t *op = be->ops;
     int T = bt->T;
     void *xn = op->act_alloc(be, (size_t)T * dim, ACT_WORK);
     float *y = op->act_alloc(be, (size_t)T * dim, ACT_RESIDUAL);
-    void *gate = op->act_alloc(be, (size_t)T * hidden, ACT_WORK), *up = op->act_alloc(be, (size_t)T * hidden, ACT_WORK);
-    void *hb = op->act_alloc(be, (size_t)T * hidden, ACT_WORK);
-    ASSERT(xn && y && gate && up && hb);
+    void *gu = op->act_alloc(be, (size_t)T * 2 * hidden, ACT_WORK), *hb = op->act_alloc(be, (size_t)T * hidden, ACT_WORK);
+    ASSERT(xn && y && gu && hb);
     op->rmsnorm(be, xn, x, nw, T, dim, 1e-6f, 1.0f);
     op->matmul_f32(be, y, xn, &W[0], T);
-    op->residual_add(be, x, y, post ? nw : NULL, T, dim, 1e-6f, 1.0f);
-    op->rmsnorm(be, xn, x, nw, T, dim, 1e-6f, 1.0f);
-    op->matmul(be, gate, xn, &W[1], T);
-    op->matmul(be, up, xn, &W[2], T);
-    op->gated_act(be, hb, gate, up, T, hidden, ACT_GELU_TANH);
-    op->matmul_f32(be, y, hb, &W[3], T);
-    op->residual_add(be, x, y, post ? nw : NULL, T, dim, 1e-6f, 1.0f);
-    op->pool_score(be, logits, x, nw, 1e-6f, 1.0f, &W[4], bt, dim);
-    op->mem_free(be, xn), op->mem_free(be, y), op->mem_free(be, gate), op->mem_free(be, up), op->mem_free(be, hb);
+    op->residual_norm(be, x, xn, y, post ? nw : NULL, nw, T, dim, 1e-6f, 1.0f);
+    op->matmul(be, gu, xn, &W[1], T);
+    op->gated_act(be, hb, gu, T, hidden, ACT_GELU_TANH);
+    op->matmul_f32(be, y, hb, &W[2], T);
+    op->residual_norm(be, x, NULL, y, post ? nw : NULL, NULL, T, dim, 1e-6f, 1.0f);
+    op->pool_score(be, logits, x, nw, 1e-6f, 1.0f, &W[3], bt, dim);
+    op->mem_free(be, xn), op->mem_free(be, y), op->mem_free(be, gu), op->mem_free(be, hb);
 }
 
 /* Issue 9: o_proj and down_proj outputs far beyond fp16's 65504 (weights of std 6000, all within
@@ -739,17 +807,17 @@ static void layer_chain(backend_t *be, float *logits, float *x, const float *nw,
 TEST(test_fp16_projections_beyond_range) {
     backend_t *g = g_gpus[2].b; // fp16
     int lens[] = {5, 12}, dim = 128, hidden = 256, nl = 3;
-    int rows[5] = {dim, hidden, hidden, dim, nl}, cols[5] = {dim, dim, dim, hidden, dim};
-    float stds[5] = {6000.0f, 1.0f / sqrtf((float)dim), 1.0f / sqrtf((float)dim), 6000.0f, 1.0f / sqrtf((float)dim)};
+    int rows[4] = {dim, 2 * hidden, dim, nl}, cols[4] = {dim, dim, hidden, dim};
+    float stds[4] = {6000.0f, 1.0f / sqrtf((float)dim), 6000.0f, 1.0f / sqrtf((float)dim)};
     host_batch_t h = batch_make(lens, 2, 10);
     int T = h.bt.T;
     size_t n = (size_t)T * dim;
     bbatch_t cbt = {0}, gbt = {0};
     ASSERT(g_cpu->ops->batch_upload(g_cpu, &cbt, &h.bt) == 0);
     ASSERT(g->ops->batch_upload(g, &gbt, &h.bt) == 0);
-    bweight_t gw[5], cw[5];
-    float *exact[5];
-    for (int i = 0; i < 5; i++) {
+    bweight_t gw[4], cw[4];
+    float *exact[4];
+    for (int i = 0; i < 4; i++) {
         float *w = randn((size_t)rows[i] * cols[i], stds[i]);
         exact[i] = xmalloc((size_t)rows[i] * cols[i] * sizeof(float));
         weight_put(g, &gw[i], &cw[i], exact[i], w, rows[i], cols[i]);
@@ -780,7 +848,7 @@ TEST(test_fp16_projections_beyond_range) {
         g_cpu->ops->mem_free(g_cpu, cx);
         free(x);
     }
-    for (int i = 0; i < 5; i++) g->ops->weight_free(g, &gw[i]), free(exact[i]);
+    for (int i = 0; i < 4; i++) g->ops->weight_free(g, &gw[i]), free(exact[i]);
     g->ops->mem_free(g, gn), g_cpu->ops->mem_free(g_cpu, cn);
     batch_free_dev(g, &gbt), batch_free_dev(g_cpu, &cbt);
     free(nw), free(y_max), free(h.mem);
@@ -834,8 +902,8 @@ static int teardown(void) {
 
 /* tools/gpu-check.sh runs test_attention alone under compute-sanitizer: test_kernels test_attention. */
 TEST_MAIN_WITH(setup, teardown,
-               test_embed, test_rmsnorm, test_matmul, test_rope, test_attention, test_attention_uses_tensor_cores,
-               test_gated_act, test_residual_add, test_pool_score, test_batch_upload, test_int8_upload_matches_quant,
+               test_embed, test_rmsnorm, test_matmul, test_qkv_rope, test_attention, test_attention_uses_tensor_cores,
+               test_gated_act, test_residual_norm, test_weight_concat, test_pool_score, test_batch_upload, test_int8_upload_matches_quant,
                test_oom_reported, test_int8_nonfinite_rejected, test_fp16_saturates,
                test_fp16_weight_beyond_range_rejected, test_fp16_projections_beyond_range)
 

@@ -84,6 +84,12 @@ typedef struct {
     /* Free act_alloc / vec_upload memory; NULL is a no-op. */
     void (*mem_free)(backend_t *b, void *p);
     void (*weight_free)(backend_t *b, bweight_t *w);                      // free w's data and scales
+    /* Stack n uploaded matrices by rows into one, so that several projections of the same input
+     * run as one GEMM (q|k|v, gate|up): dst (sum of parts[i].rows, cols) = parts[0]; parts[1]; ...
+     * All parts share cols and dtype; int8 per-row scales are stacked the same way. On success
+     * every part is freed and zeroed; peak memory is the parts plus dst. Returns 0, or -1 on OOM
+     * (recorded for sync()) with the parts left as they were and dst zeroed. */
+    int (*weight_concat)(backend_t *b, bweight_t *dst, bweight_t *parts, int n);
     /* Copy a host batch (fields with host pointers) into backend memory; reuses dst's buffers. */
     int (*batch_upload)(backend_t *b, bbatch_t *dst, const bbatch_t *host);
     /* Ops, in the order forward.c uses them. */
@@ -96,14 +102,22 @@ typedef struct {
      * dtype: for o_proj and down_proj, whose outputs feed a norm or the residual stream and may
      * exceed fp16's range (65504) where the fp32 result does not. */
     void (*matmul_f32)(backend_t *b, float *out, const void *in, const bweight_t *w, int T);
-    /* Rotate q, k in place by bt->pos. */
-    void (*rope)(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, int n_kv_heads, int head_dim, const float *inv_freq);
+    /* Split the fused q|k|v GEMM output qkv (T, qd + 2*kvd), qd = n_heads*head_dim and
+     * kvd = n_kv_heads*head_dim, into q (T, qd) and k (T, kvd), both rotated by bt->pos * inv_freq
+     * (transformers' rotate_half rope), and v (T, kvd), copied: contiguous, as attention takes them. */
+    void (*qkv_rope)(backend_t *b, void *q, void *k, void *v, const void *qkv, const bbatch_t *bt, int n_heads,
+                     int n_kv_heads, int head_dim, const float *inv_freq);
     /* Causal attention within each sequence of bt; out (T, n_heads*head_dim). */
     void (*attention)(backend_t *b, void *out, const void *q, const void *k, const void *v, const bbatch_t *bt, const attn_params_t *p);
-    /* out (T, hidden) = act(gate) * up. */
-    void (*gated_act)(backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act);
-    /* x += post_w ? rmsnorm(y) * (offset + post_w) : y, y fp32 (matmul_f32's output) */
-    void (*residual_add)(backend_t *b, float *x, const float *y, const float *post_w, int T, int dim, float eps, float offset);
+    /* out (T, hidden) = act(gu[:, :hidden]) * gu[:, hidden:], gu (T, 2*hidden) the fused gate|up
+     * GEMM output. */
+    void (*gated_act)(backend_t *b, void *out, const void *gu, int T, int hidden, act_t act);
+    /* The residual add fused with the next norm, all (T, dim): x += post_w ? rmsnorm(y) *
+     * (offset + post_w) : y, y fp32 (matmul_f32's output); then, when next_w != NULL,
+     * xn = rmsnorm(x) * (offset + next_w) (ACT_WORK), the next block's input. next_w == NULL (the
+     * last layer: pool_score norms the pooled rows itself) leaves xn untouched. */
+    void (*residual_norm)(backend_t *b, float *x, void *xn, const float *y, const float *post_w, const float *next_w,
+                          int T, int dim, float eps, float offset);
     /* logits (B, n_labels) on the host = rmsnorm(x[last[b]]) @ score^T */
     void (*pool_score)(backend_t *b, float *logits_host, const float *x, const float *norm_w, float eps, float offset,
                        const bweight_t *score, const bbatch_t *bt, int dim);

@@ -124,6 +124,26 @@ static void cpu_weight_free(backend_t *b, bweight_t *w) {
     memset(w, 0, sizeof *w);
 }
 
+int cpu_weight_concat(backend_t *b, bweight_t *dst, bweight_t *parts, int n) {
+    int rows = 0, cols = n > 0 ? parts[0].cols : 0;
+    for (int i = 0; i < n; i++) {
+        ASSERT(parts[i].dtype == DT_F32 && parts[i].cols == cols && parts[i].data);
+        rows += parts[i].rows;
+    }
+    memset(dst, 0, sizeof *dst);
+    float *p = cpu_alloc(b, (size_t)rows * (size_t)cols * sizeof(float), "weight matrix");
+    if (!p) return -1;
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        size_t k = (size_t)parts[i].rows * (size_t)cols;
+        memcpy(p + at, parts[i].data, k * sizeof(float));
+        at += k;
+        cpu_weight_free(b, &parts[i]);
+    }
+    *dst = cpu_weight_wrap(p, rows, cols);
+    return 0;
+}
+
 bweight_t cpu_weight_wrap(float *data, int rows, int cols) {
     bweight_t w = {.data = data, .scales = NULL, .rows = rows, .cols = cols, .dtype = DT_F32};
     return w;
@@ -308,26 +328,29 @@ void cpu_matmul_f32(backend_t *b, float *out, const void *in, const bweight_t *w
 void cpu_set_plain(backend_t *b, int on) { impl_of(b)->plain = on; }
 
 typedef struct {
-    float *q, *k;                      // (T, n_heads*head_dim), (T, n_kv_heads*head_dim), rotated in place
+    float *q, *k, *v;                  // (T, n_heads*head_dim), (T, n_kv_heads*head_dim) twice: outputs
+    const float *qkv;                  // (T, (n_heads + 2*n_kv_heads)*head_dim) fused q|k|v GEMM output
     const int32_t *pos;                // (T) position of each token in its sequence
     int n_heads, n_kv_heads, head_dim; // head counts and the size of one head
     const float *inv_freq;             // (head_dim/2) rope inverse frequencies
 } rope_ctx_t;
 
-/* Rotate one head in place: the rotate_half (non-interleaved) convention of transformers,
- * x * cos + rotate_half(x) * sin with rotate_half(x) = (-x2, x1). */
-static void rope_head(float *x, const float *cs, const float *sn, int half) {
+/* Rotate one head from src into dst: the rotate_half (non-interleaved) convention of
+ * transformers, x * cos + rotate_half(x) * sin with rotate_half(x) = (-x2, x1). */
+static void rope_head(float *dst, const float *src, const float *cs, const float *sn, int half) {
     for (int i = 0; i < half; i++) {
-        float x1 = x[i], x2 = x[i + half];
-        x[i] = x1 * cs[i] + (-x2) * sn[i];
-        x[i + half] = x2 * cs[i] + x1 * sn[i];
+        float x1 = src[i], x2 = src[i + half];
+        dst[i] = x1 * cs[i] + (-x2) * sn[i];
+        dst[i + half] = x2 * cs[i] + x1 * sn[i];
     }
 }
 
-/* Row task of cpu_rope: rotate every q and k head of token t by pos[t] * inv_freq. */
+/* Row task of cpu_qkv_rope: token t's q and k heads rotated by pos[t] * inv_freq, v copied. */
 static void rope_row(void *ctx, int t) {
     rope_ctx_t *c = ctx;
     int half = c->head_dim / 2;
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    const float *row = c->qkv + (size_t)t * (qd + 2 * kvd);
     float cs[CPU_ROPE_MAX_HEAD_DIM / 2], sn[CPU_ROPE_MAX_HEAD_DIM / 2];
     /* The angle is one fp32 product, as in transformers' inv_freq @ position_ids. */
     float p = (float)c->pos[t];
@@ -336,16 +359,18 @@ static void rope_row(void *ctx, int t) {
         cs[i] = cosf(a);
         sn[i] = sinf(a);
     }
-    for (int h = 0; h < c->n_heads; h++) rope_head(c->q + ((size_t)t * c->n_heads + h) * c->head_dim, cs, sn, half);
+    for (int h = 0; h < c->n_heads; h++)
+        rope_head(c->q + (size_t)t * qd + (size_t)h * c->head_dim, row + (size_t)h * c->head_dim, cs, sn, half);
     for (int h = 0; h < c->n_kv_heads; h++)
-        rope_head(c->k + ((size_t)t * c->n_kv_heads + h) * c->head_dim, cs, sn, half);
+        rope_head(c->k + (size_t)t * kvd + (size_t)h * c->head_dim, row + qd + (size_t)h * c->head_dim, cs, sn, half);
+    memcpy(c->v + (size_t)t * kvd, row + qd + kvd, kvd * sizeof(float));
 }
 
-/* Rotate q (T, n_heads*head_dim) and k (T, n_kv_heads*head_dim) in place by pos[t] * inv_freq. */
-void cpu_rope(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, int n_kv_heads, int head_dim,
-              const float *inv_freq) {
+/* q, k (rotated by pos[t] * inv_freq) and v from the fused q|k|v rows of qkv. */
+void cpu_qkv_rope(backend_t *b, void *q, void *k, void *v, const void *qkv, const bbatch_t *bt, int n_heads,
+                  int n_kv_heads, int head_dim, const float *inv_freq) {
     ASSERT(head_dim % 2 == 0 && head_dim <= CPU_ROPE_MAX_HEAD_DIM);
-    rope_ctx_t c = {q, k, bt->pos, n_heads, n_kv_heads, head_dim, inv_freq};
+    rope_ctx_t c = {q, k, v, qkv, bt->pos, n_heads, n_kv_heads, head_dim, inv_freq};
     rows_run(b, bt->T, rope_row, &c);
 }
 
@@ -460,8 +485,8 @@ void cpu_attention(backend_t *b, void *out, const void *q, const void *k, const 
 
 typedef struct {
     float *out;             // (T, hidden)
-    const float *gate, *up; // (T, hidden) each
-    int hidden;             // row width
+    const float *gu;        // (T, 2*hidden) gate | up
+    int hidden;             // row width of out
     act_t act;              // ACT_SILU or ACT_GELU_TANH
 } act_ctx_t;
 
@@ -472,47 +497,56 @@ static float gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(inner));
 }
 
-/* Row task of cpu_gated_act: out[t] = act(gate[t]) * up[t]. */
+/* Row task of cpu_gated_act: out[t] = act(gate[t]) * up[t], gate and up the halves of gu[t]. */
 static void act_row(void *ctx, int t) {
     act_ctx_t *c = ctx;
-    size_t o = (size_t)t * c->hidden;
+    const float *gate = c->gu + (size_t)t * 2 * c->hidden, *up = gate + c->hidden;
+    float *out = c->out + (size_t)t * c->hidden;
     for (int i = 0; i < c->hidden; i++) {
-        float g = c->gate[o + i];
+        float g = gate[i];
         float a = c->act == ACT_SILU ? g / (1.0f + expf(-g)) : gelu_tanh(g);
-        c->out[o + i] = a * c->up[o + i];
+        out[i] = a * up[i];
     }
 }
 
-/* out = act(gate) * up, elementwise over (T, hidden). */
-void cpu_gated_act(backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act) {
-    act_ctx_t c = {out, gate, up, hidden, act};
+/* out (T, hidden) = act(gu[:, :hidden]) * gu[:, hidden:]. */
+void cpu_gated_act(backend_t *b, void *out, const void *gu, int T, int hidden, act_t act) {
+    act_ctx_t c = {out, gu, hidden, act};
     rows_run(b, T, act_row, &c);
 }
 
 typedef struct {
     float *x;                // (T, dim) residual stream, updated in place
+    float *xn;               // (T, dim) rmsnorm(x) * (offset + next_w), written when next_w
     const float *y, *post_w; // (T, dim) sublayer output; (dim) post-norm weight or NULL
+    const float *next_w;     // (dim) the next block's norm weight, or NULL
     int dim;                 // row width
-    float eps, offset;       // RMSNorm epsilon; added to post_w
+    float eps, offset;       // RMSNorm epsilon; added to post_w and next_w
 } resid_ctx_t;
 
-/* Row task of cpu_residual_add: x[t] += y[t], or += rmsnorm(y[t]) * (offset + post_w). */
+/* Row task of cpu_residual_norm: x[t] += y[t], or += rmsnorm(y[t]) * (offset + post_w); then
+ * xn[t] = rmsnorm(x[t]) * (offset + next_w), the same arithmetic as cpu_rmsnorm. */
 static void resid_row(void *ctx, int t) {
     resid_ctx_t *c = ctx;
     float *x = c->x + (size_t)t * c->dim;
     const float *y = c->y + (size_t)t * c->dim;
     if (!c->post_w) {
         for (int i = 0; i < c->dim; i++) x[i] += y[i];
-        return;
+    } else {
+        float r = rms_factor(y, c->dim, c->eps);
+        for (int i = 0; i < c->dim; i++) x[i] += (y[i] * r) * (c->offset + c->post_w[i]);
     }
-    float r = rms_factor(y, c->dim, c->eps);
-    for (int i = 0; i < c->dim; i++) x[i] += (y[i] * r) * (c->offset + c->post_w[i]);
+    if (!c->next_w) return;
+    float *o = c->xn + (size_t)t * c->dim;
+    float r = rms_factor(x, c->dim, c->eps);
+    for (int i = 0; i < c->dim; i++) o[i] = (x[i] * r) * (c->offset + c->next_w[i]);
 }
 
-/* x += post_w ? rmsnorm(y) * (offset + post_w) : y. */
-void cpu_residual_add(backend_t *b, float *x, const float *y, const float *post_w, int T, int dim, float eps,
-                      float offset) {
-    resid_ctx_t c = {x, y, post_w, dim, eps, offset};
+/* x += post_w ? rmsnorm(y) * (offset + post_w) : y; then xn = rmsnorm(x) * (offset + next_w)
+ * when next_w != NULL. */
+void cpu_residual_norm(backend_t *b, float *x, void *xn, const float *y, const float *post_w, const float *next_w,
+                       int T, int dim, float eps, float offset) {
+    resid_ctx_t c = {x, xn, y, post_w, next_w, dim, eps, offset};
     rows_run(b, T, resid_row, &c);
 }
 
@@ -564,15 +598,16 @@ static const backend_ops_t cpu_ops = {
     .weight_upload = cpu_weight_upload,
     .mem_free = cpu_mem_free,
     .weight_free = cpu_weight_free,
+    .weight_concat = cpu_weight_concat,
     .batch_upload = cpu_batch_upload,
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
     .matmul_f32 = cpu_matmul_f32,
-    .rope = cpu_rope,
+    .qkv_rope = cpu_qkv_rope,
     .attention = cpu_attention,
     .gated_act = cpu_gated_act,
-    .residual_add = cpu_residual_add,
+    .residual_norm = cpu_residual_norm,
     .pool_score = cpu_pool_score,
     .sync = cpu_sync,
     .destroy = cpu_destroy,

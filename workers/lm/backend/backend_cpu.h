@@ -19,18 +19,22 @@ void cpu_rmsnorm(backend_t *b, void *out, const float *x, const float *w, int T,
 void cpu_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int T);
 /* cpu_matmul with a float out: backend_ops_t.matmul_f32 (every CPU buffer is fp32). */
 void cpu_matmul_f32(backend_t *b, float *out, const void *in, const bweight_t *w, int T);
-/* Rotate q (T, n_heads*head_dim) and k (T, n_kv_heads*head_dim) in place by each token's position. */
-void cpu_rope(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, int n_kv_heads, int head_dim,
-              const float *inv_freq);
+/* q (T, n_heads*head_dim), k and v (T, n_kv_heads*head_dim) from the fused q|k|v rows of qkv,
+ * q and k rotated by each token's position (backend_ops_t.qkv_rope). */
+void cpu_qkv_rope(backend_t *b, void *q, void *k, void *v, const void *qkv, const bbatch_t *bt, int n_heads,
+                  int n_kv_heads, int head_dim, const float *inv_freq);
 /* Causal (optionally windowed, soft-capped) attention within each sequence of bt; out (T,
  * n_heads*head_dim). */
 void cpu_attention(backend_t *b, void *out, const void *q, const void *k, const void *v, const bbatch_t *bt,
                    const attn_params_t *p);
-/* out (T, hidden) = act(gate) * up. */
-void cpu_gated_act(backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act);
-/* x += post_w ? rmsnorm(y) * (offset + post_w) : y, all (T, dim). */
-void cpu_residual_add(backend_t *b, float *x, const float *y, const float *post_w, int T, int dim, float eps,
-                      float offset);
+/* out (T, hidden) = act(gu[:, :hidden]) * gu[:, hidden:], gu (T, 2*hidden). */
+void cpu_gated_act(backend_t *b, void *out, const void *gu, int T, int hidden, act_t act);
+/* x += post_w ? rmsnorm(y) * (offset + post_w) : y; then xn = rmsnorm(x) * (offset + next_w) when
+ * next_w != NULL; all (T, dim) (backend_ops_t.residual_norm). */
+void cpu_residual_norm(backend_t *b, float *x, void *xn, const float *y, const float *post_w, const float *next_w,
+                       int T, int dim, float eps, float offset);
+/* dst = parts stacked by rows; the parts are freed (backend_ops_t.weight_concat). */
+int cpu_weight_concat(backend_t *b, bweight_t *dst, bweight_t *parts, int n);
 /* logits_host (B, score->rows) = rmsnorm(x[last[b]]) @ score^T. */
 void cpu_pool_score(backend_t *b, float *logits_host, const float *x, const float *norm_w, float eps, float offset,
                     const bweight_t *score, const bbatch_t *bt, int dim);

@@ -419,6 +419,50 @@ static void cuda_weight_free(backend_t *b, bweight_t *w) {
     memset(w, 0, sizeof *w);
 }
 
+/* backend_ops_t.weight_concat: dst = the parts stacked by rows, by device-to-device copies of
+ * their data (and int8 scales), queued on the stream; then the parts are freed (cudaFree waits
+ * for the copies). With --quant int8 a part below QUANT_MIN_ROWS rows stays in the compute dtype
+ * (weight_upload); stacked with int8 parts, the int8 ones are then dequantised into dst (exactly
+ * the values the GEMM's dequantisation would give), so dst is in the compute dtype. Returns 0,
+ * or -1 (failure recorded) with the parts intact and dst zeroed. */
+static int cuda_weight_concat(backend_t *b, bweight_t *dst, bweight_t *parts, int n) {
+    cuda_impl_t *im = impl_of(b);
+    int rows = 0, cols = n > 0 ? parts[0].cols : 0;
+    dtype_t dt = n > 0 ? parts[0].dtype : b->compute;
+    for (int i = 0; i < n; i++) {
+        ASSERT(parts[i].cols == cols && parts[i].data && (parts[i].dtype == DT_I8 || parts[i].dtype == b->compute));
+        if (parts[i].dtype != dt) dt = b->compute; // mixed int8 and compute dtype
+        rows += parts[i].rows;
+    }
+    memset(dst, 0, sizeof *dst);
+    if (im->failed) return -1;
+    size_t row_bytes = (size_t)cols * dt_size(dt);
+    bweight_t w = {.rows = rows, .cols = cols, .dtype = dt};
+    if (!(w.data = arena_alloc(b, (size_t)rows * row_bytes, 0, "weight")) ||
+        (dt == DT_I8 && !(w.scales = arena_alloc(b, (size_t)rows * sizeof(float), 0, "int8 scales")))) {
+        cuda_weight_free(b, &w);
+        return -1;
+    }
+    for (int i = 0, at = 0; i < n; at += parts[i].rows, i++) {
+        char *to = (char *)w.data + (size_t)at * row_bytes;
+        int rc = parts[i].dtype != dt
+                     ? CK(b, dequant_int8_forward(to, parts[i].data, parts[i].scales, parts[i].rows, cols,
+                                                  (kdtype_t)b->compute, im->stream))
+                     : CK(b, cudaMemcpyAsync(to, parts[i].data, (size_t)parts[i].rows * row_bytes,
+                                             cudaMemcpyDeviceToDevice, im->stream));
+        if (!rc && dt == DT_I8)
+            rc = CK(b, cudaMemcpyAsync(w.scales + at, parts[i].scales, (size_t)parts[i].rows * sizeof(float),
+                                       cudaMemcpyDeviceToDevice, im->stream));
+        if (rc) {
+            cuda_weight_free(b, &w);
+            return -1;
+        }
+    }
+    for (int i = 0; i < n; i++) cuda_weight_free(b, &parts[i]);
+    *dst = w;
+    return 0;
+}
+
 /* A cached activation block: fp32 for ACT_RESIDUAL, the compute dtype for ACT_WORK. */
 static void *cuda_act_alloc(backend_t *b, size_t n_elems, act_kind_t kind) {
     size_t es = kind == ACT_RESIDUAL ? sizeof(float) : dt_size(b->compute);
@@ -525,12 +569,12 @@ static void cuda_matmul_f32(backend_t *b, float *out, const void *in, const bwei
     cuda_gemm(b, out, CUDA_R_32F, in, w, T);
 }
 
-/* backend_ops_t.rope: queue rope_forward (kernels/rope.cu). */
-static void cuda_rope(backend_t *b, void *q, void *k, const bbatch_t *bt, int n_heads, int n_kv_heads, int head_dim,
-                      const float *inv_freq) {
+/* backend_ops_t.qkv_rope: queue qkv_rope_forward (kernels/rope.cu). */
+static void cuda_qkv_rope(backend_t *b, void *q, void *k, void *v, const void *qkv, const bbatch_t *bt, int n_heads,
+                          int n_kv_heads, int head_dim, const float *inv_freq) {
     OP_GUARD(b);
-    CK(b, rope_forward(q, k, bt->pos, bt->T, n_heads, n_kv_heads, head_dim, inv_freq, (kdtype_t)b->compute,
-                       impl_of(b)->stream));
+    CK(b, qkv_rope_forward(q, k, v, qkv, bt->pos, bt->T, n_heads, n_kv_heads, head_dim, inv_freq,
+                           (kdtype_t)b->compute, impl_of(b)->stream));
 }
 
 /* backend_ops_t.attention: queue attention_forward (kernels/attention.cu), generic kernel only when
@@ -543,18 +587,18 @@ static void cuda_attention(backend_t *b, void *out, const void *q, const void *k
                             impl_of(b)->attn_generic, (kdtype_t)b->compute, impl_of(b)->stream));
 }
 
-/* backend_ops_t.gated_act: queue gated_act_forward (kernels/act.cu) over T * hidden elements. */
-static void cuda_gated_act(backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act) {
+/* backend_ops_t.gated_act: queue gated_act_forward (kernels/act.cu) over the (T, 2*hidden) gate|up rows. */
+static void cuda_gated_act(backend_t *b, void *out, const void *gu, int T, int hidden, act_t act) {
     OP_GUARD(b);
-    CK(b, gated_act_forward(out, gate, up, (size_t)T * (size_t)hidden, act == ACT_SILU ? 0 : 1, (kdtype_t)b->compute,
-                            impl_of(b)->stream));
+    CK(b, gated_act_forward(out, gu, T, hidden, act == ACT_SILU ? 0 : 1, (kdtype_t)b->compute, impl_of(b)->stream));
 }
 
-/* backend_ops_t.residual_add: queue residual_add_forward (kernels/rmsnorm.cu). */
-static void cuda_residual_add(backend_t *b, float *x, const float *y, const float *post_w, int T, int dim, float eps,
-                              float offset) {
+/* backend_ops_t.residual_norm: queue residual_norm_forward (kernels/rmsnorm.cu). */
+static void cuda_residual_norm(backend_t *b, float *x, void *xn, const float *y, const float *post_w,
+                               const float *next_w, int T, int dim, float eps, float offset) {
     OP_GUARD(b);
-    CK(b, residual_add_forward(x, y, post_w, T, dim, eps, offset, (kdtype_t)b->compute, impl_of(b)->stream));
+    CK(b, residual_norm_forward(x, xn, y, post_w, next_w, T, dim, eps, offset, (kdtype_t)b->compute,
+                                impl_of(b)->stream));
 }
 
 /* The logits are computed on the device, copied to pinned memory, and waited for: this is the
@@ -633,15 +677,16 @@ static const backend_ops_t cuda_ops = {
     .weight_upload = cuda_weight_upload,
     .mem_free = cuda_mem_free,
     .weight_free = cuda_weight_free,
+    .weight_concat = cuda_weight_concat,
     .batch_upload = cuda_batch_upload,
     .embed = cuda_embed,
     .rmsnorm = cuda_rmsnorm,
     .matmul = cuda_matmul,
     .matmul_f32 = cuda_matmul_f32,
-    .rope = cuda_rope,
+    .qkv_rope = cuda_qkv_rope,
     .attention = cuda_attention,
     .gated_act = cuda_gated_act,
-    .residual_add = cuda_residual_add,
+    .residual_norm = cuda_residual_norm,
     .pool_score = cuda_pool_score,
     .sync = cuda_sync,
     .destroy = cuda_destroy,

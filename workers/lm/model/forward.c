@@ -55,26 +55,23 @@ static int forward_run(model_t *m, const int32_t *const *ids, const int *lens, i
 
     op->embed(be, m->x, &m->w.emb, bt, dim, c->embed_scale);
     if (trace) trace_rows(m, trace, 0);
+    op->rmsnorm(be, m->xn, m->x, m->w.layers[0].attn_norm, T, dim, eps, off); // later layers': residual_norm
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights_t *L = &m->w.layers[l];
+        const float *next_norm = l + 1 < c->n_layers ? m->w.layers[l + 1].attn_norm : NULL; // last: pool_score norms
         attn_params_t ap = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
                             .scale = c->query_scale, .softcap = c->attn_softcap, .window = c->window[l]};
-        /* attention block */
-        op->rmsnorm(be, m->xn, m->x, L->attn_norm, T, dim, eps, off);
-        op->matmul(be, m->q, m->xn, &L->wq, T);
-        op->matmul(be, m->k, m->xn, &L->wk, T);
-        op->matmul(be, m->v, m->xn, &L->wv, T);
-        op->rope(be, m->q, m->k, bt, c->n_heads, c->n_kv_heads, c->head_dim, m->w.inv_freq);
+        /* attention block (its input norm xn was made by the previous line that wrote x) */
+        op->matmul(be, m->mm, m->xn, &L->wqkv, T); // q | k | v in one GEMM
+        op->qkv_rope(be, m->q, m->k, m->v, m->mm, bt, c->n_heads, c->n_kv_heads, c->head_dim, m->w.inv_freq);
         op->attention(be, m->att, m->q, m->k, m->v, bt, &ap);
         op->matmul_f32(be, m->y, m->att, &L->wo, T); // fp32: may exceed fp16's range
-        op->residual_add(be, m->x, m->y, L->attn_post_norm, T, dim, eps, off); // post-norm when non-NULL
+        op->residual_norm(be, m->x, m->xn, m->y, L->attn_post_norm, L->mlp_norm, T, dim, eps, off); // post-norm when non-NULL
         /* MLP block */
-        op->rmsnorm(be, m->xn, m->x, L->mlp_norm, T, dim, eps, off);
-        op->matmul(be, m->gate, m->xn, &L->w_gate, T);
-        op->matmul(be, m->up, m->xn, &L->w_up, T);
-        op->gated_act(be, m->hb, m->gate, m->up, T, hidden, c->act);
+        op->matmul(be, m->mm, m->xn, &L->w_gu, T); // gate | up in one GEMM
+        op->gated_act(be, m->hb, m->mm, T, hidden, c->act);
         op->matmul_f32(be, m->y, m->hb, &L->w_down, T);
-        op->residual_add(be, m->x, m->y, L->mlp_post_norm, T, dim, eps, off);
+        op->residual_norm(be, m->x, m->xn, m->y, L->mlp_post_norm, next_norm, T, dim, eps, off);
         if (trace) trace_rows(m, trace, l + 1);
     }
     /* pool each sequence's last real token, final norm, score (no final softcap: transformers'

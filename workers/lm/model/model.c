@@ -54,7 +54,7 @@ fail:
 /* Free the activation buffers (not the weights). */
 static void acts_free(model_t *m) {
     backend_t *be = m->be;
-    void **bufs[] = {(void **)&m->x, &m->xn, &m->q, &m->k, &m->v, &m->att, (void **)&m->y, &m->gate, &m->up, &m->hb};
+    void **bufs[] = {(void **)&m->x, &m->xn, &m->mm, &m->q, &m->k, &m->v, &m->att, (void **)&m->y, &m->hb};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         be->ops->mem_free(be, *bufs[i]);
         *bufs[i] = NULL;
@@ -81,9 +81,15 @@ void model_free(model_t *m) {
     free(m);
 }
 
+/* Width of the fused GEMM output buffer m->mm: q|k|v, and later gate|up, share it. */
+static size_t mm_width(const model_config_t *c) {
+    size_t qkv = (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim, gu = 2 * (size_t)c->hidden_dim;
+    return qkv > gu ? qkv : gu;
+}
+
 size_t model_activation_bytes(const model_config_t *c, int T, int work_bytes) {
     size_t t = (size_t)(T > 0 ? T : 0), qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t work = (size_t)c->dim + qd * 2 + kvd * 2 + (size_t)c->hidden_dim * 3; // xn  q,att  k,v  gate,up,hb
+    size_t work = (size_t)c->dim + mm_width(c) + qd * 2 + kvd * 2 + (size_t)c->hidden_dim; // xn  mm  q,att  k,v  hb
     return t * (size_t)c->dim * 2 * sizeof(float) + t * work * (size_t)work_bytes; // x, y fp32
 }
 
@@ -99,15 +105,14 @@ static int acts_ensure(model_t *m, int T, err_t *err) {
     size_t t = (size_t)cap, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     m->x = be->ops->act_alloc(be, t * c->dim, ACT_RESIDUAL);
     m->xn = be->ops->act_alloc(be, t * c->dim, ACT_WORK);
+    m->mm = be->ops->act_alloc(be, t * mm_width(c), ACT_WORK);
     m->q = be->ops->act_alloc(be, t * qd, ACT_WORK);
     m->k = be->ops->act_alloc(be, t * kvd, ACT_WORK);
     m->v = be->ops->act_alloc(be, t * kvd, ACT_WORK);
     m->att = be->ops->act_alloc(be, t * qd, ACT_WORK);
     m->y = be->ops->act_alloc(be, t * c->dim, ACT_RESIDUAL);
-    m->gate = be->ops->act_alloc(be, t * c->hidden_dim, ACT_WORK);
-    m->up = be->ops->act_alloc(be, t * c->hidden_dim, ACT_WORK);
     m->hb = be->ops->act_alloc(be, t * c->hidden_dim, ACT_WORK);
-    if (!m->x || !m->xn || !m->q || !m->k || !m->v || !m->att || !m->y || !m->gate || !m->up || !m->hb) {
+    if (!m->x || !m->xn || !m->mm || !m->q || !m->k || !m->v || !m->att || !m->y || !m->hb) {
         acts_free(m);
         be->ops->sync(be, err);
         err->code = EXIT_OOM;

@@ -18,10 +18,12 @@ typedef struct {
     float *attn_post_norm;   // (dim) Gemma-2 post_attention_layernorm; NULL for Llama
     float *mlp_norm;         // (dim) Llama post_attention_layernorm / Gemma-2 pre_feedforward_layernorm
     float *mlp_post_norm;    // (dim) Gemma-2 post_feedforward_layernorm; NULL for Llama
-    bweight_t wq;            // (n_heads*head_dim, dim)
-    bweight_t wk, wv;        // (n_kv_heads*head_dim, dim)
+    bweight_t wq;            // (n_heads*head_dim, dim) load slot only: moved into wqkv, then empty
+    bweight_t wk, wv;        // (n_kv_heads*head_dim, dim) load slots only, like wq
+    bweight_t wqkv;          // (qd + 2*kvd, dim) q | k | v rows, stacked at load: one GEMM
     bweight_t wo;            // (dim, n_heads*head_dim)
-    bweight_t w_gate, w_up;  // (hidden_dim, dim)
+    bweight_t w_gate, w_up;  // (hidden_dim, dim) load slots only: moved into w_gu, then empty
+    bweight_t w_gu;          // (2*hidden_dim, dim) gate | up rows, stacked at load: one GEMM
     bweight_t w_down;        // (dim, hidden_dim)
 } layer_weights_t;
 
@@ -44,11 +46,13 @@ struct model {
     int cap_T;                 // tokens the activation buffers hold
     float *x;                  // (T, dim) residual stream, fp32
     void *xn;                  // (T, dim) normed input of attention / MLP
-    void *q;                   // (T, n_heads*head_dim)
-    void *k, *v;               // (T, n_kv_heads*head_dim)
-    void *att;                 // (T, n_heads*head_dim) attention output
+    void *mm;                  // (T, max(qd + 2*kvd, 2*hidden_dim)) the fused GEMM outputs: q|k|v,
+                               // then (dead by then) gate|up; qd = n_heads*head_dim, kvd = n_kv_heads*head_dim
+    void *q;                   // (T, qd) rotated queries (qkv_rope)
+    void *k, *v;               // (T, kvd) rotated keys, values (qkv_rope)
+    void *att;                 // (T, qd) attention output
     float *y;                  // (T, dim) o_proj / down_proj output, fp32 (matmul_f32)
-    void *gate, *up, *hb;      // (T, hidden_dim) MLP gate, up, act(gate)*up
+    void *hb;                  // (T, hidden_dim) act(gate) * up
     bbatch_t batch;            // the current batch in backend memory
     /* Host staging of the batch, capacity h_cap_T tokens and h_cap_B sequences. */
     int32_t *h_tokens, *h_pos; // (h_cap_T)

@@ -3,6 +3,9 @@
  * The list of tensors an architecture needs is built from the config (weights_specs); each is
  * converted to fp32 on the host one at a time, checked to be finite, passed through the LoRA merge
  * when an adapter is given (and checked again), and uploaded. Peak host memory is therefore one tensor, not the model.
+ * Once a layer's tensors are uploaded, its q, k, v and its gate, up matrices are stacked on the
+ * backend (weight_concat) into one q|k|v and one gate|up matrix, so the forward pass runs four
+ * GEMMs per layer; the checks, LoRA merge and upload above still see each checkpoint tensor alone.
  *
  * Checkpoint tensors we do not use are an error, except the ones weights_ignorable() names:
  * rotary inv_freq buffers (older transformers saved them; we recompute them exactly) and an
@@ -11,6 +14,7 @@
  * misnamed checkpoint, and silently ignoring it would hide the problem.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -180,6 +184,33 @@ static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_s
     return 0;
 }
 
+/* The layer whose last matrix (down_proj, the last of its specs) s loads, or -1. */
+static int spec_ends_layer(const model_t *m, const weight_spec_t *s) {
+    const char *base = (const char *)m->w.layers, *p = (const char *)s->mat;
+    if (!p || p < base || p >= base + (size_t)m->cfg.n_layers * sizeof(layer_weights_t)) return -1;
+    size_t at = (size_t)(p - base);
+    return at % sizeof(layer_weights_t) == offsetof(layer_weights_t, w_down) ? (int)(at / sizeof(layer_weights_t)) : -1;
+}
+
+/* Stack layer l's uploaded q, k, v into wqkv and gate, up into w_gu (weight_concat), so that each
+ * runs as one GEMM; the parts are freed. Called right after the layer's last tensor is uploaded,
+ * so the extra memory is one stacked matrix at a time. Returns 0, or -1 with err set (EXIT_OOM). */
+static int layer_fuse(model_t *m, int l, err_t *err) {
+    backend_t *be = m->be;
+    layer_weights_t *L = &m->w.layers[l];
+    bweight_t qkv[3] = {L->wq, L->wk, L->wv}, gu[2] = {L->w_gate, L->w_up};
+    if (be->ops->weight_concat(be, &L->wqkv, qkv, 3) == 0) {
+        memset(&L->wq, 0, sizeof L->wq), memset(&L->wk, 0, sizeof L->wk), memset(&L->wv, 0, sizeof L->wv);
+        if (be->ops->weight_concat(be, &L->w_gu, gu, 2) == 0) {
+            memset(&L->w_gate, 0, sizeof L->w_gate), memset(&L->w_up, 0, sizeof L->w_up);
+            return 0;
+        }
+    }
+    be->ops->sync(be, err); // the backend recorded why (out of memory)
+    if (!err->code) err->code = EXIT_OOM;
+    return err_prefix(err, "stacking layer %d's q|k|v and gate|up weights", l);
+}
+
 int weights_load(model_t *m, const st_set_t *st, lora_t *lora, const char *where, err_t *err) {
     m->w.layers = xcalloc((size_t)m->cfg.n_layers, sizeof *m->w.layers);
     weight_spec_t *specs;
@@ -190,7 +221,11 @@ int weights_load(model_t *m, const st_set_t *st, lora_t *lora, const char *where
     }
     host_buf_t buf = {0};
     int failed = 0;
-    for (int i = 0; i < n && !failed; i++) failed = load_one(m, st, lora, &specs[i], where, &buf, err) != 0;
+    for (int i = 0; i < n && !failed; i++) {
+        failed = load_one(m, st, lora, &specs[i], where, &buf, err) != 0;
+        int l = failed ? -1 : spec_ends_layer(m, &specs[i]);
+        if (l >= 0) failed = layer_fuse(m, l, err) != 0;
+    }
     free(buf.p);
     if (failed) goto done;
     if (lora && lora_finish(lora, err)) {
@@ -225,6 +260,11 @@ void weights_free(model_t *m) {
         }
     }
     free(specs);
+    for (int l = 0; l < m->cfg.n_layers; l++) { // the stacked matrices (weight_specs lists their parts)
+        layer_weights_t *L = &m->w.layers[l];
+        if (L->wqkv.data) be->ops->weight_free(be, &L->wqkv);
+        if (L->w_gu.data) be->ops->weight_free(be, &L->w_gu);
+    }
     be->ops->mem_free(be, m->w.inv_freq);
     free(m->w.layers);
     free(m->final_norm_host);
