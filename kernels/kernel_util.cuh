@@ -113,6 +113,14 @@ template <> __device__ __forceinline__ void store8<float>(float *p, const float 
     reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
 }
 
+/* v[0..8) = p[0..8) of int8 as fp32, one 8-byte load; p 8-byte aligned. */
+__device__ __forceinline__ void load8_i8(const int8_t *p, float *v) {
+    uint2 raw = *reinterpret_cast<const uint2 *>(p);
+    int8_t b[VEC];
+    memcpy(b, &raw, sizeof raw);
+    for (int j = 0; j < VEC; j++) v[j] = (float)b[j];
+}
+
 /* Copy 8 elements of T (16 or 32 bytes) unchanged; both pointers 16-byte aligned. */
 template <typename T> __device__ __forceinline__ void copy8(T *dst, const T *src) {
     for (int j = 0; j < (int)(VEC * sizeof(T) / 16); j++)

@@ -44,7 +44,8 @@ cudaError_t rmsnorm_forward(void *out, const float *x, const float *w, int T, in
  * round_dt(rmsnorm(y') * (offset + post_w)) : y', y fp32 (the o_proj / down_proj output, kept
  * in fp32 because in fp16 it could exceed 65504) and y' = y in fp16/fp32, y rounded to bf16 in
  * bf16 (as transformers holds it; bf16 cannot overflow); then, when next_w != NULL, xn (dt) =
- * rmsnorm(x) * (offset + next_w), exactly as rmsnorm_forward would compute it from the new x. */
+ * rmsnorm(x) * (offset + next_w), exactly as rmsnorm_forward would compute it from the new x.
+ * y == NULL (the GEMM added the product into x itself; not with post_w): only the norm. */
 cudaError_t residual_norm_forward(float *x, void *xn, const float *y, const float *post_w, const float *next_w,
                                   int T, int dim, float eps, float offset, kdtype_t dt, cudaStream_t stream);
 

@@ -78,14 +78,15 @@ __device__ __forceinline__ float residual_term(float y, bool post, float ry, flo
     return post ? round_as<T>((proj_value<T>(y) * ry) * (offset + pw)) : proj_value<T>(y);
 }
 
-/* One block per row: x += residual_term(y) (post-norm when post_w); then, when next_w, the new
- * row's RMSNorm into xn. x is read once, written once; the norm pass reads back the thread's own
- * writes (L1/L2), y is read twice under a post-norm (its statistics, then the add). */
+/* One block per row: x += residual_term(y) (post-norm when post_w; nothing when y is NULL: the
+ * GEMM added it already); then, when next_w, the new row's RMSNorm into xn. x is read once and
+ * (with y) written once; the norm pass reads back the thread's own writes (L1/L2), y is read
+ * twice under a post-norm (its statistics, then the add). */
 template <typename T>
 __global__ void residual_norm_kernel(float *x, T *xn, const float *y, const float *post_w, const float *next_w,
                                      int dim, float eps, float offset, bool vec) {
     __shared__ float scratch[32];
-    const float *yr = y + (size_t)blockIdx.x * dim;
+    const float *yr = y ? y + (size_t)blockIdx.x * dim : NULL;
     float *xr = x + (size_t)blockIdx.x * dim;
     bool post = post_w != NULL;
     float ry = post ? row_rms_factor<T>(yr, dim, eps, vec, scratch) : 0.0f, ss = 0.0f;
@@ -93,18 +94,18 @@ __global__ void residual_norm_kernel(float *x, T *xn, const float *y, const floa
         for (int i = threadIdx.x * VEC; i < dim; i += blockDim.x * VEC) {
             float a[VEC], b[VEC], w[VEC] = {0};
             load8<float>(xr + i, a);
-            load8<float>(yr + i, b);
-            if (post) load8<float>(post_w + i, w);
-            for (int j = 0; j < VEC; j++) {
-                a[j] += residual_term<T>(b[j], post, ry, w[j], offset);
-                ss += a[j] * a[j];
+            if (yr) {
+                load8<float>(yr + i, b);
+                if (post) load8<float>(post_w + i, w);
+                for (int j = 0; j < VEC; j++) a[j] += residual_term<T>(b[j], post, ry, w[j], offset);
+                store8<float>(xr + i, a);
             }
-            store8<float>(xr + i, a);
+            for (int j = 0; j < VEC; j++) ss += a[j] * a[j];
         }
     } else {
         for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-            float a = xr[i] + residual_term<T>(yr[i], post, ry, post ? post_w[i] : 0.0f, offset);
-            xr[i] = a;
+            float a = xr[i];
+            if (yr) xr[i] = a = a + residual_term<T>(yr[i], post, ry, post ? post_w[i] : 0.0f, offset);
             ss += a * a;
         }
     }
@@ -125,7 +126,8 @@ extern "C" cudaError_t rmsnorm_forward(void *out, const float *x, const float *w
 extern "C" cudaError_t residual_norm_forward(float *x, void *xn, const float *y, const float *post_w,
                                              const float *next_w, int T, int dim, float eps, float offset, kdtype_t dt,
                                              cudaStream_t stream) {
-    if (T <= 0) return cudaSuccess;
+    if (T <= 0 || (!y && !next_w)) return cudaSuccess;
+    if (!y && post_w) return cudaErrorInvalidValue; // a post-norm needs y
     bool vec = dim % VEC == 0 && vec_aligned(x) && vec_aligned(xn) && vec_aligned(y) && vec_aligned(post_w) &&
                vec_aligned(next_w);
     KERNEL_DISPATCH(dt, S, LAUNCH(T, NORM_THREADS, 0, stream, residual_norm_kernel<S>)(

@@ -231,36 +231,75 @@ static void batch_free_dev(backend_t *be, bbatch_t *bt) {
  * Tests, one per op
  * ------------------------------------------------------------------------------------------- */
 
+/* embed: dim 200 on the 16-byte vector path, 203 on the scalar one; fp, and int8 rows on the
+ * int8 backend. */
 TEST(test_embed) {
-    int lens[] = {1, 17, 40}, vocab = 300, dim = 200;
+    int lens[] = {1, 17, 40}, vocab = 300, dims[2] = {200, 203};
     host_batch_t h = batch_make(lens, 3, vocab);
-    float *emb = randn((size_t)vocab * dim, 1.0f), *exact = xmalloc((size_t)vocab * dim * sizeof(float));
-    float *got = xmalloc((size_t)h.bt.T * dim * sizeof(float));
     bbatch_t cbt = {0};
     ASSERT(g_cpu->ops->batch_upload(g_cpu, &cbt, &h.bt) == 0);
-    FOR_GPUS(g, name, dt) {
-        bweight_t gw, cw;
-        bbatch_t gbt = {0};
-        weight_put(g, &gw, &cw, exact, emb, vocab, dim);
-        ASSERT(g->ops->batch_upload(g, &gbt, &h.bt) == 0);
-        float scales[2] = {1.0f, sqrtf((float)dim)}; // Llama, Gemma
-        for (int s = 0; s < 2; s++) {
-            float *gx = g->ops->act_alloc(g, (size_t)h.bt.T * dim, ACT_RESIDUAL);
-            float *cx = g_cpu->ops->act_alloc(g_cpu, (size_t)h.bt.T * dim, ACT_RESIDUAL);
-            g->ops->embed(g, gx, &gw, &gbt, dim, scales[s]);
-            g_cpu->ops->embed(g_cpu, cx, &cw, &cbt, dim, scales[s]);
-            gpu_get(g, got, gx, (size_t)h.bt.T * dim, ACT_RESIDUAL);
-            char what[128];
-            snprintf(what, sizeof what, "embed %s scale %.4g", name, (double)scales[s]);
-            compare(what, got, cx, (size_t)h.bt.T * dim, tol_for(dt, 0));
-            g->ops->mem_free(g, gx);
-            g_cpu->ops->mem_free(g_cpu, cx);
+    for (int di = 0; di < 2; di++) {
+        int dim = dims[di];
+        float *emb = randn((size_t)vocab * dim, 1.0f), *exact = xmalloc((size_t)vocab * dim * sizeof(float));
+        float *got = xmalloc((size_t)h.bt.T * dim * sizeof(float));
+        FOR_GPUS(g, name, dt) {
+            bweight_t gw, cw;
+            bbatch_t gbt = {0};
+            weight_put(g, &gw, &cw, exact, emb, vocab, dim);
+            ASSERT(g->ops->batch_upload(g, &gbt, &h.bt) == 0);
+            float scales[2] = {1.0f, sqrtf((float)dim)}; // Llama, Gemma
+            for (int s = 0; s < 2; s++) {
+                float *gx = g->ops->act_alloc(g, (size_t)h.bt.T * dim, ACT_RESIDUAL);
+                float *cx = g_cpu->ops->act_alloc(g_cpu, (size_t)h.bt.T * dim, ACT_RESIDUAL);
+                g->ops->embed(g, gx, &gw, &gbt, dim, scales[s]);
+                g_cpu->ops->embed(g_cpu, cx, &cw, &cbt, dim, scales[s]);
+                gpu_get(g, got, gx, (size_t)h.bt.T * dim, ACT_RESIDUAL);
+                char what[128];
+                snprintf(what, sizeof what, "embed %s dim=%d scale %.4g", name, dim, (double)scales[s]);
+                compare(what, got, cx, (size_t)h.bt.T * dim, tol_for(dt, 0));
+                g->ops->mem_free(g, gx);
+                g_cpu->ops->mem_free(g_cpu, cx);
+            }
+            g->ops->weight_free(g, &gw);
+            batch_free_dev(g, &gbt);
         }
-        g->ops->weight_free(g, &gw);
-        batch_free_dev(g, &gbt);
+        free(emb), free(exact), free(got);
     }
     batch_free_dev(g_cpu, &cbt);
-    free(h.mem), free(emb), free(exact), free(got);
+    free(h.mem);
+}
+
+/* convert_from_f32 / convert_to_f32 against the host's round_bf16 / round_f16 (weight_round.c,
+ * an independent implementation): n = 1003 (a vector body and a scalar tail), and both pointers
+ * one element off 16-byte alignment (all scalar). */
+TEST(test_convert) {
+    size_t n = 1003;
+    float *src = randn(n + 1, 2.0f), *got = xmalloc((n + 1) * 4);
+    float *dsrc = NULL, *dback = NULL;
+    void *dst = NULL;
+    TCK(cudaMalloc((void **)&dsrc, (n + 1) * 4));
+    TCK(cudaMalloc((void **)&dback, (n + 1) * 4));
+    TCK(cudaMalloc(&dst, (n + 1) * 2));
+    TCK(cudaMemcpy(dsrc, src, (n + 1) * 4, cudaMemcpyHostToDevice));
+    for (int k = 0; k < 2; k++) {
+        kdtype_t dt = k ? KDT_F16 : KDT_BF16;
+        for (int shift = 0; shift < 2; shift++) {
+            TCK(convert_from_f32((char *)dst + 2 * shift, dsrc + shift, n, dt, 0));
+            TCK(convert_to_f32(dback + shift, (char *)dst + 2 * shift, n, dt, 0));
+            TCK(cudaMemcpy(got, dback + shift, n * 4, cudaMemcpyDeviceToHost));
+            size_t bad = 0;
+            for (size_t i = 0; i < n; i++) {
+                float want = k ? round_f16(src[shift + i]) : round_bf16(src[shift + i]);
+                bad += memcmp(&got[i], &want, 4) != 0;
+            }
+            EXPECT_MSG(bad == 0, "convert %s shift %d: %zu of %zu values differ from the host rounding",
+                       k ? "fp16" : "bf16", shift, bad, n);
+        }
+    }
+    TCK(cudaFree(dsrc));
+    TCK(cudaFree(dback));
+    TCK(cudaFree(dst));
+    free(src), free(got);
 }
 
 TEST(test_rmsnorm) {
@@ -512,6 +551,52 @@ TEST(test_residual_norm) {
                 g_cpu->ops->mem_free(g_cpu, cnw), g_cpu->ops->mem_free(g_cpu, cxn);
                 free(x), free(y), free(w), free(nw), free(xn0), free(got);
             }
+    }
+}
+
+/* matmul_residual + residual_norm, forward.c's pair: the GPU adds straight into x (returns NULL)
+ * exactly when there is no post-norm and the dtype adds y unrounded (fp32, fp16), else returns y;
+ * either way x and xn match the CPU, which always goes through y. */
+TEST(test_matmul_residual) {
+    int T = 9, K = 64, dim = 200;
+    size_t n = (size_t)T * dim;
+    FOR_GPUS(g, name, dt) {
+        for (int c = 0; c < 4; c++) {
+            int post = c & 1, next = c >> 1;
+            float *x = randn(n, 1.0f), *in = randn((size_t)T * K, 1.0f), *w = randn((size_t)dim * K, 0.5f);
+            float *nw = randn(dim, 0.2f), *exact = xmalloc((size_t)dim * K * 4), *got = xmalloc(n * 4);
+            bweight_t gw, cw;
+            weight_put(g, &gw, &cw, exact, w, dim, K);
+            float *gx = gpu_put(g, x, n, ACT_RESIDUAL), *gy = g->ops->act_alloc(g, n, ACT_RESIDUAL);
+            void *gin = gpu_put(g, in, (size_t)T * K, ACT_WORK), *gxn = g->ops->act_alloc(g, n, ACT_WORK);
+            float *gnw = g->ops->vec_upload(g, nw, dim);
+            float *cx = cpu_put(x, n), *cy = g_cpu->ops->act_alloc(g_cpu, n, ACT_RESIDUAL);
+            float *cin = cpu_put(in, (size_t)T * K), *cxn = g_cpu->ops->act_alloc(g_cpu, n, ACT_WORK);
+            float *cnw = cpu_put(nw, dim);
+            float *gyr = g->ops->matmul_residual(g, gx, gy, gin, &gw, post ? gnw : NULL, T);
+            float *cyr = g_cpu->ops->matmul_residual(g_cpu, cx, cy, cin, &cw, post ? cnw : NULL, T);
+            EXPECT(cyr == cy);
+            EXPECT_MSG(gyr == (!post && dt != DT_BF16 ? NULL : gy), "%s post %d: matmul_residual returned %p", name,
+                       post, (void *)gyr);
+            g->ops->residual_norm(g, gx, gxn, gyr, post ? gnw : NULL, next ? gnw : NULL, T, dim, 1e-6f, 1.0f);
+            g_cpu->ops->residual_norm(g_cpu, cx, cxn, cyr, post ? cnw : NULL, next ? cnw : NULL, T, dim, 1e-6f, 1.0f);
+            char what[128];
+            snprintf(what, sizeof what, "matmul_residual %s%s%s x", name, post ? " post-norm" : "",
+                     gyr ? "" : " (added by the GEMM)");
+            gpu_get(g, got, gx, n, ACT_RESIDUAL);
+            compare(what, got, cx, n, tol_for(dt, 1));
+            if (next) {
+                snprintf(what, sizeof what, "matmul_residual %s%s + next norm xn", name, post ? " post-norm" : "");
+                gpu_get(g, got, gxn, n, ACT_WORK);
+                compare(what, got, cxn, n, tol_for(dt, 1));
+            }
+            g->ops->weight_free(g, &gw);
+            g->ops->mem_free(g, gx), g->ops->mem_free(g, gy), g->ops->mem_free(g, gin), g->ops->mem_free(g, gxn);
+            g->ops->mem_free(g, gnw);
+            g_cpu->ops->mem_free(g_cpu, cx), g_cpu->ops->mem_free(g_cpu, cy), g_cpu->ops->mem_free(g_cpu, cin);
+            g_cpu->ops->mem_free(g_cpu, cxn), g_cpu->ops->mem_free(g_cpu, cnw);
+            free(x), free(in), free(w), free(nw), free(exact), free(got);
+        }
     }
 }
 
@@ -779,7 +864,7 @@ TEST(test_fp16_weight_beyond_range_rejected) {
 
 /* The ops of one decoder layer without attention, in forward.c's order and buffer kinds, then
  * pool_score: rmsnorm, o_proj, residual add (through a post-norm when `post`, Gemma-2's layout;
- * plain, Llama's, otherwise) fused with the pre-MLP rmsnorm, gate|up (one stacked weight), gelu,
+ * plain, Llama's, otherwise: in fp16 the GEMM adds into x itself) fused with the pre-MLP rmsnorm, gate|up (one stacked weight), gelu,
  * down_proj, residual add. x (T, dim) is updated in place; logits (B, n_labels) land on the host.
  * W[0..3] are o, gate|up, down, score. */
 static void layer_chain(backend_t *be, float *logits, float *x, const float *nw, const bweight_t *W,
@@ -791,12 +876,12 @@ static void layer_chain(backend_t *be, float *logits, float *x, const float *nw,
     void *gu = op->act_alloc(be, (size_t)T * 2 * hidden, ACT_WORK), *hb = op->act_alloc(be, (size_t)T * hidden, ACT_WORK);
     ASSERT(xn && y && gu && hb);
     op->rmsnorm(be, xn, x, nw, T, dim, 1e-6f, 1.0f);
-    op->matmul_f32(be, y, xn, &W[0], T);
-    op->residual_norm(be, x, xn, y, post ? nw : NULL, nw, T, dim, 1e-6f, 1.0f);
+    float *yr = op->matmul_residual(be, x, y, xn, &W[0], post ? nw : NULL, T);
+    op->residual_norm(be, x, xn, yr, post ? nw : NULL, nw, T, dim, 1e-6f, 1.0f);
     op->matmul(be, gu, xn, &W[1], T);
     op->gated_act(be, hb, gu, T, hidden, ACT_GELU_TANH);
-    op->matmul_f32(be, y, hb, &W[2], T);
-    op->residual_norm(be, x, NULL, y, post ? nw : NULL, NULL, T, dim, 1e-6f, 1.0f);
+    yr = op->matmul_residual(be, x, y, hb, &W[2], post ? nw : NULL, T);
+    op->residual_norm(be, x, NULL, yr, post ? nw : NULL, NULL, T, dim, 1e-6f, 1.0f);
     op->pool_score(be, logits, x, nw, 1e-6f, 1.0f, &W[3], bt, dim);
     op->mem_free(be, xn), op->mem_free(be, y), op->mem_free(be, gu), op->mem_free(be, hb);
 }
@@ -902,8 +987,8 @@ static int teardown(void) {
 
 /* tools/gpu-check.sh runs test_attention alone under compute-sanitizer: test_kernels test_attention. */
 TEST_MAIN_WITH(setup, teardown,
-               test_embed, test_rmsnorm, test_matmul, test_qkv_rope, test_attention, test_attention_uses_tensor_cores,
-               test_gated_act, test_residual_norm, test_weight_concat, test_pool_score, test_batch_upload, test_int8_upload_matches_quant,
+               test_embed, test_convert, test_rmsnorm, test_matmul, test_qkv_rope, test_attention, test_attention_uses_tensor_cores,
+               test_gated_act, test_residual_norm, test_matmul_residual, test_weight_concat, test_pool_score, test_batch_upload, test_int8_upload_matches_quant,
                test_oom_reported, test_int8_nonfinite_rejected, test_fp16_saturates,
                test_fp16_weight_beyond_range_rejected, test_fp16_projections_beyond_range)
 

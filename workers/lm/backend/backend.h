@@ -102,6 +102,15 @@ typedef struct {
      * dtype: for o_proj and down_proj, whose outputs feed a norm or the residual stream and may
      * exceed fp16's range (65504) where the fp32 result does not. */
     void (*matmul_f32)(backend_t *b, float *out, const void *in, const bweight_t *w, int T);
+    /* The o_proj / down_proj product on its way into the residual stream x (T, w->rows), fp32:
+     * either x += in @ W^T directly (one GEMM accumulating into x: y is neither written nor read
+     * back) and NULL is returned, or y = in @ W^T (as matmul_f32) and y is returned, for
+     * residual_norm to add. A backend adds directly only where that is exactly what residual_norm
+     * would do with y: no post-norm (post_w NULL) and y added unrounded (CUDA fp32 and fp16; in
+     * bf16, y is rounded to bf16 before the add, as transformers holds it). The CPU reference
+     * always returns y. Pass the result to residual_norm as its y. */
+    float *(*matmul_residual)(backend_t *b, float *x, float *y, const void *in, const bweight_t *w,
+                              const float *post_w, int T);
     /* Split the fused q|k|v GEMM output qkv (T, qd + 2*kvd), qd = n_heads*head_dim and
      * kvd = n_kv_heads*head_dim, into q (T, qd) and k (T, kvd), both rotated by bt->pos * inv_freq
      * (transformers' rotate_half rope), and v (T, kvd), copied: contiguous, as attention takes them. */
@@ -115,7 +124,9 @@ typedef struct {
     /* The residual add fused with the next norm, all (T, dim): x += post_w ? rmsnorm(y) *
      * (offset + post_w) : y, y fp32 (matmul_f32's output); then, when next_w != NULL,
      * xn = rmsnorm(x) * (offset + next_w) (ACT_WORK), the next block's input. next_w == NULL (the
-     * last layer: pool_score norms the pooled rows itself) leaves xn untouched. */
+     * last layer: pool_score norms the pooled rows itself) leaves xn untouched. y == NULL (what
+     * matmul_residual returns when it added the product itself, never with post_w): x already
+     * holds the sum, only the norm runs. */
     void (*residual_norm)(backend_t *b, float *x, void *xn, const float *y, const float *post_w, const float *next_w,
                           int T, int dim, float eps, float offset);
     /* logits (B, n_labels) on the host = rmsnorm(x[last[b]]) @ score^T */

@@ -325,6 +325,14 @@ void cpu_matmul_f32(backend_t *b, float *out, const void *in, const bweight_t *w
     cpu_matmul(b, out, in, w, T);
 }
 
+/* backend_ops_t.matmul_residual: the reference never accumulates into x; y = in @ W^T. */
+float *cpu_matmul_residual(backend_t *b, float *x, float *y, const void *in, const bweight_t *w, const float *post_w,
+                           int T) {
+    (void)x, (void)post_w;
+    cpu_matmul(b, y, in, w, T);
+    return y;
+}
+
 void cpu_set_plain(backend_t *b, int on) { impl_of(b)->plain = on; }
 
 typedef struct {
@@ -529,8 +537,10 @@ typedef struct {
 static void resid_row(void *ctx, int t) {
     resid_ctx_t *c = ctx;
     float *x = c->x + (size_t)t * c->dim;
-    const float *y = c->y + (size_t)t * c->dim;
-    if (!c->post_w) {
+    const float *y = c->y ? c->y + (size_t)t * c->dim : NULL;
+    if (!y) {
+        // x already holds the sum (matmul_residual added it)
+    } else if (!c->post_w) {
         for (int i = 0; i < c->dim; i++) x[i] += y[i];
     } else {
         float r = rms_factor(y, c->dim, c->eps);
@@ -542,8 +552,8 @@ static void resid_row(void *ctx, int t) {
     for (int i = 0; i < c->dim; i++) o[i] = (x[i] * r) * (c->offset + c->next_w[i]);
 }
 
-/* x += post_w ? rmsnorm(y) * (offset + post_w) : y; then xn = rmsnorm(x) * (offset + next_w)
- * when next_w != NULL. */
+/* x += post_w ? rmsnorm(y) * (offset + post_w) : y (nothing when y is NULL); then xn = rmsnorm(x) *
+ * (offset + next_w) when next_w != NULL. */
 void cpu_residual_norm(backend_t *b, float *x, void *xn, const float *y, const float *post_w, const float *next_w,
                        int T, int dim, float eps, float offset) {
     resid_ctx_t c = {x, xn, y, post_w, next_w, dim, eps, offset};
@@ -604,6 +614,7 @@ static const backend_ops_t cpu_ops = {
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
     .matmul_f32 = cpu_matmul_f32,
+    .matmul_residual = cpu_matmul_residual,
     .qkv_rope = cpu_qkv_rope,
     .attention = cpu_attention,
     .gated_act = cpu_gated_act,

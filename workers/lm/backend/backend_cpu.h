@@ -19,6 +19,9 @@ void cpu_rmsnorm(backend_t *b, void *out, const float *x, const float *w, int T,
 void cpu_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int T);
 /* cpu_matmul with a float out: backend_ops_t.matmul_f32 (every CPU buffer is fp32). */
 void cpu_matmul_f32(backend_t *b, float *out, const void *in, const bweight_t *w, int T);
+/* y = in @ W^T; returns y (backend_ops_t.matmul_residual: the reference never adds into x). */
+float *cpu_matmul_residual(backend_t *b, float *x, float *y, const void *in, const bweight_t *w, const float *post_w,
+                           int T);
 /* q (T, n_heads*head_dim), k and v (T, n_kv_heads*head_dim) from the fused q|k|v rows of qkv,
  * q and k rotated by each token's position (backend_ops_t.qkv_rope). */
 void cpu_qkv_rope(backend_t *b, void *q, void *k, void *v, const void *qkv, const bbatch_t *bt, int n_heads,
@@ -29,8 +32,8 @@ void cpu_attention(backend_t *b, void *out, const void *q, const void *k, const 
                    const attn_params_t *p);
 /* out (T, hidden) = act(gu[:, :hidden]) * gu[:, hidden:], gu (T, 2*hidden). */
 void cpu_gated_act(backend_t *b, void *out, const void *gu, int T, int hidden, act_t act);
-/* x += post_w ? rmsnorm(y) * (offset + post_w) : y; then xn = rmsnorm(x) * (offset + next_w) when
- * next_w != NULL; all (T, dim) (backend_ops_t.residual_norm). */
+/* x += post_w ? rmsnorm(y) * (offset + post_w) : y (nothing when y is NULL); then xn = rmsnorm(x) *
+ * (offset + next_w) when next_w != NULL; all (T, dim) (backend_ops_t.residual_norm). */
 void cpu_residual_norm(backend_t *b, float *x, void *xn, const float *y, const float *post_w, const float *next_w,
                        int T, int dim, float eps, float offset);
 /* dst = parts stacked by rows; the parts are freed (backend_ops_t.weight_concat). */

@@ -536,10 +536,12 @@ static cudaDataType_t cuda_type(dtype_t dt) {
     return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F16 ? CUDA_R_16F : CUDA_R_32F;
 }
 
-/* out (T, rows) = in (T, cols) @ W^T, out of type out_ty (the compute dtype's, or CUDA_R_32F).
- * Row-major out is column-major out^T (rows x T), which cuBLAS computes as W^T (op T on the
+/* out (T, rows) = in (T, cols) @ W^T + beta * out, out of type out_ty (the compute dtype's, or
+ * CUDA_R_32F); beta is 0 (out is not read) except for matmul_residual, whose beta = 1 adds the
+ * fp32 product straight into the fp32 residual stream. Row-major out is column-major out^T (rows x T), which cuBLAS computes as W^T (op T on the
  * column-major (cols x rows) view of W) times in^T. */
-static void cuda_gemm(backend_t *b, void *out, cudaDataType_t out_ty, const void *in, const bweight_t *w, int T) {
+static void cuda_gemm(backend_t *b, void *out, cudaDataType_t out_ty, const void *in, const bweight_t *w, int T,
+                      float beta) {
     OP_GUARD(b);
     if (T <= 0) return;
     cuda_impl_t *im = impl_of(b);
@@ -552,7 +554,7 @@ static void cuda_gemm(backend_t *b, void *out, cudaDataType_t out_ty, const void
     } else {
         ASSERT(w->dtype == b->compute);
     }
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f;
     cudaDataType_t ty = cuda_type(b->compute);
     BLAS_CK(b, cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, T, w->cols, &alpha, W, ty, w->cols, in, ty,
                             w->cols, &beta, out, out_ty, w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -560,13 +562,27 @@ static void cuda_gemm(backend_t *b, void *out, cudaDataType_t out_ty, const void
 
 /* backend_ops_t.matmul: out in the compute dtype. */
 static void cuda_matmul(backend_t *b, void *out, const void *in, const bweight_t *w, int T) {
-    cuda_gemm(b, out, cuda_type(b->compute), in, w, T);
+    cuda_gemm(b, out, cuda_type(b->compute), in, w, T, 0.0f);
 }
 
 /* backend_ops_t.matmul_f32: fp32 out from compute-dtype operands (cuBLAS rounds the fp32 sum to
  * C's type; here it keeps it), so an o_proj / down_proj output beyond 65504 stays finite. */
 static void cuda_matmul_f32(backend_t *b, float *out, const void *in, const bweight_t *w, int T) {
-    cuda_gemm(b, out, CUDA_R_32F, in, w, T);
+    cuda_gemm(b, out, CUDA_R_32F, in, w, T, 0.0f);
+}
+
+/* backend_ops_t.matmul_residual: without a post-norm, fp32 and fp16 add y to x unrounded
+ * (residual_norm's proj_value), so one GEMM with beta = 1 adds it into x directly: 4 bytes per
+ * element less written (no y) and no separate read of y. bf16 rounds y before the add, as
+ * transformers does, so it (and any post-norm) goes through y. */
+static float *cuda_matmul_residual(backend_t *b, float *x, float *y, const void *in, const bweight_t *w,
+                                   const float *post_w, int T) {
+    if (!post_w && b->compute != DT_BF16) {
+        cuda_gemm(b, x, CUDA_R_32F, in, w, T, 1.0f);
+        return NULL;
+    }
+    cuda_gemm(b, y, CUDA_R_32F, in, w, T, 0.0f);
+    return y;
 }
 
 /* backend_ops_t.qkv_rope: queue qkv_rope_forward (kernels/rope.cu). */
@@ -683,6 +699,7 @@ static const backend_ops_t cuda_ops = {
     .rmsnorm = cuda_rmsnorm,
     .matmul = cuda_matmul,
     .matmul_f32 = cuda_matmul_f32,
+    .matmul_residual = cuda_matmul_residual,
     .qkv_rope = cuda_qkv_rope,
     .attention = cuda_attention,
     .gated_act = cuda_gated_act,

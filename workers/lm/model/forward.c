@@ -65,13 +65,14 @@ static int forward_run(model_t *m, const int32_t *const *ids, const int *lens, i
         op->matmul(be, m->mm, m->xn, &L->wqkv, T); // q | k | v in one GEMM
         op->qkv_rope(be, m->q, m->k, m->v, m->mm, bt, c->n_heads, c->n_kv_heads, c->head_dim, m->w.inv_freq);
         op->attention(be, m->att, m->q, m->k, m->v, bt, &ap);
-        op->matmul_f32(be, m->y, m->att, &L->wo, T); // fp32: may exceed fp16's range
-        op->residual_norm(be, m->x, m->xn, m->y, L->attn_post_norm, L->mlp_norm, T, dim, eps, off); // post-norm when non-NULL
+        /* o_proj in fp32 (it may exceed fp16's range): into y, or (NULL returned) straight into x */
+        float *y = op->matmul_residual(be, m->x, m->y, m->att, &L->wo, L->attn_post_norm, T);
+        op->residual_norm(be, m->x, m->xn, y, L->attn_post_norm, L->mlp_norm, T, dim, eps, off); // post-norm when non-NULL
         /* MLP block */
         op->matmul(be, m->mm, m->xn, &L->w_gu, T); // gate | up in one GEMM
         op->gated_act(be, m->hb, m->mm, T, hidden, c->act);
-        op->matmul_f32(be, m->y, m->hb, &L->w_down, T);
-        op->residual_norm(be, m->x, m->xn, m->y, L->mlp_post_norm, next_norm, T, dim, eps, off);
+        y = op->matmul_residual(be, m->x, m->y, m->hb, &L->w_down, L->mlp_post_norm, T);
+        op->residual_norm(be, m->x, m->xn, y, L->mlp_post_norm, next_norm, T, dim, eps, off);
         if (trace) trace_rows(m, trace, l + 1);
     }
     /* pool each sequence's last real token, final norm, score (no final softcap: transformers'
