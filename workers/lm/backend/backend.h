@@ -9,8 +9,8 @@
  *   - ACT_RESIDUAL buffers are always fp32 (the residual stream; `float *` in signatures);
  *   - ACT_WORK buffers hold the backend's compute dtype (fp32 on CPU; bf16/fp16/fp32 on CUDA;
  *     `void *` in signatures).
- * The o_proj / down_proj outputs (matmul_f32) are fp32 too: they feed a norm or the residual add,
- * and in fp16 they can exceed 65504. Where an ACT_WORK buffer is fp16, kernels saturate to
+ * The o_proj / down_proj outputs (matmul_residual, matmul_f32) are fp32 too: they feed a norm or
+ * the residual add, and in fp16 they can exceed 65504. Where an ACT_WORK buffer is fp16, kernels saturate to
  * +-65504 instead of storing infinity (docs/architecture.md, "Precision").
  * Norm weights and rope frequencies are fp32 vectors. Matrices are bweight_t, whose dtype the
  * backend chose at upload (it may quantise to int8 with per-row scales).

@@ -1,7 +1,10 @@
 /* forward.c: the one forward pass of a Llama-3 / Gemma-2 sequence classifier.
  *
  * forward_run() reads top to bottom as the model: embed, then per layer the attention block and
- * the MLP block, then pool the last real token, final norm, score. Every line is one backend op,
+ * the MLP block, then pool the last real token, final norm, score. A layer is 4 GEMMs (q|k|v and
+ * gate|up are stacked at load, weights.c) and 4 other passes: the q|k|v split fused with rope,
+ * attention, the gated activation, and twice the residual add fused with the next norm (whose
+ * output is the next block's input). Every line is one backend op,
  * so the CPU reference and the CUDA backend run literally the same sequence. Architecture
  * differences are values in model_config_t (norm offset, embed scale, query scale, softcap,
  * per-layer window, post-norms, activation); this file never tests model_type.
