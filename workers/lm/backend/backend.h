@@ -10,8 +10,8 @@
  *   - ACT_WORK buffers hold the backend's compute dtype (fp32 on CPU; bf16/fp16/fp32 on CUDA;
  *     `void *` in signatures).
  * The o_proj / down_proj outputs (matmul_residual, matmul_f32) are fp32 too: they feed a norm or
- * the residual add, and in fp16 they can exceed 65504. Where an ACT_WORK buffer is fp16, kernels saturate to
- * +-65504 instead of storing infinity (docs/architecture.md, "Precision").
+ * the residual add, and in fp16 they can exceed 65504. Where an ACT_WORK buffer is fp16, kernels
+ * saturate to +-65504 instead of storing infinity (docs/architecture.md, "Precision").
  * Norm weights and rope frequencies are fp32 vectors. Matrices are bweight_t, whose dtype the
  * backend chose at upload (it may quantise to int8 with per-row scales).
  *
@@ -122,7 +122,7 @@ typedef struct {
      * GEMM output. */
     void (*gated_act)(backend_t *b, void *out, const void *gu, int T, int hidden, act_t act);
     /* The residual add fused with the next norm, all (T, dim): x += post_w ? rmsnorm(y) *
-     * (offset + post_w) : y, y fp32 (matmul_f32's output); then, when next_w != NULL,
+     * (offset + post_w) : y, y fp32 (matmul_residual's); then, when next_w != NULL,
      * xn = rmsnorm(x) * (offset + next_w) (ACT_WORK), the next block's input. next_w == NULL (the
      * last layer: pool_score norms the pooled rows itself) leaves xn untouched. y == NULL (what
      * matmul_residual returns when it added the product itself, never with post_w): x already

@@ -14,7 +14,6 @@
  * misnamed checkpoint, and silently ignoring it would hide the problem.
  */
 #include <math.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -184,12 +183,11 @@ static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_s
     return 0;
 }
 
-/* The layer whose last matrix (down_proj, the last of its specs) s loads, or -1. */
+/* The layer whose last matrix (down_proj, the last of its specs) s loads, or -1. O(n_layers). */
 static int spec_ends_layer(const model_t *m, const weight_spec_t *s) {
-    const char *base = (const char *)m->w.layers, *p = (const char *)s->mat;
-    if (!p || p < base || p >= base + (size_t)m->cfg.n_layers * sizeof(layer_weights_t)) return -1;
-    size_t at = (size_t)(p - base);
-    return at % sizeof(layer_weights_t) == offsetof(layer_weights_t, w_down) ? (int)(at / sizeof(layer_weights_t)) : -1;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        if (s->mat == &m->w.layers[l].w_down) return l;
+    return -1;
 }
 
 /* Stack layer l's uploaded q, k, v into wqkv and gate, up into w_gu (weight_concat), so that each
