@@ -16,6 +16,8 @@
 #      lacks), compares both models' logits on 4 sequences (37..4500 tokens; lm-worker packs them,
 #      transformers runs each alone), and measures the cuBLAS bf16 8192^3 GEMM ceiling;
 #   4b. runs orchestrate end to end on the GPU(s) with both tiny models and NVML memory checks;
+#   4c. per-op step: `lm-worker bench --ops` at 4x2048 on each random checkpoint, timed by CUDA
+#       events and again with LM_SYNC_EVERY_OP=1 (wall times), printing both per-op tables;
 #   5. prints one table: tokens/s, ratio to transformers, fraction of the GEMM ceiling, peak memory.
 # Every mismatch or failed step is printed and makes the exit status 1; later steps still run, so
 # one run tells as much as it can. Logs and results.jsonl go to $OUT (the device tool brings that
@@ -323,11 +325,26 @@ for spec in "llama3-8b:$LLAMA:sdpa:sdpa" "gemma2-9b:$GEMMA:sdpa,eager:eager"; do
     note "ok    checkpoint $name"
     make_ids "$dir" "$WORK/ids-$name.jsonl"
     if ((BUILT >= 2)) && have 100; then
-        run "lm-worker-$name" 240 "$W" bench --model "$dir" --device cuda --dtype "$([[ $CC_ARCH -ge 80 ]] && echo bf16 || echo fp16)" \
+        run "lm-worker-$name" 240 "$W" bench --model "$dir" --device cuda --dtype "$HALF" \
             --shapes 8x1024,4x2048 --iters 5 --ids "$WORK/ids-$name.jsonl"
     else
         SKIPS+=("lm-worker-$name")
     fi
+    # Per-op step: the time of each op class at 4x2048, first timed by CUDA events (launches
+    # overlapping; LM_GEMM_DEBUG lists the cublasLt algorithm chosen per GEMM shape), then with
+    # LM_SYNC_EVERY_OP=1 (each op waited for: exact wall times, and an asynchronous error names
+    # its op). Each reloads the checkpoint, so each needs its own slice of the budget.
+    for mode in events wall; do
+        if ((BUILT >= 2)) && have 70; then
+            envs=(LM_GEMM_DEBUG=1)
+            [[ $mode == wall ]] && envs=(LM_SYNC_EVERY_OP=1)
+            run "ops-$mode-$name" 150 env "${envs[@]}" "$W" bench --model "$dir" --device cuda --dtype "$HALF" \
+                --shapes 4x2048 --iters 3 --ops
+            sed -n '/^ops /,/^forward /p' "$LOGS/ops-$mode-$name.log"
+        else
+            SKIPS+=("ops-$mode-$name")
+        fi
+    done
     if have 80; then
         run "transformers-$name" 300 python3 "$ROOT/tools/bench_hf.py" --model "$dir" --attn "$attns" \
             --shapes 8x1024,4x2048 --iters 5 --ids "$WORK/ids-$name.jsonl" --ids-attn "$ids_attn"
@@ -350,6 +367,9 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 gemm = next((r["tflops"] for r in rows if r["mode"] == "gemm"), None)
 ours = [r for r in rows if r["mode"] == "bench"]
+# the per-op runs (--ops) repeat a shape with timing overhead: keep each shape's first, plain run
+ours = [r for i, r in enumerate(ours)
+        if not any((o["model"], o["batch"], o["len"]) == (r["model"], r["batch"], r["len"]) for o in ours[:i])]
 hf = [r for r in rows if r["mode"] == "hf"]
 name_of = lambda path: path.rstrip("/").split("/")[-1]
 
