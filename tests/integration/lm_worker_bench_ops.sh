@@ -160,6 +160,20 @@ else
 fi
 [ "$(grep -c ': tuned ' "$TMP/lt.log")" = "$((3 * keys))" ] || fail "emu: LM_GEMM_DEBUG tuned lines"
 [ "$(grep -c ': borrowed ' "$TMP/lt.log")" = "$keys" ] || fail "emu: LM_GEMM_DEBUG borrowed lines"
+# Every later GEMM is a cache hit: 10 forwards (3 shapes x 3, and --ids) of G GEMMs each (forward.c's
+# matmul calls in the layer loop x layers), less the first use of each of the keys x 4 values of T.
+G=$(python3 -c '
+import json, re, sys
+src = open(sys.argv[1]).read()
+loop = src[src.index("for (int l = 0; l < c->n_layers; l++) {"):src.index("op->pool_score(")]
+print(len(re.findall(r"\bop->matmul(_f32)?\(", loop)) * json.load(open(sys.argv[2]))["num_hidden_layers"])' "$FWD" "$M/config.json")
+hits=$((10 * G - 4 * keys))
+if grep -q "^lm-worker: gemm algorithms: $((3 * keys)) keys timed, $keys borrowed, 0 refused; $hits GEMMs from the cache" \
+    "$TMP/lt.log"; then
+    echo "ok   emu: $hits of $((10 * G)) GEMMs served from the algorithm cache"
+else
+    fail "emu: cache hits, expected $hits"; grep 'gemm algorithms' "$TMP/lt.log"
+fi
 lt_run lt-off LM_CUBLASLT=0
 lt_run lt-refused CUDA_EMU_LT_REFUSE=1
 grep -q '^cuda-emu: cublasLt: 0 heuristic queries, 0 algorithm checks, 0 matmuls' "$TMP/lt-off.log" ||

@@ -60,7 +60,7 @@ struct lt_cache {
     cudaEvent_t ev[LT_CANDIDATES + 1];  // timing boundaries between candidates
     lt_entry_t *slots;                  // (cap) the hash table; cap a power of two
     size_t cap, used;                   // slots / slots in use
-    lt_counts_t counts;                 // lt_cache_counts
+    long tuned, borrowed, refused, hits; // keys chosen by timing, borrowed, refused; cached GEMMs
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ static cublasStatus_t choose(lt_cache_t *lt, lt_entry_t *e, const lt_gemm_t *g, 
             res[0].workspaceSize <= lt->ws_bytes) {
             e->algo = r->algo;
             e->state = LT_BORROWED;
-            lt->counts.borrowed++;
+            lt->borrowed++;
             if (lt->debug)
                 fprintf(stderr, "lm-worker: gemm %dx%dx%d: borrowed the algorithm of its n range [%d, %d)\n", g->m,
                         g->n, g->k, 1 << rk.n, 2 << rk.n);
@@ -244,7 +244,7 @@ static cublasStatus_t choose(lt_cache_t *lt, lt_entry_t *e, const lt_gemm_t *g, 
     }
     if (s || best < 0) {
         e->state = LT_REFUSED;
-        lt->counts.refused++;
+        lt->refused++;
         if (lt->debug)
             fprintf(stderr, "lm-worker: gemm %dx%dx%d %s x %s -> %s: cublasLt has no algorithm (%s); cublasGemmEx\n",
                     g->m, g->n, g->k, type_name(g->at), type_name(g->bt), type_name(g->dt),
@@ -253,7 +253,7 @@ static cublasStatus_t choose(lt_cache_t *lt, lt_entry_t *e, const lt_gemm_t *g, 
     }
     e->algo = res[best].algo;
     e->state = n > 1 && g->beta == 0.0f ? LT_TUNED : LT_HEURISTIC;
-    lt->counts.tuned += e->state == LT_TUNED;
+    lt->tuned += e->state == LT_TUNED;
     if (lt->debug) {
         char times[128] = "";
         for (int i = 0, at = 0; e->state == LT_TUNED && i < n && at < (int)sizeof times - 16; i++)
@@ -288,6 +288,9 @@ lt_cache_t *lt_cache_create(cudaStream_t stream, void *ws, size_t ws_bytes, int 
 
 void lt_cache_destroy(lt_cache_t *lt) {
     if (!lt) return;
+    if (lt->debug)
+        fprintf(stderr, "lm-worker: gemm algorithms: %ld keys timed, %ld borrowed, %ld refused; %ld GEMMs from the cache\n",
+                lt->tuned, lt->borrowed, lt->refused, lt->hits);
     for (size_t i = 0; i < lt->cap; i++)
         if (lt->slots[i].state != LT_EMPTY) free_descs(&lt->slots[i]);
     for (int i = 0; i <= LT_CANDIDATES; i++)
@@ -302,14 +305,16 @@ cublasStatus_t lt_gemm(lt_cache_t *lt, const lt_gemm_t *g) {
     lt_entry_t *e = lt_find(lt, &k);
     if (e) {
         if (e->state == LT_REFUSED) return CUBLAS_STATUS_NOT_SUPPORTED;
-        lt->counts.hits++;
-        return run(lt, e, g, &e->algo);
+        lt->hits++;
+        cublasStatus_t s = run(lt, e, g, &e->algo);
+        if (s == CUBLAS_STATUS_NOT_SUPPORTED) e->state = LT_REFUSED; // from now on straight to cublasGemmEx
+        return s;
     }
     lt_entry_t ne = {.key = k}, range;
     int add_range = 0;
     if (make_descs(&ne, g)) {
         ne.state = LT_REFUSED;
-        lt->counts.refused++;
+        lt->refused++;
     } else {
         cublasStatus_t s = choose(lt, &ne, g, &range, &add_range);
         if (s) {
@@ -323,4 +328,3 @@ cublasStatus_t lt_gemm(lt_cache_t *lt, const lt_gemm_t *g) {
     return ne.state == LT_REFUSED ? CUBLAS_STATUS_NOT_SUPPORTED : run(lt, &ne, g, &ne.algo);
 }
 
-lt_counts_t lt_cache_counts(const lt_cache_t *lt) { return lt->counts; }

@@ -34,7 +34,9 @@ typedef struct {
  * initialised. */
 lt_cache_t *lt_cache_create(cudaStream_t stream, void *ws, size_t ws_bytes, int debug, cublasStatus_t *st);
 
-/* Free the handle, the descriptors and the cache; NULL is a no-op. Queued GEMMs are unaffected. */
+/* Free the handle, the descriptors and the cache (with debug, first print one line: the keys
+ * timed, borrowed and refused, and the GEMMs served from the cache); NULL is a no-op. Queued
+ * GEMMs are unaffected. */
 void lt_cache_destroy(lt_cache_t *lt);
 
 /* Queue g with the algorithm cached for its key (shape, dtypes, int8, pointer alignment,
@@ -47,12 +49,5 @@ void lt_cache_destroy(lt_cache_t *lt);
  * the failing status of a cublasLt call (a CUDA runtime failure while timing is printed and
  * returned as CUBLAS_STATUS_EXECUTION_FAILED). */
 cublasStatus_t lt_gemm(lt_cache_t *lt, const lt_gemm_t *g);
-
-/* Counts for tests and diagnostics: keys chosen by timing, keys that borrowed their range's
- * algorithm, keys cublasLt refused, and lt_gemm calls served from the cache. */
-typedef struct {
-    long tuned, borrowed, refused, hits;
-} lt_counts_t;
-lt_counts_t lt_cache_counts(const lt_cache_t *lt);
 
 #endif
