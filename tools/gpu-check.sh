@@ -325,15 +325,22 @@ for spec in "llama3-8b:$LLAMA:sdpa:sdpa" "gemma2-9b:$GEMMA:sdpa,eager:eager"; do
     note "ok    checkpoint $name"
     make_ids "$dir" "$WORK/ids-$name.jsonl"
     if ((BUILT >= 2)) && have 100; then
-        run "lm-worker-$name" 240 "$W" bench --model "$dir" --device cuda --dtype "$HALF" \
+        run "lm-worker-$name" 240 "$W" bench --model "$dir" --device cuda --dtype "$([[ $CC_ARCH -ge 80 ]] && echo bf16 || echo fp16)" \
             --shapes 8x1024,4x2048 --iters 5 --ids "$WORK/ids-$name.jsonl"
     else
         SKIPS+=("lm-worker-$name")
     fi
+    if have 80; then
+        run "transformers-$name" 300 python3 "$ROOT/tools/bench_hf.py" --model "$dir" --attn "$attns" \
+            --shapes 8x1024,4x2048 --iters 5 --ids "$WORK/ids-$name.jsonl" --ids-attn "$ids_attn"
+    else
+        SKIPS+=("transformers-$name")
+    fi
     # Per-op step: the time of each op class at 4x2048, first timed by CUDA events (launches
     # overlapping; LM_GEMM_DEBUG lists the cublasLt algorithm chosen per GEMM shape), then with
     # LM_SYNC_EVERY_OP=1 (each op waited for: exact wall times, and an asynchronous error names
-    # its op). Each reloads the checkpoint, so each needs its own slice of the budget.
+    # its op). Each reloads the checkpoint; they run after transformers so that the
+    # main table keeps priority when the budget is short.
     for mode in events wall; do
         if ((BUILT >= 2)) && have 70; then
             envs=(LM_GEMM_DEBUG=1)
@@ -345,12 +352,6 @@ for spec in "llama3-8b:$LLAMA:sdpa:sdpa" "gemma2-9b:$GEMMA:sdpa,eager:eager"; do
             SKIPS+=("ops-$mode-$name")
         fi
     done
-    if have 80; then
-        run "transformers-$name" 300 python3 "$ROOT/tools/bench_hf.py" --model "$dir" --attn "$attns" \
-            --shapes 8x1024,4x2048 --iters 5 --ids "$WORK/ids-$name.jsonl" --ids-attn "$ids_attn"
-    else
-        SKIPS+=("transformers-$name")
-    fi
 done
 
 if kill -0 "$CKPT_PID" 2>/dev/null; then
