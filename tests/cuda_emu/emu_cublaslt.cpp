@@ -86,7 +86,8 @@ cublasStatus_t shape_of(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a, cub
     if (!desc || !a || !b || !c || !d) return CUBLAS_STATUS_INVALID_VALUE;
     const emu_desc_t *o = desc_of(desc);
     const emu_layout_t *A = layout_of(a), *B = layout_of(b), *C = layout_of(c), *D = layout_of(d);
-    if (o->compute != CUBLAS_COMPUTE_32F && o->compute != CUBLAS_COMPUTE_32F_PEDANTIC) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (o->compute != CUBLAS_COMPUTE_32F && o->compute != CUBLAS_COMPUTE_32F_PEDANTIC)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
     if (o->scale != CUDA_R_32F || A->type != B->type || C->type != D->type) return CUBLAS_STATUS_NOT_SUPPORTED;
     uint64_t am = o->transa == CUBLAS_OP_N ? A->rows : A->cols, ak = o->transa == CUBLAS_OP_N ? A->cols : A->rows;
     uint64_t bk = o->transb == CUBLAS_OP_N ? B->rows : B->cols, bn = o->transb == CUBLAS_OP_N ? B->cols : B->rows;
@@ -196,8 +197,9 @@ cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
     return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t attr,
-                                                    const void *buf, size_t size) {
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
+                                                    cublasLtMatmulPreferenceAttributes_t attr, const void *buf,
+                                                    size_t size) {
     if (!p || !buf) return CUBLAS_STATUS_INVALID_VALUE;
     emu_pref_t *pr = pref_of(p);
     switch (attr) {

@@ -110,7 +110,8 @@ TEST(totals_per_class_from_marks) {
     op_span_t sp;
     int n = op_timer_stats(&b, st, 16, &sp);
     EXPECT(n == 5); // embed rmsnorm matmul rope pool_score, in backend_ops_t's order
-    EXPECT(n == 5 && !strcmp(st[0].name, "embed") && !strcmp(st[2].name, "matmul") && !strcmp(st[4].name, "pool_score"));
+    EXPECT(n == 5 && !strcmp(st[0].name, "embed") && !strcmp(st[2].name, "matmul") &&
+           !strcmp(st[4].name, "pool_score"));
     EXPECT(sp.forwards == 2 && sp.wall == 0);
     EXPECT_NEAR(sp.ms, 2 * (2 * 7 - 1), 0, 0); // 7 ops a forward, each 1 ms, marks back to back
     const op_stat_t *mm = stat_of(st, n, "matmul"), *rn = stat_of(st, n, "rmsnorm"), *ro = stat_of(st, n, "rope");

@@ -549,7 +549,6 @@ static int cpu_sync(backend_t *b, err_t *err) {
     return -1;
 }
 
-/* backend_ops_t.destroy: free the scratch, stop the pool and free b; NULL is a no-op. */
 /* backend_ops_t.mark: the monotonic clock now (every op has finished when it returns). */
 static int cpu_mark(backend_t *b) {
     cpu_impl_t *im = impl_of(b);
@@ -568,9 +567,10 @@ static double cpu_mark_ms(backend_t *b, int i, int j) {
     return (im->marks[j] - im->marks[i]) * 1e3;
 }
 
-/* backend_ops_t.marks_reset. */
+/* backend_ops_t.marks_reset: forget every mark (the array stays for the next forward). */
 static void cpu_marks_reset(backend_t *b) { impl_of(b)->n_marks = 0; }
 
+/* backend_ops_t.destroy: free the scratch, stop the pool and free b; NULL is a no-op. */
 static void cpu_destroy(backend_t *b) {
     if (!b) return;
     cpu_impl_t *im = impl_of(b);

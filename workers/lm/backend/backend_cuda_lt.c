@@ -226,15 +226,19 @@ static cublasStatus_t choose(lt_cache_t *lt, lt_entry_t *e, const lt_gemm_t *g, 
     }
     cublasLtMatmulPreference_t pref = NULL;
     uint64_t ws = lt->ws_bytes;
-    uint32_t mask = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE | (g->dt == CUDA_R_32F ? CUBLASLT_REDUCTION_SCHEME_INPLACE : 0);
+    uint32_t mask = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE; // partial sums in fp32 ...
+    if (g->dt == CUDA_R_32F) mask |= CUBLASLT_REDUCTION_SCHEME_INPLACE; // ... or in D when D is fp32
     uint32_t align = (uint32_t)e->key.align;
     int n = 0;
     cublasStatus_t s = cublasLtMatmulPreferenceCreate(&pref);
     if (!s) s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    if (!s) s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask, sizeof mask);
+    if (!s)
+        s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask, sizeof mask);
     for (int a = CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES; !s && a <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES; a++)
         s = cublasLtMatmulPreferenceSetAttribute(pref, (cublasLtMatmulPreferenceAttributes_t)a, &align, sizeof align);
-    if (!s) s = cublasLtMatmulAlgoGetHeuristic(lt->handle, e->desc, e->la, e->lb, e->ld, e->ld, pref, LT_CANDIDATES, res, &n);
+    if (!s)
+        s = cublasLtMatmulAlgoGetHeuristic(lt->handle, e->desc, e->la, e->lb, e->ld, e->ld, pref, LT_CANDIDATES, res,
+                                           &n);
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
     float ms[LT_CANDIDATES];
     int best = n > 0 ? 0 : -1;
@@ -289,7 +293,8 @@ lt_cache_t *lt_cache_create(cudaStream_t stream, void *ws, size_t ws_bytes, int 
 void lt_cache_destroy(lt_cache_t *lt) {
     if (!lt) return;
     if (lt->debug)
-        fprintf(stderr, "lm-worker: gemm algorithms: %ld keys timed, %ld borrowed, %ld refused; %ld GEMMs from the cache\n",
+        fprintf(stderr,
+                "lm-worker: gemm algorithms: %ld keys timed, %ld borrowed, %ld refused; %ld GEMMs from the cache\n",
                 lt->tuned, lt->borrowed, lt->refused, lt->hits);
     for (size_t i = 0; i < lt->cap; i++)
         if (lt->slots[i].state != LT_EMPTY) free_descs(&lt->slots[i]);

@@ -57,29 +57,29 @@ static double gemm_bytes(const backend_t *b, const bweight_t *w, int T, double o
  * parameters as in backend_ops_t (the backend named b), flops and bytes as expressions of them.
  * Bytes are the least each op must move: every input read once, every output written once (the
  * "bytes each op moves" table of docs/architecture.md). To time a new op, add its entry here. */
-#define OP_TIMER_OPS(X)                                                                                              \
-    X(embed, (backend_t * b, float *x, const bweight_t *emb, const bbatch_t *bt, int dim, float scale),            \
-      (b, x, emb, bt, dim, scale), 0.0, (double)bt->T * dim * ((double)dtype_size(emb->dtype) + 4.0))               \
-    X(rmsnorm, (backend_t * b, void *out, const float *x, const float *w, int T, int dim, float eps, float offset), \
-      (b, out, x, w, T, dim, eps, offset), 0.0, (double)T * dim * (4.0 + ES(b)) + 4.0 * dim)                        \
-    X(matmul, (backend_t * b, void *out, const void *in, const bweight_t *w, int T), (b, out, in, w, T),           \
-      2.0 * T * w->rows * w->cols, gemm_bytes(b, w, T, ES(b)))                                                       \
-    X(matmul_f32, (backend_t * b, float *out, const void *in, const bweight_t *w, int T), (b, out, in, w, T),      \
-      2.0 * T * w->rows * w->cols, gemm_bytes(b, w, T, 4.0))                                                         \
-    X(rope, (backend_t * b, void *q, void *k, const bbatch_t *bt, int nh, int nkv, int hd, const float *inv_freq), \
-      (b, q, k, bt, nh, nkv, hd, inv_freq), 0.0, 2.0 * bt->T * (nh + nkv) * hd * ES(b))                             \
-    X(attention, (backend_t * b, void *out, const void *q, const void *k, const void *v, const bbatch_t *bt,       \
-                  const attn_params_t *p),                                                                           \
-      (b, out, q, k, v, bt, p), 4.0 * p->n_heads * p->head_dim * attn_pairs(bt, p->window),                         \
-      (double)bt->T * (2 * p->n_heads + 2 * p->n_kv_heads) * p->head_dim * ES(b))                                   \
-    X(gated_act, (backend_t * b, void *out, const void *gate, const void *up, int T, int hidden, act_t act),        \
-      (b, out, gate, up, T, hidden, act), 0.0, 3.0 * T * hidden * ES(b))                                           \
-    X(residual_add, (backend_t * b, float *x, const float *y, const float *post_w, int T, int dim, float eps,       \
-                     float offset),                                                                                  \
-      (b, x, y, post_w, T, dim, eps, offset), 0.0, 12.0 * T * dim + (post_w ? 4.0 * dim : 0.0))                     \
-    X(pool_score, (backend_t * b, float *logits_host, const float *x, const float *norm_w, float eps,               \
-                   float offset, const bweight_t *score, const bbatch_t *bt, int dim),                               \
-      (b, logits_host, x, norm_w, eps, offset, score, bt, dim), 2.0 * bt->B * score->rows * score->cols,            \
+#define OP_TIMER_OPS(X)                                                                                               \
+    X(embed, (backend_t *b, float *x, const bweight_t *emb, const bbatch_t *bt, int dim, float scale),                \
+      (b, x, emb, bt, dim, scale), 0.0, (double)bt->T * dim * ((double)dtype_size(emb->dtype) + 4.0))                 \
+    X(rmsnorm, (backend_t *b, void *out, const float *x, const float *w, int T, int dim, float eps, float offset),    \
+      (b, out, x, w, T, dim, eps, offset), 0.0, (double)T * dim * (4.0 + ES(b)) + 4.0 * dim)                          \
+    X(matmul, (backend_t *b, void *out, const void *in, const bweight_t *w, int T), (b, out, in, w, T),               \
+      2.0 * T * w->rows * w->cols, gemm_bytes(b, w, T, ES(b)))                                                        \
+    X(matmul_f32, (backend_t *b, float *out, const void *in, const bweight_t *w, int T), (b, out, in, w, T),          \
+      2.0 * T * w->rows * w->cols, gemm_bytes(b, w, T, 4.0))                                                          \
+    X(rope, (backend_t *b, void *q, void *k, const bbatch_t *bt, int nh, int nkv, int hd, const float *inv_freq),     \
+      (b, q, k, bt, nh, nkv, hd, inv_freq), 0.0, 2.0 * bt->T * (nh + nkv) * hd * ES(b))                               \
+    X(attention, (backend_t *b, void *out, const void *q, const void *k, const void *v, const bbatch_t *bt,           \
+                  const attn_params_t *p),                                                                            \
+      (b, out, q, k, v, bt, p), 4.0 * p->n_heads * p->head_dim * attn_pairs(bt, p->window),                           \
+      (double)bt->T * (2 * p->n_heads + 2 * p->n_kv_heads) * p->head_dim * ES(b))                                     \
+    X(gated_act, (backend_t *b, void *out, const void *gate, const void *up, int T, int hidden, act_t act),           \
+      (b, out, gate, up, T, hidden, act), 0.0, 3.0 * T * hidden * ES(b))                                              \
+    X(residual_add, (backend_t *b, float *x, const float *y, const float *post_w, int T, int dim, float eps,          \
+                     float offset),                                                                                   \
+      (b, x, y, post_w, T, dim, eps, offset), 0.0, 12.0 * T * dim + (post_w ? 4.0 * dim : 0.0))                       \
+    X(pool_score, (backend_t *b, float *logits_host, const float *x, const float *norm_w, float eps,                  \
+                   float offset, const bweight_t *score, const bbatch_t *bt, int dim),                                \
+      (b, logits_host, x, norm_w, eps, offset, score, bt, dim), 2.0 * bt->B * score->rows * score->cols,              \
       (double)bt->B * dim * 4.0 + w_bytes(score) + 4.0 * bt->B * score->rows)
 
 #define X_ENUM(name, ...) OPC_##name,
@@ -132,7 +132,7 @@ static op_timer_t *timer_of(const backend_t *b) {
     return t;
 }
 
-/* Start op `cls`: returns its call's index in t->calls (or OPC_N when calls are not recorded), or
+/* Start op `cls`: returns its call's index in t->calls (0 when calls are not recorded), or
  * -1 when an earlier op's failure is waiting for sync() (the op is then skipped: its inputs may be
  * garbage). */
 static int op_begin(op_timer_t *t, backend_t *b, int cls) {
@@ -140,7 +140,7 @@ static int op_begin(op_timer_t *t, backend_t *b, int cls) {
     double now = (t->flags & OP_TIMER_SYNC) ? clock_mono_s() : 0.0;
     if (t->n_ops++ == 0) t->t_first = now;
     t->batch_class_calls[cls]++;
-    if (!(t->flags & OP_TIMER_TIME)) return OPC_N;
+    if (!(t->flags & OP_TIMER_TIME)) return 0;
     if (t->n_calls == t->cap_calls) {
         t->cap_calls = t->cap_calls ? 2 * t->cap_calls : 1024;
         t->calls = xrealloc(t->calls, (size_t)t->cap_calls * sizeof *t->calls);
