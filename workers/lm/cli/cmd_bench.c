@@ -209,6 +209,7 @@ static int bench_time(model_t *m, backend_t *be, const bench_opts_t *o, int B, i
         fputc('\n', stdout);
         json_decref(j);
         if (o->ops) bench_ops_print(be, o, B, L);
+        fflush(stdout); // whole lines before anything the next forward prints on stderr
         if (!finite) {
             fprintf(stderr, "lm-worker bench: non-finite logits\n");
             rc = EXIT_SOFTWARE;
@@ -265,6 +266,7 @@ static int bench_ids(model_t *m, backend_t *be, const bench_opts_t *o) {
             printf("]");
         }
         printf("]}\n");
+        fflush(stdout);
     }
     for (int b = 0; b < B; b++) free(ids[b]);
     free(ids), free(lens), free(logits);
