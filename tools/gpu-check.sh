@@ -16,6 +16,9 @@
 #      lacks), compares both models' logits on 4 sequences (37..4500 tokens; lm-worker packs them,
 #      transformers runs each alone), and measures the cuBLAS bf16 8192^3 GEMM ceiling;
 #   4b. runs orchestrate end to end on the GPU(s) with both tiny models and NVML memory checks;
+#   4c. per-op step: `lm-worker bench --ops` at 4x2048 on each random checkpoint, timed by CUDA
+#       events, again with LM_SYNC_EVERY_OP=1 (wall times), and with LM_CUBLASLT=0 (cublasGemmEx
+#       instead of the timed cublasLt algorithms), printing each per-op table;
 #   5. prints one table: tokens/s, ratio to transformers, fraction of the GEMM ceiling, peak memory.
 # Every mismatch or failed step is printed and makes the exit status 1; later steps still run, so
 # one run tells as much as it can. Logs and results.jsonl go to $OUT (the device tool brings that
@@ -334,6 +337,24 @@ for spec in "llama3-8b:$LLAMA:sdpa:sdpa" "gemma2-9b:$GEMMA:sdpa,eager:eager"; do
     else
         SKIPS+=("transformers-$name")
     fi
+    # Per-op step: the time of each op class at 4x2048, first timed by CUDA events (launches
+    # overlapping; LM_GEMM_DEBUG lists the cublasLt algorithm chosen per GEMM shape), then with
+    # LM_SYNC_EVERY_OP=1 (each op waited for: exact wall times, and an asynchronous error names
+    # its op), then, time permitting, with LM_CUBLASLT=0 (cublasGemmEx: does the cublasLt
+    # algorithm choice pay? compare the matmul rows). Each reloads the checkpoint; they run after
+    # transformers so that the main table keeps priority when the budget is short.
+    for mode in events wall gemmex; do
+        if ((BUILT >= 2)) && have 70; then
+            envs=(LM_GEMM_DEBUG=1)
+            [[ $mode == wall ]] && envs=(LM_SYNC_EVERY_OP=1)
+            [[ $mode == gemmex ]] && envs=(LM_CUBLASLT=0)
+            run "ops-$mode-$name" 150 env "${envs[@]}" "$W" bench --model "$dir" --device cuda --dtype "$HALF" \
+                --shapes 4x2048 --iters 3 --ops
+            sed -n '/^ops /,/^forward /p' "$LOGS/ops-$mode-$name.log"
+        else
+            SKIPS+=("ops-$mode-$name")
+        fi
+    done
 done
 
 if kill -0 "$CKPT_PID" 2>/dev/null; then
@@ -350,6 +371,9 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 gemm = next((r["tflops"] for r in rows if r["mode"] == "gemm"), None)
 ours = [r for r in rows if r["mode"] == "bench"]
+# the per-op runs (--ops) repeat a shape with timing overhead: keep each shape's first, plain run
+ours = [r for i, r in enumerate(ours)
+        if not any((o["model"], o["batch"], o["len"]) == (r["model"], r["batch"], r["len"]) for o in ours[:i])]
 hf = [r for r in rows if r["mode"] == "hf"]
 name_of = lambda path: path.rstrip("/").split("/")[-1]
 

@@ -9,6 +9,8 @@
 
 #include <functional>
 
+#include <cublas_v2.h>
+
 #include "cuda_emu.h"
 
 namespace emu {
@@ -38,6 +40,16 @@ void set_last_error(cudaError_t e);
 
 /* Dynamic shared memory a kernel may use: 48 KiB, or what cudaFuncSetAttribute opted into. */
 size_t func_dyn_smem_limit(const void *func);
+
+/* Queue D (m, n; ldd) = al * op(A) op(B) + be * C (C read only when be != 0; C may be D),
+ * column-major, fp32/bf16/fp16 operands (A and B of one type), every element converted exactly
+ * to fp32, products summed in fp32 in order, rounded to D's type to nearest even: the one GEMM of
+ * cublasGemmEx (emu_runtime.cpp) and cublasLtMatmul (emu_cublaslt.cpp). Returns
+ * CUBLAS_STATUS_INVALID_VALUE for bad sizes or leading dimensions, CUBLAS_STATUS_NOT_SUPPORTED
+ * for other types. */
+cublasStatus_t gemm_enqueue(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al, const void *A,
+                            cudaDataType At, int lda, const void *B, cudaDataType Bt, int ldb, float be, const void *C,
+                            cudaDataType Ct, int ldc, void *D, cudaDataType Dt, int ldd);
 
 /* Run every block of one launch (called from the queue). */
 void run_kernel(dim3 grid, dim3 block, size_t smem, const char *name, kernel_body *body);

@@ -26,6 +26,11 @@
  * cuBLAS. cublasGemmEx in column-major with op N/T, fp32/bf16/fp16 operands, fp32 compute
  * (CUBLAS_COMPUTE_32F*): every element converted exactly to fp32, dot products summed in fp32,
  * the result rounded to C's type to nearest even. beta == 0 never reads C (NaN-safe, as cuBLAS).
+ * cublasLt (emu_cublaslt.cpp) computes with the same gemm_enqueue.
+ *
+ * Events. A record is queued like any work; when the queue reaches it, it takes the monotonic
+ * clock (never decreasing), so cudaEventElapsedTime between two records is the CPU time the
+ * emulated work between them took. Events created with cudaEventDisableTiming refuse it.
  */
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -35,8 +40,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <deque>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "emu_internal.h"
@@ -294,6 +302,8 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
     default: return "cudaErrorUnknown";
     }
 }
@@ -306,6 +316,8 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorNotReady: return "device not ready";
     default: return "unknown error";
     }
 }
@@ -385,23 +397,74 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     return cudaSuccess;
 }
 
+/* An event: the queue position of its last record and, once the queue has run that far, the
+ * (monotonic, never decreasing) time it was reached. The state is shared with the queued stamp,
+ * so destroying an event whose record is still queued is safe, as in CUDA. */
 typedef struct {
-    uint64_t seq; // the queue position recorded; 0: nothing recorded yet
+    uint64_t seq;     // the queue position recorded; 0: nothing recorded yet
+    uint64_t records; // how many times it was recorded (a stale stamp must not land)
+    double ms;        // the time the queue reached the record, valid when done
+    int done;         // the record has been reached
+    unsigned flags;   // cudaEventCreateWithFlags' flags
+} emu_event_state_t;
+typedef struct {
+    std::shared_ptr<emu_event_state_t> st;
 } emu_event_t;
 
+/* Milliseconds on the monotonic clock, never less than the previous value returned. */
+static double stamp_ms() {
+    static double last;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double t = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    if (t < last) t = last;
+    return last = t;
+}
+
+static emu_event_state_t *event_of(cudaEvent_t e) { return ((emu_event_t *)(void *)e)->st.get(); }
+
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags) {
-    (void)flags;
-    *e = (cudaEvent_t)(void *)new emu_event_t{0};
+    emu_event_t *ev = new emu_event_t{std::make_shared<emu_event_state_t>()};
+    ev->st->flags = flags;
+    *e = (cudaEvent_t)(void *)ev;
     return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaEventCreateWithFlags(e, 0); }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     (void)s;
-    ((emu_event_t *)(void *)e)->seq = queue_tail();
+    std::shared_ptr<emu_event_state_t> st = ((emu_event_t *)(void *)e)->st;
+    uint64_t rec = ++st->records;
+    st->done = 0;
+    if (device_cfg().dry) { // nothing runs: the record is reached now
+        st->seq = queue_tail();
+        st->ms = stamp_ms();
+        st->done = 1;
+        return cudaSuccess;
+    }
+    st->seq = queue_push([st, rec]() {
+        if (st->records != rec) return; // recorded again since: that record's stamp counts
+        st->ms = stamp_ms();
+        st->done = 1;
+    });
     return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
-    queue_flush(((emu_event_t *)(void *)e)->seq); // only the work queued before the record
+    queue_flush(event_of(e)->seq); // only the work queued before the record (and the record)
+    return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t e) {
+    emu_event_state_t *st = event_of(e);
+    return !st->records || st->done ? cudaSuccess : cudaErrorNotReady;
+}
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
+    emu_event_state_t *a = event_of(start), *b = event_of(end);
+    if (!ms) return cudaErrorInvalidValue;
+    if ((a->flags | b->flags) & cudaEventDisableTiming || !a->records || !b->records) {
+        set_last_error(cudaErrorInvalidResourceHandle);
+        return cudaErrorInvalidResourceHandle;
+    }
+    if (!a->done || !b->done) return cudaErrorNotReady;
+    *ms = (float)(b->ms - a->ms);
     return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
@@ -447,6 +510,9 @@ const char *cublasGetStatusString(cublasStatus_t s) {
     case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
     case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
     case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
     default: return "CUBLAS_STATUS_UNKNOWN";
     }
 }
@@ -473,23 +539,18 @@ static void store_elem(void *p, size_t i, cudaDataType t, float v) {
     }
 }
 
-extern "C" cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb, int m,
-                                       int n, int k, const void *alpha, const void *A, cudaDataType At, int lda,
-                                       const void *B, cudaDataType Bt, int ldb, const void *beta, void *C,
-                                       cudaDataType Ct, int ldc, cublasComputeType_t compute, cublasGemmAlgo_t algo) {
-    (void)handle, (void)algo;
+/* D = alpha * op(A) op(B) + beta * C, queued (emu_internal.h). */
+cublasStatus_t emu::gemm_enqueue(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al,
+                                 const void *A, cudaDataType At, int lda, const void *B, cudaDataType Bt, int ldb,
+                                 float be, const void *C, cudaDataType Ct, int ldc, void *D, cudaDataType Dt, int ldd) {
     auto ok_type = [](cudaDataType t) { return t == CUDA_R_32F || t == CUDA_R_16BF || t == CUDA_R_16F; };
     if (m < 0 || n < 0 || k < 0 || (ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T))
         return CUBLAS_STATUS_INVALID_VALUE;
     if (lda < (ta == CUBLAS_OP_N ? (m > 1 ? m : 1) : (k > 1 ? k : 1)) ||
-        ldb < (tb == CUBLAS_OP_N ? (k > 1 ? k : 1) : (n > 1 ? n : 1)) || ldc < (m > 1 ? m : 1))
+        ldb < (tb == CUBLAS_OP_N ? (k > 1 ? k : 1) : (n > 1 ? n : 1)) || ldc < (m > 1 ? m : 1) ||
+        ldd < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
-    if (!ok_type(At) || !ok_type(Bt) || !ok_type(Ct) || At != Bt ||
-        (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC &&
-         compute != CUBLAS_COMPUTE_32F_FAST_16F && compute != CUBLAS_COMPUTE_32F_FAST_16BF &&
-         compute != CUBLAS_COMPUTE_32F_FAST_TF32))
-        return CUBLAS_STATUS_NOT_SUPPORTED;
-    const float al = *(const float *)alpha, be = *(const float *)beta; // host pointer mode, fp32 compute
+    if (!ok_type(At) || !ok_type(Bt) || !ok_type(Ct) || !ok_type(Dt) || At != Bt) return CUBLAS_STATUS_NOT_SUPPORTED;
     queue_push([=]() {
         /* op(A) as rows of k (m of them), op(B) as columns of k (n of them), both fp32 */
         std::vector<float> a((size_t)m * k), b((size_t)n * k);
@@ -504,11 +565,23 @@ extern "C" cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t 
                 const float *ar = &a[(size_t)i * k], *bc = &b[(size_t)j * k];
                 float acc = 0.0f;
                 for (int l = 0; l < k; l++) acc += ar[l] * bc[l];
-                size_t ci = i + (size_t)j * ldc;
                 float v = al * acc;
-                if (be != 0.0f) v += be * load_elem(C, ci, Ct);
-                store_elem(C, ci, Ct, v);
+                if (be != 0.0f) v += be * load_elem(C, i + (size_t)j * ldc, Ct);
+                store_elem(D, i + (size_t)j * ldd, Dt, v);
             }
     });
     return CUBLAS_STATUS_SUCCESS;
+}
+
+extern "C" cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb, int m,
+                                       int n, int k, const void *alpha, const void *A, cudaDataType At, int lda,
+                                       const void *B, cudaDataType Bt, int ldb, const void *beta, void *C,
+                                       cudaDataType Ct, int ldc, cublasComputeType_t compute, cublasGemmAlgo_t algo) {
+    (void)handle, (void)algo;
+    if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC &&
+        compute != CUBLAS_COMPUTE_32F_FAST_16F && compute != CUBLAS_COMPUTE_32F_FAST_16BF &&
+        compute != CUBLAS_COMPUTE_32F_FAST_TF32)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    const float al = *(const float *)alpha, be = *(const float *)beta; // host pointer mode, fp32 compute
+    return gemm_enqueue(ta, tb, m, n, k, al, A, At, lda, B, Bt, ldb, be, C, Ct, ldc, C, Ct, ldc);
 }

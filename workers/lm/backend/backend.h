@@ -37,6 +37,8 @@ static inline const char *dtype_name(dtype_t dt) {
     static const char *const names[] = {"fp32", "bf16", "fp16", "int8"};
     return (unsigned)dt < sizeof names / sizeof names[0] ? names[dt] : "?";
 }
+/* Bytes of one element of dt (4, 2 or 1). */
+static inline size_t dtype_size(dtype_t dt) { return dt == DT_F32 ? 4 : dt == DT_I8 ? 1 : 2; }
 typedef enum { ACT_SILU = 0, ACT_GELU_TANH } act_t;
 typedef enum { ACT_RESIDUAL = 0, ACT_WORK } act_kind_t;
 
@@ -139,6 +141,15 @@ typedef struct {
      * per-layer hidden states with it). May be NULL in a backend that cannot; forward.c then
      * refuses to trace. Waits for queued work. Added for model_forward_trace (model.h). */
     void (*to_host)(backend_t *b, float *host, const float *src, size_t n);
+    /* Optional timestamps for per-op timing (op_timer.c); NULL in a backend that cannot time.
+     * mark queues a timestamp behind the work queued so far and returns its index since the last
+     * marks_reset (0, 1, ...), or -1 after a failure (recorded for sync()). mark_ms is the time in
+     * milliseconds from mark i to mark j, valid once sync() has returned 0 after both. CUDA:
+     * cudaEventRecord of a pooled event on the stream; CPU: the monotonic clock (its ops are
+     * synchronous). */
+    int (*mark)(backend_t *b);
+    double (*mark_ms)(backend_t *b, int i, int j);
+    void (*marks_reset)(backend_t *b);  // forget every mark; the next is 0 again
 } backend_ops_t;
 
 struct backend {
@@ -172,6 +183,42 @@ backend_t *backend_cuda_create(dtype_t dt, int quant_int8, err_t *err);
  * backend that is not the CPU's. A matrix that cannot be quantised (a NaN or infinity in a row)
  * fails its upload, and sync() then reports why with err->code EXIT_DATAERR. */
 int weight_round_wrap(backend_t *b, const char *mode, err_t *err);
+
+/* op_timer.c: an op table that wraps b's own, for `lm-worker bench --ops` and LM_SYNC_EVERY_OP.
+ *   OP_TIMER_TIME: time every op of forward.c by class (embed, rmsnorm, matmul, ...) with the
+ *                  backend's mark hooks; op_timer_stats reads the totals;
+ *   OP_TIMER_SYNC: after every op, wait for the backend and check for errors, so that an
+ *                  asynchronous failure is reported naming the op that caused it; ops are then
+ *                  timed by the host clock (the op's wall time, launch and wait included).
+ * Wrapping a wrapped backend adds the flags. The wrapper lives until b->ops->destroy(b).
+ * Returns 0, or -1 with err set when OP_TIMER_TIME is asked of a backend without mark hooks. */
+enum { OP_TIMER_TIME = 1, OP_TIMER_SYNC = 2 };
+int op_timer_wrap(backend_t *b, int flags, err_t *err);
+
+/* One op class's totals since op_timer_reset, over the forwards (sync() intervals) that ran. */
+typedef struct {
+    const char *name; // the backend_ops_t member: "matmul", ... (static)
+    long calls;       // calls of the op
+    double ms;        // their summed time
+    double flops;     // floating-point operations they did (0: not counted for this op)
+    double bytes;     // bytes they read and wrote at least once (0: not counted)
+} op_stat_t;
+
+/* The forwards behind op_timer_stats' totals. */
+typedef struct {
+    int forwards;      // sync() intervals that ran timed ops
+    double ms;         // their summed span, first op's start to last op's end: ms - the classes' ms
+                       // is the time between ops
+    int wall;          // 1: host wall times (OP_TIMER_SYNC); 0: the backend's marks
+} op_span_t;
+
+/* Totals of b's timed ops: up to cap classes with calls > 0, in backend_ops_t's order, into out,
+ * and their forwards into *span. Returns the number of classes written; b must have been wrapped
+ * with OP_TIMER_TIME. */
+int op_timer_stats(backend_t *b, op_stat_t *out, int cap, op_span_t *span);
+
+/* Forget every total (the next forward starts a fresh table). */
+void op_timer_reset(backend_t *b);
 
 /* x rounded to the nearest bf16 / fp16 value (ties to even), as fp32. Infinities and NaN pass
  * through; fp16 overflows to infinity like a cast does. */

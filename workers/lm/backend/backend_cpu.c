@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock_util.h"
 #include "cpu_pool.h"
 #include "exit_codes.h"
 
@@ -38,6 +39,8 @@ typedef struct {
     size_t scratch_per;    // floats per thread in scratch (longest sequence seen)
     int plain;             // plain-C loops instead of OpenBLAS (cpu_set_plain)
     int blas_threads;      // threads OpenBLAS gets: b->threads capped by cpu_blas_max_threads()
+    double *marks;         // (n_marks) clock_mono_s() at each mark since marks_reset
+    int n_marks, cap_marks; // marks used / allocated
 } cpu_impl_t;
 
 /* The CPU backend's private state of b. */
@@ -590,10 +593,32 @@ static int cpu_sync(backend_t *b, err_t *err) {
     return -1;
 }
 
+/* backend_ops_t.mark: the monotonic clock now (every op has finished when it returns). */
+static int cpu_mark(backend_t *b) {
+    cpu_impl_t *im = impl_of(b);
+    if (im->n_marks == im->cap_marks) {
+        im->cap_marks = im->cap_marks ? 2 * im->cap_marks : 1024;
+        im->marks = xrealloc(im->marks, (size_t)im->cap_marks * sizeof *im->marks);
+    }
+    im->marks[im->n_marks] = clock_mono_s();
+    return im->n_marks++;
+}
+
+/* backend_ops_t.mark_ms: milliseconds from mark i to mark j. */
+static double cpu_mark_ms(backend_t *b, int i, int j) {
+    cpu_impl_t *im = impl_of(b);
+    ASSERT(i >= 0 && j >= 0 && i < im->n_marks && j < im->n_marks);
+    return (im->marks[j] - im->marks[i]) * 1e3;
+}
+
+/* backend_ops_t.marks_reset: forget every mark (the array stays for the next forward). */
+static void cpu_marks_reset(backend_t *b) { impl_of(b)->n_marks = 0; }
+
 /* backend_ops_t.destroy: free the scratch, stop the pool and free b; NULL is a no-op. */
 static void cpu_destroy(backend_t *b) {
     if (!b) return;
     cpu_impl_t *im = impl_of(b);
+    free(im->marks);
     cpu_mem_free(b, im->scratch);
     cpu_pool_destroy(im->pool);
     free(im);
@@ -623,6 +648,9 @@ static const backend_ops_t cpu_ops = {
     .sync = cpu_sync,
     .destroy = cpu_destroy,
     .to_host = cpu_to_host,
+    .mark = cpu_mark,
+    .mark_ms = cpu_mark_ms,
+    .marks_reset = cpu_marks_reset,
 };
 
 int cpu_blas_max_threads(void) {

@@ -1,5 +1,6 @@
 /* backend_cuda.c: the CUDA backend: device memory, weight upload, and the ops of backend.h as
- * launches of the kernels in kernels/ and cuBLAS GEMMs, all queued on one stream.
+ * launches of the kernels in kernels/ and cublasLt GEMMs (backend_cuda_lt.c: the algorithm timed
+ * once per shape; cublasGemmEx where cublasLt has none), all queued on one stream.
  *
  * Precision: ACT_WORK buffers and weights hold the compute dtype (bf16, fp16 or fp32); the
  * residual stream is fp32; every GEMM accumulates in fp32 (CUBLAS_COMPUTE_32F, reduced-precision
@@ -11,8 +12,9 @@
  * Memory: a caching arena. Every cudaMalloc'd block is listed with its size; activation blocks
  * (act_alloc, batch buffers, scratch) go back to a cache on mem_free and are reused for a later
  * request of similar size, while weights and vectors are cudaFree'd. peak_bytes is the
- * high-water mark of bytes held from cudaMalloc, cuBLAS's workspace included. When cudaMalloc
- * fails, the cache is released and the request retried once before out-of-memory is recorded.
+ * high-water mark of bytes held from cudaMalloc, the 32 MiB workspace cuBLAS and cublasLt share
+ * included. When cudaMalloc fails, the cache is released and the request retried once before
+ * out-of-memory is recorded.
  *
  * Errors: each CUDA/cuBLAS call goes through one check macro that prints the statement,
  * file:line, the error string and the device, and records the first failure; after that every op
@@ -27,6 +29,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cuda_lt.h"
 #include "backend_cuda_plugin.h"
 #include "clock_util.h"
 #include "exit_codes.h"
@@ -68,9 +71,12 @@ typedef struct {
     cudaEvent_t batch_done;      // recorded after the copies out of batch_pinned
     float *logits_pinned;        // (logits_cap) pinned landing buffer for pool_score
     size_t logits_cap;           // floats logits_pinned holds
-    void *blas_ws;               // (BLAS_WORKSPACE) cuBLAS workspace, from the arena
+    void *blas_ws;               // (BLAS_WORKSPACE) cuBLAS and cublasLt workspace, from the arena
+    lt_cache_t *lt;              // cublasLt GEMMs and their algorithm cache; NULL: cublasGemmEx only
     void *deq;                   // (rows, cols) of the largest int8 weight so far, in the compute dtype
     void *logits_dev;            // (B, n_labels) fp32 logits of the last pool_score
+    cudaEvent_t *marks;          // (cap_marks) timing events of the mark hooks, created as needed
+    int n_marks, cap_marks;      // marks recorded since marks_reset / events created
 } cuda_impl_t;
 
 /* The CUDA backend's private state of b. */
@@ -556,6 +562,16 @@ static void cuda_gemm(backend_t *b, void *out, cudaDataType_t out_ty, const void
     }
     const float alpha = 1.0f;
     cudaDataType_t ty = cuda_type(b->compute);
+    /* cublasLt with the algorithm timed for this shape (backend_cuda_lt.c); cublasGemmEx where
+     * cublasLt has none, or with LM_CUBLASLT=0. */
+    lt_gemm_t g = {.m = w->rows, .n = T, .k = w->cols, .ta = CUBLAS_OP_T, .A = W, .at = ty, .lda = w->cols, .B = in,
+                   .bt = ty, .ldb = w->cols, .D = out, .dt = out_ty, .ldd = w->rows, .alpha = alpha, .beta = beta,
+                   .int8 = w->dtype == DT_I8};
+    cublasStatus_t s = im->lt ? lt_gemm(im->lt, &g) : CUBLAS_STATUS_NOT_SUPPORTED;
+    if (s != CUBLAS_STATUS_NOT_SUPPORTED) {
+        blas_check_(b, s, "cublasLtMatmul (lt_gemm)", __FILE__, __LINE__);
+        return;
+    }
     BLAS_CK(b, cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, w->rows, T, w->cols, &alpha, W, ty, w->cols, in, ty,
                             w->cols, &beta, out, out_ty, w->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
@@ -652,6 +668,36 @@ static void cuda_to_host(backend_t *b, float *host, const float *src, size_t n) 
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Timing marks (backend.h's mark hooks, for op_timer.c)
+ * ------------------------------------------------------------------------------------------- */
+
+/* backend_ops_t.mark: record the next pooled event on the stream (the pool grows as needed). */
+static int cuda_mark(backend_t *b) {
+    cuda_impl_t *im = impl_of(b);
+    if (im->failed) return -1;
+    if (im->n_marks == im->cap_marks) {
+        int cap = im->cap_marks ? 2 * im->cap_marks : 256;
+        im->marks = xrealloc(im->marks, (size_t)cap * sizeof *im->marks);
+        for (; im->cap_marks < cap; im->cap_marks++)
+            if (CK(b, cudaEventCreate(&im->marks[im->cap_marks]))) return -1;
+    }
+    if (CK(b, cudaEventRecord(im->marks[im->n_marks], im->stream))) return -1;
+    return im->n_marks++;
+}
+
+/* backend_ops_t.mark_ms: cudaEventElapsedTime from mark i to mark j (after a sync). */
+static double cuda_mark_ms(backend_t *b, int i, int j) {
+    cuda_impl_t *im = impl_of(b);
+    ASSERT(i >= 0 && j >= 0 && i < im->n_marks && j < im->n_marks);
+    float ms = 0.0f;
+    if (CK(b, cudaEventElapsedTime(&ms, im->marks[i], im->marks[j]))) return 0.0;
+    return ms;
+}
+
+/* backend_ops_t.marks_reset: the events stay in the pool for the next forward. */
+static void cuda_marks_reset(backend_t *b) { impl_of(b)->n_marks = 0; }
+
+/* ---------------------------------------------------------------------------------------------
  * Lifetime
  * ------------------------------------------------------------------------------------------- */
 
@@ -671,6 +717,7 @@ static void cuda_destroy(backend_t *b) {
     if (!b) return;
     cuda_impl_t *im = impl_of(b);
     if (im->stream) cudaStreamSynchronize(im->stream);
+    lt_cache_destroy(im->lt);
     if (im->blas) cublasDestroy(im->blas);
     for (int i = 0; i < 2; i++) {
         if (im->pinned[i]) cudaFreeHost(im->pinned[i]);
@@ -679,6 +726,8 @@ static void cuda_destroy(backend_t *b) {
     if (im->batch_pinned) cudaFreeHost(im->batch_pinned);
     if (im->logits_pinned) cudaFreeHost(im->logits_pinned);
     if (im->batch_done) cudaEventDestroy(im->batch_done);
+    for (int i = 0; i < im->cap_marks; i++) cudaEventDestroy(im->marks[i]);
+    free(im->marks);
     while (im->n_blocks > 0) arena_drop(b, im->n_blocks - 1);
     free(im->blocks);
     if (im->stream) cudaStreamDestroy(im->stream);
@@ -708,6 +757,9 @@ static const backend_ops_t cuda_ops = {
     .sync = cuda_sync,
     .destroy = cuda_destroy,
     .to_host = cuda_to_host,
+    .mark = cuda_mark,
+    .mark_ms = cuda_mark_ms,
+    .marks_reset = cuda_marks_reset,
 };
 
 /* backend_cuda_create's contract (backend.h), reached through the plugin descriptor below. */
@@ -764,6 +816,13 @@ static backend_t *cuda_create(dtype_t dt, int quant_int8, err_t *err) {
         err_code(err, im->err.code ? im->err.code : EXIT_SOFTWARE, "cuda backend: %s", im->err.msg);
         cuda_destroy(b);
         return NULL;
+    }
+    const char *lt_env = getenv("LM_CUBLASLT"), *dbg = getenv("LM_GEMM_DEBUG");
+    if (!lt_env || strcmp(lt_env, "0") != 0) {
+        cublasStatus_t s;
+        im->lt = lt_cache_create(im->stream, im->blas_ws, BLAS_WORKSPACE, dbg && *dbg && strcmp(dbg, "0") != 0, &s);
+        if (!im->lt) fprintf(stderr, "lm-worker: note: cublasLt unusable (%s); GEMMs use cublasGemmEx\n",
+                             cublasGetStatusString(s));
     }
     return b;
 }

@@ -3,7 +3,8 @@
  *
  *   timing:  --batch B --len L: B random sequences of L tokens as one packed batch, `--warmup`
  *            untimed then `--iters` timed forwards; one JSON line with tokens/s, ms per batch,
- *            load time, weight upload GB/s and the backend's peak memory.
+ *            load time, weight upload GB/s and the backend's peak memory; with --ops, then a
+ *            table of the time each op class took (backend/op_timer.c) and its JSON line.
  *   golden:  --golden golden.json: every sequence of a transformers golden file, first packed
  *            into one varlen batch and then one at a time, compared with the reference logits
  *            (|got - ref| <= logit_tol * (1 + |ref|)) and probabilities (|got - ref| <= prob_tol).
@@ -34,6 +35,7 @@ typedef struct {
     const char *model, *adapter, *device, *dtype, *quant, *golden, *ids; // the options of the same names (NULL: unset)
     const char *round_weights;   // --round-weights bf16|fp16|int8 (CPU only), or NULL
     int int8, threads, iters, warmup;                             // --quant int8 (0/1), --threads, --iters, --warmup
+    int ops;                                                      // --ops: per-op table after each shape
     int n_shapes, batch[BENCH_MAX_SHAPES], len[BENCH_MAX_SHAPES]; // timing shapes (B x L)
     double logit_tol, prob_tol; // < 0: the default for the dtype
 } bench_opts_t;
@@ -48,6 +50,8 @@ static void bench_usage(FILE *f) {
             "  --shapes BxL,...   timing: batch shapes, each B sequences of L tokens (default: 8x1024)\n"
             "  --iters N          timing: timed forwards (default: 5)\n"
             "  --warmup N         timing: untimed forwards first (default: 1)\n"
+            "  --ops              timing: also time each op class (embed, rmsnorm, matmul, ...) and print a\n"
+            "                     table and a {\"mode\": \"ops\"} JSON line after each shape's line\n"
             "  --ids FILE         after timing, run the {\"input_ids\": [...]} lines of FILE as one packed batch and\n"
             "                     print their logits as one JSON line (tools/gpu-check.sh compares them)\n"
             "  --golden FILE      check against a golden.json instead of timing\n"
@@ -99,6 +103,7 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
         {"iters", OPT_INT, .dst = &o->iters, .lo = 1, .hi = 1 << 24},
         {"warmup", OPT_INT, .dst = &o->warmup, .lo = 0, .hi = 1 << 24},
         {"ids", OPT_STR, .dst = &o->ids},
+        {"ops", OPT_FLAG, .dst = &o->ops},
         {"golden", OPT_STR, .dst = &o->golden},
         {"logit-tol", OPT_NUM, .dst = &o->logit_tol, .lo = 0},
         {"prob-tol", OPT_NUM, .dst = &o->prob_tol, .lo = 0},
@@ -106,7 +111,55 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
     };
     int rc = opts_parse("bench", argc, argv, opts, OPTS_N(opts), bench_usage);
     o->int8 = !strcmp(o->quant, "int8");
+    if (rc == -1 && o->ops && o->golden) {
+        fprintf(stderr, "lm-worker bench: --ops times the --shapes forwards; it does not go with --golden\n");
+        bench_usage(stderr);
+        return EXIT_USAGE;
+    }
     return rc;
+}
+
+/* --ops: the per-op table of the timed forwards of one shape (B x L), then the same as one
+ * {"mode": "ops"} JSON line. Rows are op classes in backend_ops_t's order, then "(between ops)"
+ * (the forwards' span not inside any op: launch gaps, host work) and "forward" (their sum). */
+static void bench_ops_print(backend_t *be, const bench_opts_t *o, int B, int L) {
+    op_stat_t st[32];
+    op_span_t sp;
+    int n = op_timer_stats(be, st, 32, &sp);
+    double f = sp.forwards > 0 ? sp.forwards : 1, sum_ms = 0.0, flops = 0.0, bytes = 0.0;
+    long calls = 0;
+    for (int i = 0; i < n; i++) sum_ms += st[i].ms, calls += st[i].calls, flops += st[i].flops, bytes += st[i].bytes;
+    double between = sp.ms - sum_ms;
+    printf("ops %dx%d, %s %s%s, %d forwards, timed by %s:\n", B, L, be->ops->name, dtype_name(be->compute),
+           o->int8 ? "+int8" : "", sp.forwards,
+           sp.wall ? "the host clock around each op and its wait (LM_SYNC_EVERY_OP)"
+                   : !strcmp(be->ops->name, "cuda") ? "CUDA events" : "the host clock");
+    printf("%-14s %8s %12s %12s %10s %9s %9s\n", "op", "calls", "total ms", "ms/forward", "% forward", "TFLOP/s",
+           "GB/s");
+    json_t *rows = json_array();
+    for (int i = 0; i <= n + 1; i++) {
+        const char *name = i < n ? st[i].name : i == n ? "(between ops)" : "forward";
+        double ms = i < n ? st[i].ms : i == n ? between : sp.ms;
+        double fl = i < n ? st[i].flops : i == n ? 0.0 : flops, by = i < n ? st[i].bytes : i == n ? 0.0 : bytes;
+        long c = i < n ? st[i].calls : i == n ? 0 : calls;
+        double pct = sp.ms > 0 ? 100.0 * ms / sp.ms : 0.0;
+        char tf[32] = "-", gb[32] = "-", cs[32] = "-";
+        if (fl > 0 && ms > 0) snprintf(tf, sizeof tf, "%.2f", fl / (ms * 1e-3) / 1e12);
+        if (by > 0 && ms > 0) snprintf(gb, sizeof gb, "%.1f", by / (ms * 1e-3) / 1e9);
+        if (i != n) snprintf(cs, sizeof cs, "%ld", c);
+        printf("%-14s %8s %12.3f %12.3f %9.1f%% %9s %9s\n", name, cs, ms, ms / f, pct, tf, gb);
+        if (i < n)
+            json_array_append_new(rows, json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f}", "op", name, "calls",
+                                                  (json_int_t)c, "ms", ms, "ms_per_forward", ms / f, "pct", pct,
+                                                  "flops", fl, "bytes", by));
+    }
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:b, s:i, s:i, s:i, s:s, s:f, s:f, s:o}", "mode", "ops", "model",
+                          o->model, "device", be->ops->name, "dtype", dtype_name(be->compute), "int8", o->int8,
+                          "batch", B, "len", L, "forwards", sp.forwards, "timing",
+                          sp.wall ? "wall" : "marks", "forward_ms", sp.ms, "between_ms", between, "ops", rows);
+    json_dumpf(j, stdout, JSON_COMPACT);
+    fputc('\n', stdout);
+    json_decref(j);
 }
 
 /* Timing of one shape: B random sequences of L ids (never the pad id, so pooling takes the last
@@ -128,7 +181,10 @@ static int bench_time(model_t *m, backend_t *be, const bench_opts_t *o, int B, i
     int rc = EXIT_OK;
     double t0 = 0.0;
     for (int it = 0; it < o->warmup + o->iters; it++) {
-        if (it == o->warmup) t0 = clock_mono_s();
+        if (it == o->warmup) {
+            if (o->ops) op_timer_reset(be);
+            t0 = clock_mono_s();
+        }
         if (model_forward(m, seqs, lens, B, logits, &err)) {
             fprintf(stderr, "lm-worker bench: forward %dx%d: %s\n", B, L, err.msg);
             rc = err.code ? err.code : EXIT_SOFTWARE;
@@ -152,6 +208,8 @@ static int bench_time(model_t *m, backend_t *be, const bench_opts_t *o, int B, i
         json_dumpf(j, stdout, JSON_COMPACT);
         fputc('\n', stdout);
         json_decref(j);
+        if (o->ops) bench_ops_print(be, o, B, L);
+        fflush(stdout); // whole lines before anything the next forward prints on stderr
         if (!finite) {
             fprintf(stderr, "lm-worker bench: non-finite logits\n");
             rc = EXIT_SOFTWARE;
@@ -208,6 +266,7 @@ static int bench_ids(model_t *m, backend_t *be, const bench_opts_t *o) {
             printf("]");
         }
         printf("]}\n");
+        fflush(stdout);
     }
     for (int b = 0; b < B; b++) free(ids[b]);
     free(ids), free(lens), free(logits);
@@ -316,7 +375,8 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "lm-worker bench: %s\n", err.msg);
         return err.code ? err.code : EXIT_USAGE;
     }
-    if (o.round_weights && weight_round_wrap(be, o.round_weights, &err)) {
+    if ((o.round_weights && weight_round_wrap(be, o.round_weights, &err)) ||
+        (o.ops && op_timer_wrap(be, OP_TIMER_TIME, &err))) {
         fprintf(stderr, "lm-worker bench: %s\n", err.msg);
         be->ops->destroy(be);
         return EXIT_USAGE;

@@ -1,7 +1,9 @@
-/* device.c: --device / --dtype / --quant / --threads -> an open backend (see device.h). */
+/* device.c: --device / --dtype / --quant / --threads -> an open backend (see device.h), wrapped by
+ * op_timer.c when LM_SYNC_EVERY_OP is set (docs/lm-worker.md). */
 #include "device.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "exit_codes.h"
@@ -29,7 +31,8 @@ static backend_t *cuda_open(dtype_t dt, int is_auto, int quant_int8, err_t *err)
     return b; // on failure err keeps the bf16 attempt's reason, the more informative one
 }
 
-backend_t *device_open(const char *device, const char *dtype, int quant_int8, int threads, err_t *err) {
+/* device_open without LM_SYNC_EVERY_OP. */
+static backend_t *open_backend(const char *device, const char *dtype, int quant_int8, int threads, err_t *err) {
     dtype_t dt;
     int is_auto;
     if (!device) device = "auto";
@@ -64,4 +67,18 @@ backend_t *device_open(const char *device, const char *dtype, int quant_int8, in
     fprintf(stderr, "note: --device auto: CUDA not usable: %s; running on the CPU in fp32%s\n", cuda_err.msg,
             (!is_auto && dt != DT_F32) || quant_int8 ? ", ignoring --dtype/--quant" : "");
     return backend_cpu_create(threads, err);
+}
+
+backend_t *device_open(const char *device, const char *dtype, int quant_int8, int threads, err_t *err) {
+    backend_t *b = open_backend(device, dtype, quant_int8, threads, err);
+    const char *every = getenv("LM_SYNC_EVERY_OP");
+    if (b && every && *every && strcmp(every, "0") != 0) {
+        if (op_timer_wrap(b, OP_TIMER_SYNC, err)) { // cannot fail for OP_TIMER_SYNC alone
+            b->ops->destroy(b);
+            return NULL;
+        }
+        fprintf(stderr, "note: LM_SYNC_EVERY_OP=%s: waiting for the %s backend and checking errors after every op\n",
+                every, b->ops->name);
+    }
+    return b;
 }
