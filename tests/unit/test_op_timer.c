@@ -40,9 +40,16 @@ static void f_matmul(backend_t *b, void *o, const void *in, const bweight_t *w, 
     (void)o, (void)in, (void)w, (void)T;
     called(b, "matmul");
 }
-static void f_rope(backend_t *b, void *q, void *k, const bbatch_t *bt, int nh, int nkv, int hd, const float *f) {
-    (void)q, (void)k, (void)bt, (void)nh, (void)nkv, (void)hd, (void)f;
-    called(b, "rope");
+static void f_qkv_rope(backend_t *b, void *q, void *k, void *v, const void *qkv, const bbatch_t *bt, int nh, int nkv,
+                       int hd, const float *f) {
+    (void)q, (void)k, (void)v, (void)qkv, (void)bt, (void)nh, (void)nkv, (void)hd, (void)f;
+    called(b, "qkv_rope");
+}
+/* Like the backends: NULL (added into x itself) without a post-norm, else y for residual_norm. */
+static float *f_mres(backend_t *b, float *x, float *y, const void *in, const bweight_t *w, const float *post_w, int T) {
+    (void)x, (void)in, (void)w, (void)T;
+    called(b, "matmul_residual");
+    return post_w ? y : NULL;
 }
 static void f_pool(backend_t *b, float *l, const float *x, const float *w, float e, float off, const bweight_t *s,
                    const bbatch_t *bt, int dim) {
@@ -66,7 +73,8 @@ static void f_destroy(backend_t *b) { fk(b)->destroyed++; }
 static backend_t make_fake(fake_t *f, int with_marks) {
     static backend_ops_t ops, ops_nomarks;
     ops = (backend_ops_t){.name = "fake", .embed = f_embed, .rmsnorm = f_rmsnorm, .matmul = f_matmul,
-                          .rope = f_rope, .pool_score = f_pool, .sync = f_sync, .destroy = f_destroy,
+                          .qkv_rope = f_qkv_rope, .matmul_residual = f_mres, .pool_score = f_pool,
+                          .sync = f_sync, .destroy = f_destroy,
                           .mark = f_mark, .mark_ms = f_mark_ms, .marks_reset = f_marks_reset};
     ops_nomarks = ops;
     ops_nomarks.mark = NULL, ops_nomarks.mark_ms = NULL, ops_nomarks.marks_reset = NULL;
@@ -85,7 +93,7 @@ static int forward(backend_t *b, err_t *err) {
     for (int l = 0; l < 2; l++) {
         op->rmsnorm(b, NULL, NULL, NULL, batch.T, 4, 1e-5f, 0.0f);
         op->matmul(b, NULL, NULL, l ? &wv : &wq, batch.T);
-        if (l == 1) op->rope(b, NULL, NULL, &batch, 2, 1, 2, NULL);
+        if (l == 1) op->qkv_rope(b, NULL, NULL, NULL, NULL, &batch, 2, 1, 2, NULL);
     }
     op->pool_score(b, NULL, NULL, NULL, 1e-5f, 0.0f, &wv, &batch, 4);
     return op->sync(b, err);
@@ -105,24 +113,24 @@ TEST(totals_per_class_from_marks) {
     EXPECT(op_timer_wrap(&b, OP_TIMER_TIME, &err) == 0);
     EXPECT(b.ops->gated_act == NULL); // the fake has none: the wrapper adds none
     EXPECT(forward(&b, &err) == 0 && forward(&b, &err) == 0);
-    EXPECT_STR_CONTAINS(f.log, "embed rmsnorm matmul rmsnorm matmul rope pool_score embed");
+    EXPECT_STR_CONTAINS(f.log, "embed rmsnorm matmul rmsnorm matmul qkv_rope pool_score embed");
     op_stat_t st[16];
     op_span_t sp;
     int n = op_timer_stats(&b, st, 16, &sp);
-    EXPECT(n == 5); // embed rmsnorm matmul rope pool_score, in backend_ops_t's order
+    EXPECT(n == 5); // embed rmsnorm matmul qkv_rope pool_score, in backend_ops_t's order
     EXPECT(n == 5 && !strcmp(st[0].name, "embed") && !strcmp(st[2].name, "matmul") &&
            !strcmp(st[4].name, "pool_score"));
     EXPECT(sp.forwards == 2 && sp.wall == 0);
     EXPECT_NEAR(sp.ms, 2 * (2 * 7 - 1), 0, 0); // 7 ops a forward, each 1 ms, marks back to back
-    const op_stat_t *mm = stat_of(st, n, "matmul"), *rn = stat_of(st, n, "rmsnorm"), *ro = stat_of(st, n, "rope");
+    const op_stat_t *mm = stat_of(st, n, "matmul"), *rn = stat_of(st, n, "rmsnorm"), *ro = stat_of(st, n, "qkv_rope");
     EXPECT(mm && mm->calls == 4 && mm->ms == 4.0);
     EXPECT(rn && rn->calls == 4 && rn->ms == 4.0 && ro && ro->calls == 2);
     /* 2 T rows cols per GEMM: (6x4 + 2x4) per forward */
     EXPECT(mm && mm->flops == 2.0 * (2.0 * 8 * (6 * 4 + 2 * 4)));
     /* bf16 weights (2 B), in (T, cols) bf16, out (T, rows) bf16 */
     EXPECT(mm && mm->bytes == 2.0 * ((6 * 4 + 2 * 4) * 2.0 + 2 * 8 * 4 * 2.0 + 8 * (6 + 2) * 2.0));
-    /* rope: q (2 heads) and k (1 head) of head_dim 2, read and written */
-    EXPECT(ro && ro->bytes == 2.0 * (2.0 * 8 * 3 * 2 * 2));
+    /* qkv_rope: q (2 heads), k and v (1 head each) of head_dim 2, read and written */
+    EXPECT(ro && ro->bytes == 2.0 * (2.0 * 8 * 4 * 2 * 2));
     op_timer_reset(&b);
     EXPECT(op_timer_stats(&b, st, 16, &sp) == 0 && sp.forwards == 0 && sp.ms == 0.0);
     b.ops->destroy(&b);
@@ -144,10 +152,10 @@ TEST(sync_every_op_names_the_failing_op) {
     EXPECT_STR_CONTAINS(err.msg, "illegal memory access");
     EXPECT(err.code == EXIT_SOFTWARE);
     EXPECT_MSG(!strcmp(f.log, "embed rmsnorm matmul "), "ops after the failing one ran: %s", f.log);
-    f.fail = "rope";
+    f.fail = "qkv_rope";
     f.log[0] = 0;
     EXPECT(forward(&b, &err) == -1); // a fresh batch runs again; this time rope fails
-    EXPECT_STR_CONTAINS(err.msg, "op 6 of this batch (rope, call 1 of it)");
+    EXPECT_STR_CONTAINS(err.msg, "op 6 of this batch (qkv_rope, call 1 of it)");
     f.fail = NULL;
     EXPECT(forward(&b, &err) == 0);
     b.ops->destroy(&b);
@@ -174,4 +182,25 @@ TEST(timing_needs_marks_unless_synced) {
     EXPECT(f.destroyed == 1);
 }
 
-TEST_MAIN(totals_per_class_from_marks, sync_every_op_names_the_failing_op, timing_needs_marks_unless_synced)
+TEST(value_returning_ops_pass_their_result) {
+    fake_t f;
+    backend_t b = make_fake(&f, 1);
+    err_t err = {0};
+    float x[1], y[1], post[1];
+    EXPECT(op_timer_wrap(&b, OP_TIMER_TIME, &err) == 0);
+    EXPECT(b.ops->matmul_residual(&b, x, y, NULL, &wq, NULL, batch.T) == NULL);
+    EXPECT(b.ops->matmul_residual(&b, x, y, NULL, &wq, post, batch.T) == y);
+    EXPECT(b.ops->sync(&b, &err) == 0);
+    op_stat_t st[16];
+    op_span_t sp;
+    int n = op_timer_stats(&b, st, 16, &sp);
+    const op_stat_t *mr = stat_of(st, n, "matmul_residual");
+    EXPECT(n == 1 && mr && mr->calls == 2 && mr->flops == 2 * (2.0 * 8 * 6 * 4));
+    /* bf16 W and in, fp32 out; the call that added into x also read it */
+    double one = 6 * 4 * 2.0 + 8 * 4 * 2.0 + 8 * 6 * 4.0;
+    EXPECT(mr && mr->bytes == 2 * one + 8 * 6 * 4.0);
+    b.ops->destroy(&b);
+    EXPECT(f.destroyed == 1);
+}
+
+TEST_MAIN(totals_per_class_from_marks, value_returning_ops_pass_their_result, sync_every_op_names_the_failing_op, timing_needs_marks_unless_synced)
