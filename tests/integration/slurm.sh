@@ -185,6 +185,10 @@ stop_test() {
     kill "-$sig" "$(cat "$T/orch.pid")"
     wait_no_steps "$wait_s"
     squeue -h -o '%i %j' | grep -q orchtest || fail "$sig: the allocation ended, so the test proves nothing"
+    # orchestrate itself ends once its step is gone (at once after SIGKILL; after writing its
+    # summary after SIGINT, which on a loaded machine takes a few seconds, not a fixed 2)
+    for i in $(seq 1 150); do kill -0 "$(cat "$T/orch.pid")" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$(cat "$T/orch.pid")" 2>/dev/null && { show_log; fail "$sig: orchestrate still runs 30 s after its step ended"; }
     kill "$(cat "$T/shell.pid")"  # the sleep: salloc then gives the allocation back
     wait "$salloc_pid" || true
     echo "$sig: no step left; $SECONDS s into the test" >&2
