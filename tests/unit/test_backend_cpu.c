@@ -243,7 +243,7 @@ TEST(memory_ops_and_errors) {
     EXPECT(be && be->threads >= 1 && be->compute == DT_F32 && strcmp(be->ops->name, "cpu") == 0);
     float host[6] = {1, 2, 3, 4, 5, 6}, back[6];
     bweight_t w;
-    EXPECT(be->ops->weight_upload(be, &w, host, 2, 3) == 0 && w.rows == 2 && w.cols == 3 && w.dtype == DT_F32);
+    EXPECT(be->ops->weight_upload(be, &w, host, DT_F32, 2, 3, "w") == 0 && w.rows == 2 && w.cols == 3 && w.dtype == DT_F32);
     float *v = be->ops->vec_upload(be, host, 6);
     be->ops->to_host(be, back, v, 6);
     EXPECT(memcmp(back, host, sizeof host) == 0 && be->peak_bytes >= 48);

@@ -214,10 +214,10 @@ TEST(test_round_weights_nan_is_an_error) {
     static float w[R * C];
     for (int i = 0; i < R * C; i++) w[i] = (float)(i % 7) - 3.0f;
     bweight_t ok = {0}, bad = {0};
-    EXPECT(b->ops->weight_upload(b, &ok, w, R, C) == 0);
+    EXPECT(b->ops->weight_upload(b, &ok, w, DT_F32, R, C, "w") == 0);
     EXPECT(b->ops->sync(b, &err) == 0);
     w[5 * C + 2] = NAN;
-    EXPECT(b->ops->weight_upload(b, &bad, w, R, C) == -1);
+    EXPECT(b->ops->weight_upload(b, &bad, w, DT_F32, R, C, "w") == -1);
     err = (err_t){0};
     EXPECT(b->ops->sync(b, &err) == -1);
     EXPECT(err.code == 65);

@@ -216,6 +216,9 @@ static int open_one(st_set_t *set, const char *path, err_t *err) {
             close(fd);
             return err_fmt(err, "%s: cannot mmap %zu bytes: %s", path, size, strerror(errno));
         }
+        /* Loading reads each tensor once, front to back: ask for large read-ahead and early
+         * reclaim. Advice only; a kernel that refuses it loads as fast as before. */
+        (void)madvise(map, size, MADV_SEQUENTIAL);
     }
     close(fd);
     int idx = set->n_files;
@@ -308,6 +311,14 @@ void st_close(st_set_t *set) {
     free(set->tensors);
     free(set->files);
     memset(set, 0, sizeof *set);
+}
+
+void st_prefetch(const st_set_t *set, const st_tensor_t *t) {
+    if (!t || !set->files[t->file].map) return;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)t->data & ~(uintptr_t)(page - 1), hi = (uintptr_t)(t->data + t->n_elems *
+                   (int64_t)st_dtype_size(t->dtype));
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_WILLNEED);
 }
 
 const st_tensor_t *st_find(const st_set_t *set, const char *name) {
