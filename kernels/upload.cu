@@ -35,38 +35,30 @@ __global__ void upload_convert_kernel(D *dst, const S *src, size_t n, size_t bas
     }
 }
 
-/* Maximum of v over the block; every thread gets it. blockDim.x a multiple of 32; scratch holds
- * 32 floats of shared memory. */
-__device__ __forceinline__ float upload_block_max(float v, float *scratch) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = warp_max(v);
-    __syncthreads(); // scratch may still be read by a previous call
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    v = lane < nwarps ? scratch[lane] : 0.0f;
-    return warp_max(v);
-}
+#define QUANT_ROWS_PER_BLOCK 8 // one warp per row
 
-/* One block per row r: scales[r] = max |src[r][:]| / 127, q[r][c] = roundf(src[r][c] / scale)
- * clamped to [-127, 127] (0 for a zero scale), as quant_int8_rows. With bad, elements fp16 cannot
- * hold are recorded (element index base + r * cols + c). */
+/* One warp per row r (QUANT_ROWS_PER_BLOCK rows a block): scales[r] = max |src[r][:]| / 127,
+ * q[r][c] = roundf(src[r][c] / scale) clamped to [-127, 127] (0 for a zero scale), as
+ * quant_int8_rows. With bad, elements fp16 cannot hold are recorded (element index
+ * base + r * cols + c). */
 template <typename S>
-__global__ void upload_quant_int8_kernel(int8_t *q, float *scales, const S *src, int cols, size_t base,
+__global__ void upload_quant_int8_kernel(int8_t *q, float *scales, const S *src, int rows, int cols, size_t base,
                                          unsigned long long *bad) {
-    __shared__ float scratch[32];
-    size_t r = blockIdx.x;
+    size_t r = (size_t)blockIdx.x * QUANT_ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= (size_t)rows) return; // the whole warp leaves together
     const S *row = src + r * (size_t)cols;
     int8_t *qr = q + r * (size_t)cols;
     float amax = 0.0f;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    for (int c = lane; c < cols; c += 32) {
         float v = to_f32<S>(row[c]);
         if (bad) note_beyond_f16(bad, base + r * (size_t)cols + c, v);
         amax = fmaxf(amax, fabsf(v));
     }
-    amax = upload_block_max(amax, scratch);
+    amax = warp_max(amax);
     float s = amax / 127.0f;
-    if (threadIdx.x == 0) scales[r] = s;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    if (lane == 0) scales[r] = s;
+    for (int c = lane; c < cols; c += 32) {
         float v = s == 0.0f ? 0.0f : roundf(to_f32<S>(row[c]) / s);
         qr[c] = (int8_t)fminf(fmaxf(v, -127.0f), 127.0f);
     }
@@ -85,8 +77,9 @@ extern "C" cudaError_t upload_convert(void *dst, kdtype_t dst_dt, const void *sr
 extern "C" cudaError_t upload_quant_int8(int8_t *q, float *scales, const void *src, kdtype_t src_dt, int rows,
                                          int cols, size_t base, unsigned long long *bad, cudaStream_t stream) {
     if (rows <= 0 || cols <= 0) return cudaSuccess;
+    unsigned blocks = (unsigned)((rows + QUANT_ROWS_PER_BLOCK - 1) / QUANT_ROWS_PER_BLOCK);
     KERNEL_DISPATCH(src_dt, S,
-                    LAUNCH((unsigned)rows, 256, 0, stream, upload_quant_int8_kernel<S>)(q, scales, (const S *)src,
-                                                                                        cols, base, bad));
+                    LAUNCH(blocks, 32 * QUANT_ROWS_PER_BLOCK, 0, stream, upload_quant_int8_kernel<S>)(
+                        q, scales, (const S *)src, rows, cols, base, bad));
     return cudaGetLastError();
 }

@@ -327,8 +327,8 @@ TEST(test_fp16_range_found_on_device) {
         EXPECT(g->ops->weight_upload(g, &ok, raw, src, rows, cols, "fine") == 0); // a later, clean upload
         EXPECT(g->ops->sync(g, &err) == -1);
         EXPECT(err.code == EXIT_DATAERR);
-        EXPECT_STR_CONTAINS(err.msg, "tensor 'model.layers.3.mlp.down_proj.weight'");
-        EXPECT_STR_CONTAINS(err.msg, "row 23, column 9 holds -70144");
+        EXPECT_STR_CONTAINS(err.msg, "uploading 'model.layers.3.mlp.down_proj.weight': fp16 weight: row 23, column 9 "
+                                     "holds -70144");
         EXPECT_STR_CONTAINS(err.msg, "65504");
         memset(&err, 0, sizeof err);
         EXPECT(g->ops->sync(g, &err) == 0); // reported once

@@ -5,7 +5,8 @@
  * Precision: ACT_WORK buffers and weights hold the compute dtype (bf16, fp16 or fp32); the
  * residual stream is fp32; every GEMM accumulates in fp32 (CUBLAS_COMPUTE_32F, reduced-precision
  * split-K reductions disallowed) and every kernel computes in fp32. With --quant int8, matrices
- * of 64 rows or more are stored as int8 with per-row scales (quant.c) and dequantised into a
+ * of 64 rows or more are stored as int8 with per-row scales (quant.h's scheme, quantised on the
+ * device at upload) and dequantised into a
  * scratch matrix before each GEMM (kernels/quant_int8.cu documents the cost); the tiny score head
  * stays in the compute dtype because its precision is the output's.
  *
@@ -18,8 +19,9 @@
  * Errors: each CUDA/cuBLAS call goes through one check macro that prints the statement,
  * file:line, the error string and the device, and records the first failure; after that every op
  * is a no-op (so no kernel ever runs on a NULL buffer) until sync() reports the failure, with
- * err->code = EXIT_OOM for out of memory. It deliberately has no multi-GPU, no graph capture and
- * no overlap of uploads with compute.
+ * err->code = EXIT_OOM for out of memory; sync() also collects the load path's device checks
+ * (cuda_upload_collect). It deliberately has no multi-GPU, no graph capture and no overlap of
+ * uploads with compute.
  */
 #include <math.h>
 #include <stdlib.h>

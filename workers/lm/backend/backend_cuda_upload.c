@@ -110,7 +110,7 @@ int cuda_upload_collect(backend_t *b) {
         memcpy(&v, &bits, sizeof v);
         err_t e = {0};
         err_code(&e, EXIT_DATAERR,
-                 "tensor '%s': fp16 weight: row %zu, column %zu holds %g, beyond fp16's range (largest finite value "
+                 "uploading '%s': fp16 weight: row %zu, column %zu holds %g, beyond fp16's range (largest finite value "
                  "65504): it would become infinity; use --dtype fp32 (or bf16 on sm_80+)",
                  up->chk_name[i], at / cols, at % cols, (double)v);
         rc = cuda_record(b, EXIT_DATAERR, e.msg);

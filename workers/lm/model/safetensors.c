@@ -1,7 +1,8 @@
 /* safetensors.c: safetensors header validation, sharded checkpoints and fp32 conversion (see
  * safetensors.h for the rules we enforce and why).
  *
- * Files are mmapped read-only; nothing is copied until st_to_f32. The JSON header is parsed with
+ * Files are mmapped read-only (advised MADV_SEQUENTIAL; st_prefetch advises WILLNEED per tensor);
+ * nothing is copied until st_to_f32 or a backend's weight_upload reads t->data. The JSON header is parsed with
  * jansson (duplicate keys rejected). Errors always name the file and, where there is one, the
  * tensor, because a user facing a broken 16 GB checkpoint needs to know which shard to fetch
  * again.

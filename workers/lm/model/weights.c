@@ -213,10 +213,7 @@ int weights_load(model_t *m, const st_set_t *st, lora_t *lora, const char *where
     free(buf.p);
     if (failed) goto done;
     /* Values found on the device (fp16 range) are reported here; the message names the tensor. */
-    if (m->be->ops->sync(m->be, err)) {
-        if (err->code == EXIT_DATAERR) err_prefix(err, "%s", where);
-        goto done;
-    }
+    if (m->be->ops->sync(m->be, err)) goto done;
     if (lora && lora_finish(lora, err)) {
         err->code = EXIT_DATAERR;
         goto done;
