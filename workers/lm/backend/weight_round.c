@@ -61,8 +61,18 @@ static int round_upload(backend_t *b, bweight_t *w, const void *host, dtype_t sr
             return -1;
         }
     } else {
-        for (size_t i = 0; i < n; i++)
-            tmp[i] = g_mode == ROUND_BF16 ? round_bf16(tmp[i]) : g_mode == ROUND_F16 ? round_f16(tmp[i]) : tmp[i];
+        for (size_t i = 0; i < n; i++) {
+            float r = g_mode == ROUND_BF16 ? round_bf16(tmp[i]) : g_mode == ROUND_F16 ? round_f16(tmp[i]) : tmp[i];
+            if (isinf(r) && !isinf(tmp[i])) { // refused as the fp16 GPU upload refuses it
+                if (!g_err.msg[0])
+                    err_code(&g_err, EXIT_DATAERR,
+                             "--round-weights fp16: tensor '%s': row %zu, column %zu holds %g, beyond fp16's range",
+                             name, i / (size_t)cols, i % (size_t)cols, (double)tmp[i]);
+                free(tmp);
+                return -1;
+            }
+            tmp[i] = r;
+        }
     }
     int rc = g_base->weight_upload(b, w, tmp, DT_F32, rows, cols, name);
     free(tmp);
