@@ -16,14 +16,9 @@
  */
 #include <stdio.h>
 
-#ifndef LM_HAVE_CUDA
-int main(void) {
-    printf("test_kernels: skipped: this build has no CUDA backend (no nvcc at configure time)\n");
-    return 77;
-}
-#else
-
-#include <cuda_runtime_api.h>
+#define CUDA_TEST_NAME "test_kernels"
+#include "cuda_test.h"
+#ifdef LM_HAVE_CUDA
 
 #include "backend.h"
 #include "backend_cpu.h"
@@ -31,17 +26,6 @@ int main(void) {
 #include "kernels.h"
 #include "quant.h"
 #include "tinytest.h"
-
-/* A test-infrastructure CUDA failure: not a kernel mismatch, so stop right here. */
-#define TCK(call)                                                                                          \
-    do {                                                                                                   \
-        cudaError_t e_ = (call);                                                                           \
-        if (e_ != cudaSuccess) {                                                                           \
-            fprintf(stderr, "test_kernels: %s failed at %s:%d: %s\n", #call, __FILE__, __LINE__,           \
-                    cudaGetErrorString(e_));                                                               \
-            exit(1);                                                                                       \
-        }                                                                                                  \
-    } while (0)
 
 typedef struct {
     const char *name;

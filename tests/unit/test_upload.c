@@ -13,14 +13,10 @@
  */
 #include <stdio.h>
 
-#ifndef LM_HAVE_CUDA
-int main(void) {
-    printf("test_upload: skipped: this build has no CUDA backend (no nvcc at configure time)\n");
-    return 77;
-}
-#else
+#define CUDA_TEST_NAME "test_upload"
+#include "cuda_test.h"
+#ifdef LM_HAVE_CUDA
 
-#include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,17 +27,6 @@ int main(void) {
 #include "kernels.h"
 #include "quant.h"
 #include "tinytest.h"
-
-/* A test-infrastructure CUDA failure: stop right here. */
-#define TCK(call)                                                                                          \
-    do {                                                                                                   \
-        cudaError_t e_ = (call);                                                                           \
-        if (e_ != cudaSuccess) {                                                                           \
-            fprintf(stderr, "test_upload: %s failed at %s:%d: %s\n", #call, __FILE__, __LINE__,            \
-                    cudaGetErrorString(e_));                                                               \
-            exit(1);                                                                                       \
-        }                                                                                                  \
-    } while (0)
 
 static int g_bf16; // the device has bf16 (sm_80+)
 
