@@ -1,5 +1,5 @@
-/* convert.cu: elementwise conversion between fp32 and the compute dtype, used when weights are
- * uploaded (fp32 host matrices become bf16/fp16 on the device) and by the kernel tests.
+/* convert.cu: elementwise conversion between fp32 and the compute dtype, used by the kernel
+ * tests to make and read back inputs (weights are converted at upload by upload.cu).
  * Rounding is to nearest even, as torch's .to(torch.bfloat16) does.
  */
 #include "kernel_util.cuh"

@@ -98,6 +98,19 @@ cudaError_t convert_from_f32(void *dst, const float *src, size_t n, kdtype_t dt,
 /* convert.cu: dst (n fp32) = src (n, of dt), exactly. */
 cudaError_t convert_to_f32(float *dst, const void *src, size_t n, kdtype_t dt, cudaStream_t stream);
 
+/* upload.cu: dst (n, of dst_dt) = src (n, of src_dt) rounded to nearest even (fp16 saturating).
+ * When bad is non-NULL, every element i whose value fp16 cannot hold (|v| >= 65520) lowers *bad
+ * to at most ((base + i) << 32) | (fp32 bits of v): set *bad to ~0 first; it stays ~0 when none.
+ * CPU reference: round_bf16 / round_f16 (weight_round.c). */
+cudaError_t upload_convert(void *dst, kdtype_t dst_dt, const void *src, kdtype_t src_dt, size_t n, size_t base,
+                           unsigned long long *bad, cudaStream_t stream);
+
+/* upload.cu: int8 per-row quantisation of src (rows, cols of src_dt) into q (rows, cols) and
+ * scales (rows), exactly as quant_int8_rows (quant.c); src must be finite. With bad, as
+ * upload_convert, element r * cols + c counted from base. */
+cudaError_t upload_quant_int8(int8_t *q, float *scales, const void *src, kdtype_t src_dt, int rows, int cols,
+                              size_t base, unsigned long long *bad, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,9 +14,11 @@ is present (fast), else on the CPU. It deliberately does not write a tokenizer.
 
 --zeros writes the same files with every weight zero, as sparse files (a safetensors header, then
 a hole), in seconds and with no torch: the shapes alone, for measuring memory without a GPU
-(docs/cuda-emu.md, CUDA_EMU_DRY).
+(docs/cuda-emu.md, CUDA_EMU_DRY). --noise writes the same layout filled with random finite bf16
+values in (-2, 2) (random bytes with one exponent bit cleared), also with no torch: real pages
+for measuring the load path's host side (docs/benchmarks.md).
 
-usage: make_random_checkpoint.py --arch llama3-8b|gemma2-9b --out DIR [--layers N] [--seed S] [--zeros]
+usage: make_random_checkpoint.py --arch llama3-8b|gemma2-9b --out DIR [--layers N] [--seed S] [--zeros | --noise]
 """
 import argparse
 import json
@@ -132,8 +134,9 @@ def write_index_and_config(cfg, args, weight_map, total, n_shards, t0):
     return 0
 
 
-def write_zeros(cfg, args):
-    """The checkpoint with all-zero bf16 weights: each shard a safetensors header and a hole."""
+def write_zeros(cfg, args, noise=False):
+    """The checkpoint with all-zero bf16 weights: each shard a safetensors header and a hole; with
+    noise, random finite bf16 values instead of the hole."""
     t0 = time.time()
     shards = plan_shards(tensor_shapes(cfg))
     weight_map, total = {}, 0
@@ -150,6 +153,11 @@ def write_zeros(cfg, args):
         h += b" " * (-len(h) % 8)
         with open(os.path.join(args.out, fname), "wb") as f:
             f.write(len(h).to_bytes(8, "little") + h)
+            if noise:
+                # Clearing bit 0x40 of every byte caps a bf16's exponent at 0x7f: |v| < 2, finite.
+                table = bytes(b & ~0x40 for b in range(256))
+                for at in range(0, off, 64 << 20):
+                    f.write(os.urandom(min(64 << 20, off - at)).translate(table))
             f.truncate(8 + len(h) + off)
     return write_index_and_config(cfg, args, weight_map, total, len(shards), t0)
 
@@ -161,6 +169,7 @@ def main():
     ap.add_argument("--layers", type=int, default=0, help="override num_hidden_layers (0: the real model's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--zeros", action="store_true", help="all-zero weights in sparse files (no torch)")
+    ap.add_argument("--noise", action="store_true", help="random finite bf16 bytes in (-2, 2) (no torch)")
     args = ap.parse_args()
 
     cfg = dict(ARCHS[args.arch])
@@ -169,8 +178,8 @@ def main():
     cfg.update({"torch_dtype": "bfloat16", "id2label": {str(i): l for i, l in enumerate(LABELS)},
                 "label2id": {l: i for i, l in enumerate(LABELS)}})
     os.makedirs(args.out, exist_ok=True)
-    if args.zeros:
-        return write_zeros(cfg, args)
+    if args.zeros or args.noise:
+        return write_zeros(cfg, args, noise=args.noise)
 
     import torch
     from safetensors.torch import save_file

@@ -210,7 +210,8 @@ TEST(norms_activations_embed_pool_matmul) {
     {
         float a[6] = {1, 2, 3, 4, 5, 6}, c[3] = {7, 8, 9};
         bweight_t parts[2], cat;
-        EXPECT(be->ops->weight_upload(be, &parts[0], a, 2, 3) == 0 && be->ops->weight_upload(be, &parts[1], c, 1, 3) == 0);
+        EXPECT(be->ops->weight_upload(be, &parts[0], a, DT_F32, 2, 3, "a") == 0 &&
+               be->ops->weight_upload(be, &parts[1], c, DT_F32, 1, 3, "c") == 0);
         EXPECT(be->ops->weight_concat(be, &cat, parts, 2) == 0);
         EXPECT(cat.rows == 3 && cat.cols == 3 && parts[0].data == NULL && parts[1].data == NULL);
         for (int i = 0; i < 9; i++) EXPECT(((float *)cat.data)[i] == (float)(i + 1));
@@ -266,7 +267,7 @@ TEST(memory_ops_and_errors) {
     EXPECT(be && be->threads >= 1 && be->compute == DT_F32 && strcmp(be->ops->name, "cpu") == 0);
     float host[6] = {1, 2, 3, 4, 5, 6}, back[6];
     bweight_t w;
-    EXPECT(be->ops->weight_upload(be, &w, host, 2, 3) == 0 && w.rows == 2 && w.cols == 3 && w.dtype == DT_F32);
+    EXPECT(be->ops->weight_upload(be, &w, host, DT_F32, 2, 3, "w") == 0 && w.rows == 2 && w.cols == 3 && w.dtype == DT_F32);
     float *v = be->ops->vec_upload(be, host, 6);
     be->ops->to_host(be, back, v, 6);
     EXPECT(memcmp(back, host, sizeof host) == 0 && be->peak_bytes >= 48);
@@ -303,5 +304,53 @@ TEST(threads_beyond_openblas_max) {
     be->ops->destroy(be);
 }
 
+/* weight_upload of raw checkpoint bytes (bf16, fp16; at an odd address, as in a safetensors
+ * mapping) widens them exactly on the pool, over more than one pool piece; a NaN fails the upload
+ * with EXIT_DATAERR naming the tensor, row and column. */
+TEST(weight_upload_raw_bytes) {
+    err_t err = {0};
+    backend_t *be = backend_cpu_create(2, &err);
+    ASSERT(be != NULL);
+    int rows = 1100, cols = 1000; // 1.1M elements: two pool pieces of 2^20
+    size_t n = (size_t)rows * cols;
+    unsigned char *buf = malloc(2 * n + 3), *raw = buf + 1;
+    float *back = malloc(n * sizeof(float));
+    for (int f16 = 0; f16 < 2; f16++) {
+        for (size_t i = 0; i < n; i++) {
+            /* bf16 i % 509 - 254 has the bits of the fp32 value's top half; fp16 the same small
+             * integers: sign, exponent 15 + e, 10 mantissa bits */
+            float v = (float)(i % 509) - 254.0f;
+            uint16_t h;
+            if (!f16) {
+                uint32_t u;
+                memcpy(&u, &v, 4);
+                h = (uint16_t)(u >> 16);
+            } else {
+                float a = fabsf(v);
+                int e;
+                float m = frexpf(a, &e);
+                h = a == 0.0f ? 0 : (uint16_t)(((e + 14) << 10) | ((uint16_t)ldexpf(m, 11) & 0x3ffu));
+                if (v < 0) h |= 0x8000u;
+            }
+            raw[2 * i] = (unsigned char)h, raw[2 * i + 1] = (unsigned char)(h >> 8);
+        }
+        bweight_t w;
+        EXPECT(be->ops->weight_upload(be, &w, raw, f16 ? DT_F16 : DT_BF16, rows, cols, "t") == 0);
+        memcpy(back, w.data, n * sizeof(float));
+        size_t bad = 0;
+        while (bad < n && back[bad] == (float)(bad % 509) - 254.0f) bad++;
+        EXPECT_MSG(bad == n, "%s: element %zu is %g", f16 ? "fp16" : "bf16", bad, bad < n ? back[bad] : 0.0);
+        be->ops->weight_free(be, &w);
+    }
+    raw[2 * ((size_t)1050 * cols + 3) + 1] = 0x7f, raw[2 * ((size_t)1050 * cols + 3)] = 0xc0; // bf16 NaN
+    bweight_t w;
+    EXPECT(be->ops->weight_upload(be, &w, raw, DT_BF16, rows, cols, "model.x.weight") == -1);
+    EXPECT(be->ops->sync(be, &err) == -1);
+    EXPECT(err.code == 65);
+    EXPECT_STR_CONTAINS(err.msg, "tensor 'model.x.weight': row 1050, column 3 is nan: not finite");
+    be->ops->destroy(be);
+    free(buf), free(back);
+}
+
 TEST_MAIN(attention_matches_naive_reference, rope_is_rotate_half, norms_activations_embed_pool_matmul,
-          memory_ops_and_errors, threads_beyond_openblas_max)
+          memory_ops_and_errors, threads_beyond_openblas_max, weight_upload_raw_bytes)

@@ -16,14 +16,9 @@
  */
 #include <stdio.h>
 
-#ifndef LM_HAVE_CUDA
-int main(void) {
-    printf("test_kernels: skipped: this build has no CUDA backend (no nvcc at configure time)\n");
-    return 77;
-}
-#else
-
-#include <cuda_runtime_api.h>
+#define CUDA_TEST_NAME "test_kernels"
+#include "cuda_test.h"
+#ifdef LM_HAVE_CUDA
 
 #include "backend.h"
 #include "backend_cpu.h"
@@ -31,17 +26,6 @@ int main(void) {
 #include "kernels.h"
 #include "quant.h"
 #include "tinytest.h"
-
-/* A test-infrastructure CUDA failure: not a kernel mismatch, so stop right here. */
-#define TCK(call)                                                                                          \
-    do {                                                                                                   \
-        cudaError_t e_ = (call);                                                                           \
-        if (e_ != cudaSuccess) {                                                                           \
-            fprintf(stderr, "test_kernels: %s failed at %s:%d: %s\n", #call, __FILE__, __LINE__,           \
-                    cudaGetErrorString(e_));                                                               \
-            exit(1);                                                                                       \
-        }                                                                                                  \
-    } while (0)
 
 typedef struct {
     const char *name;
@@ -168,7 +152,7 @@ static void weight_put(backend_t *g, bweight_t *gw, bweight_t *cw, float *exact,
     size_t n = (size_t)rows * cols;
     float *tmp = NULL;
     void *tmp_dt = NULL;
-    ASSERT(g->ops->weight_upload(g, gw, host, rows, cols) == 0);
+    ASSERT(g->ops->weight_upload(g, gw, host, DT_F32, rows, cols, "w") == 0);
     gpu_sync(g);
     TCK(cudaMalloc((void **)&tmp, n * sizeof(float)));
     if (gw->dtype == DT_I8) {
@@ -719,7 +703,7 @@ TEST(test_int8_upload_matches_quant) {
     for (int c = 0; c < cols; c++) w[(size_t)7 * cols + c] = 0.0f; // an all-zero row
     bweight_t gw;
     ASSERT(quant_int8_rows(q_ref, s_ref, w, rows, cols, NULL) == 0);
-    ASSERT(g->ops->weight_upload(g, &gw, w, rows, cols) == 0);
+    ASSERT(g->ops->weight_upload(g, &gw, w, DT_F32, rows, cols, "w") == 0);
     gpu_sync(g);
     EXPECT(gw.dtype == DT_I8 && gw.scales != NULL && gw.rows == rows && gw.cols == cols);
     TCK(cudaMemcpy(q_got, gw.data, n, cudaMemcpyDeviceToHost));
@@ -728,7 +712,7 @@ TEST(test_int8_upload_matches_quant) {
     EXPECT(memcmp(s_got, s_ref, rows * 4) == 0);
     g->ops->weight_free(g, &gw);
     /* A small matrix (the score head) is not quantised. */
-    ASSERT(g->ops->weight_upload(g, &gw, w, 3, cols) == 0);
+    ASSERT(g->ops->weight_upload(g, &gw, w, DT_F32, 3, cols, "w") == 0);
     EXPECT(gw.dtype == g->compute && gw.scales == NULL);
     g->ops->weight_free(g, &gw);
     EXPECT(g->upload_bytes > 0 && g->upload_seconds > 0);
@@ -767,7 +751,7 @@ TEST(test_int8_nonfinite_rejected) {
     w[(size_t)9000 * cols + 5] = NAN;
     bweight_t bw;
     err_t err = {0};
-    EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == -1);
+    EXPECT(g->ops->weight_upload(g, &bw, w, DT_F32, rows, cols, "w") == -1);
     EXPECT(g->ops->sync(g, &err) == -1);
     EXPECT(err.code == EXIT_DATAERR);
     EXPECT_STR_CONTAINS(err.msg, "not finite");
@@ -775,7 +759,7 @@ TEST(test_int8_nonfinite_rejected) {
     g->ops->weight_free(g, &bw);
     w[(size_t)9000 * cols + 5] = 1.0f; // and a finite matrix of the same shape then uploads
     memset(&err, 0, sizeof err);
-    EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == 0);
+    EXPECT(g->ops->weight_upload(g, &bw, w, DT_F32, rows, cols, "w") == 0);
     EXPECT(g->ops->sync(g, &err) == 0);
     EXPECT(bw.dtype == DT_I8);
     g->ops->weight_free(g, &bw);
@@ -844,12 +828,12 @@ TEST(test_fp16_weight_beyond_range_rejected) {
         w[0] = 65504.0f, w[1] = -65519.0f; // the largest finite fp16, and a value that rounds to it
         w[(size_t)23 * cols + 9] = 1.0f;
         bweight_t bw;
-        EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == 0);
+        EXPECT(g->ops->weight_upload(g, &bw, w, DT_F32, rows, cols, "w") == 0);
         EXPECT(g->ops->sync(g, &err) == 0);
         EXPECT(bw.dtype == (k ? DT_I8 : DT_F16));
         g->ops->weight_free(g, &bw);
         w[(size_t)23 * cols + 9] = -70000.0f;
-        EXPECT(g->ops->weight_upload(g, &bw, w, rows, cols) == -1);
+        (void)g->ops->weight_upload(g, &bw, w, DT_F32, rows, cols, "w"); // found on the device: sync reports it
         EXPECT(g->ops->sync(g, &err) == -1);
         EXPECT(err.code == EXIT_DATAERR);
         EXPECT_STR_CONTAINS(err.msg, "row 23, column 9");

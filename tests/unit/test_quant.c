@@ -13,6 +13,10 @@
 
 #include "quant.h"
 #include "backend.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "tinytest.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -214,10 +218,10 @@ TEST(test_round_weights_nan_is_an_error) {
     static float w[R * C];
     for (int i = 0; i < R * C; i++) w[i] = (float)(i % 7) - 3.0f;
     bweight_t ok = {0}, bad = {0};
-    EXPECT(b->ops->weight_upload(b, &ok, w, R, C) == 0);
+    EXPECT(b->ops->weight_upload(b, &ok, w, DT_F32, R, C, "w") == 0);
     EXPECT(b->ops->sync(b, &err) == 0);
     w[5 * C + 2] = NAN;
-    EXPECT(b->ops->weight_upload(b, &bad, w, R, C) == -1);
+    EXPECT(b->ops->weight_upload(b, &bad, w, DT_F32, R, C, "w") == -1);
     err = (err_t){0};
     EXPECT(b->ops->sync(b, &err) == -1);
     EXPECT(err.code == 65);
@@ -227,5 +231,36 @@ TEST(test_round_weights_nan_is_an_error) {
     b->ops->destroy(b);
 }
 
+/* weight_round_wrap fp16: a weight fp16 cannot hold is refused (as the fp16 GPU upload refuses
+ * it), naming the tensor, row and column; 65504 itself is fine. In a child process, because the
+ * wrap is once per process: listed before test_round_weights_nan_is_an_error, which wraps in
+ * this one. */
+TEST(test_round_weights_fp16_beyond_range_is_an_error) {
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        err_t err = {0};
+        backend_t *b = backend_cpu_create(1, &err);
+        if (!b || weight_round_wrap(b, "fp16", &err)) _exit(2);
+        enum { R = 4, C = 5 };
+        float w[R * C];
+        for (int i = 0; i < R * C; i++) w[i] = (float)i;
+        w[3] = 65504.0f;
+        bweight_t ok = {0}, bad = {0};
+        if (b->ops->weight_upload(b, &ok, w, DT_F32, R, C, "fine") || b->ops->sync(b, &err)) _exit(3);
+        w[2 * C + 4] = -70000.0f;
+        if (b->ops->weight_upload(b, &bad, w, DT_F32, R, C, "big.weight") != -1 || b->ops->sync(b, &err) != -1) _exit(4);
+        if (err.code != 65 || !strstr(err.msg, "tensor 'big.weight': row 2, column 4 holds -70000, beyond fp16's range")) {
+            fprintf(stderr, "got: %s\n", err.msg);
+            _exit(5);
+        }
+        _exit(0);
+    }
+    int st = 0;
+    ASSERT(waitpid(pid, &st, 0) == pid);
+    EXPECT_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+}
+
 TEST_MAIN(test_round_trip_bound, test_zero_rows, test_extreme_values, test_non_finite_rejected,
-          test_int8_matmul_bound, test_round_to_half_types, test_round_weights_nan_is_an_error)
+          test_int8_matmul_bound, test_round_to_half_types, test_round_weights_fp16_beyond_range_is_an_error,
+          test_round_weights_nan_is_an_error)

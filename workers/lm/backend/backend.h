@@ -79,10 +79,15 @@ typedef struct {
     /* Memory. alloc returns NULL (and records OOM) when the backend is out of memory. */
     void *(*act_alloc)(backend_t *b, size_t n_elems, act_kind_t kind);
     void *(*vec_upload)(backend_t *b, const float *host, size_t n);       // fp32 vector copy
-    /* Host (rows, cols) fp32 -> w in b's dtype; 0, or -1 on OOM or on a value the dtype cannot
-     * hold (fp16: |v| >= 65520 would become infinity), the failure recorded for sync() with
-     * EXIT_DATAERR naming the row and column. */
-    int (*weight_upload)(backend_t *b, bweight_t *w, const float *host, int rows, int cols);
+    /* A host (rows, cols) matrix of src (DT_F32, DT_BF16 or DT_F16; little-endian, possibly
+     * unaligned: a safetensors mapping works as is) -> w in b's dtype; `name` (the tensor) is for
+     * errors. host is no longer read once the call returns. Returns 0, or -1 on OOM or on a
+     * non-finite element, the failure recorded for sync(). A value the stored dtype cannot hold
+     * (fp16: |v| >= 65520 would become infinity) may instead be found on the device after the
+     * call returns and reported by the next sync(): call sync() after the last upload. Data
+     * errors have code EXIT_DATAERR and name the tensor, row and column. */
+    int (*weight_upload)(backend_t *b, bweight_t *w, const void *host, dtype_t src, int rows, int cols,
+                         const char *name);
     /* Free act_alloc / vec_upload memory; NULL is a no-op. */
     void (*mem_free)(backend_t *b, void *p);
     void (*weight_free)(backend_t *b, bweight_t *w);                      // free w's data and scales
@@ -158,7 +163,7 @@ struct backend {
     int threads;       // CPU threads (CPU backend) or 0
     size_t peak_bytes; // high-water mark of backend memory, for reports
     void *impl;        // backend private state
-    double upload_bytes;   // host fp32 bytes weight_upload has consumed (0 where not measured)
+    double upload_bytes;   // host bytes weight_upload has consumed, in their own dtype (0 where not measured)
     double upload_seconds; // wall time spent in weight_upload; bytes / seconds is the upload rate
 };
 

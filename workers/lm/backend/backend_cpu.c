@@ -25,6 +25,7 @@
 #include "clock_util.h"
 #include "cpu_pool.h"
 #include "exit_codes.h"
+#include "weight_raw.h"
 
 #ifdef LM_HAVE_OPENBLAS
 #include <cblas.h>
@@ -105,14 +106,49 @@ static void *cpu_vec_upload(backend_t *b, const float *host, size_t n) {
     return p;
 }
 
-/* backend_ops_t.weight_upload: copy the host (rows, cols) fp32 matrix into w. Returns 0, or -1 on
- * OOM (w left zeroed). */
-static int cpu_weight_upload(backend_t *b, bweight_t *w, const float *host, int rows, int cols) {
+/* Converting one weight to fp32 on the pool: pieces of PIECE elements. */
+#define PIECE ((size_t)1 << 20)
+typedef struct {
+    float *dst;         // (n) fp32
+    const void *src;    // (n) of dt
+    dtype_t dt;         // DT_F32, DT_BF16 or DT_F16
+    size_t n;           // elements
+    size_t *first_bad;  // (pieces) index of each piece's first non-finite element, or n
+} to_f32_job_t;
+
+/* cpu_pool task: convert piece `task` of the job. */
+static void to_f32_task(void *ctx, int task, int thread) {
+    (void)thread;
+    to_f32_job_t *j = ctx;
+    size_t at = (size_t)task * PIECE, n = j->n - at < PIECE ? j->n - at : PIECE;
+    size_t i = raw_to_f32(j->dst + at, (const char *)j->src + at * raw_elem_size(j->dt), j->dt, n);
+    j->first_bad[task] = i < n ? at + i : j->n;
+}
+
+/* backend_ops_t.weight_upload: the host (rows, cols) matrix of src, widened to fp32 on the pool
+ * threads. Returns 0, or -1 on OOM or a non-finite element (recorded for sync; w left zeroed). */
+static int cpu_weight_upload(backend_t *b, bweight_t *w, const void *host, dtype_t src, int rows, int cols,
+                             const char *name) {
     size_t n = (size_t)rows * (size_t)cols;
     memset(w, 0, sizeof *w);
     float *p = cpu_alloc(b, n * sizeof(float), "weight matrix");
     if (!p) return -1;
-    memcpy(p, host, n * sizeof(float));
+    int pieces = (int)((n + PIECE - 1) / PIECE);
+    to_f32_job_t j = {.dst = p, .src = host, .dt = src, .n = n, .first_bad = xmalloc((size_t)(pieces + 1) * sizeof(size_t))};
+    cpu_pool_run(impl_of(b)->pool, pieces, to_f32_task, &j);
+    size_t bad = n;
+    for (int i = 0; i < pieces; i++)
+        if (j.first_bad[i] < bad) bad = j.first_bad[i];
+    free(j.first_bad);
+    if (bad < n) {
+        cpu_mem_free(b, p);
+        cpu_impl_t *im = impl_of(b);
+        if (!im->failed) {
+            im->failed = 1;
+            raw_nonfinite_error(&im->err, name, host, src, bad, cols);
+        }
+        return -1;
+    }
     w->data = p;
     w->rows = rows;
     w->cols = cols;

@@ -1,11 +1,13 @@
-/* backend_cuda.c: the CUDA backend: device memory, weight upload, and the ops of backend.h as
- * launches of the kernels in kernels/ and cublasLt GEMMs (backend_cuda_lt.c: the algorithm timed
- * once per shape; cublasGemmEx where cublasLt has none), all queued on one stream.
+/* backend_cuda.c: the CUDA backend: device memory, errors, and the ops of backend.h as launches
+ * of the kernels in kernels/ and cublasLt GEMMs (backend_cuda_lt.c: the algorithm timed once per
+ * shape; cublasGemmEx where cublasLt has none), all queued on one stream. The weight load path
+ * (vec_upload, weight_upload) is backend_cuda_upload.c; the shared state, backend_cuda_impl.h.
  *
  * Precision: ACT_WORK buffers and weights hold the compute dtype (bf16, fp16 or fp32); the
  * residual stream is fp32; every GEMM accumulates in fp32 (CUBLAS_COMPUTE_32F, reduced-precision
  * split-K reductions disallowed) and every kernel computes in fp32. With --quant int8, matrices
- * of 64 rows or more are stored as int8 with per-row scales (quant.c) and dequantised into a
+ * of 64 rows or more are stored as int8 with per-row scales (quant.h's scheme, quantised on the
+ * device at upload) and dequantised into a
  * scratch matrix before each GEMM (kernels/quant_int8.cu documents the cost); the tiny score head
  * stays in the compute dtype because its precision is the output's.
  *
@@ -19,78 +21,33 @@
  * Errors: each CUDA/cuBLAS call goes through one check macro that prints the statement,
  * file:line, the error string and the device, and records the first failure; after that every op
  * is a no-op (so no kernel ever runs on a NULL buffer) until sync() reports the failure, with
- * err->code = EXIT_OOM for out of memory. It deliberately has no multi-GPU, no graph capture and
- * no overlap of uploads with compute.
+ * err->code = EXIT_OOM for out of memory; sync() also collects the load path's device checks
+ * (cuda_upload_collect). It deliberately has no multi-GPU, no graph capture and no overlap of
+ * uploads with compute.
  */
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cuda_impl.h"
 #include "backend_cuda_lt.h"
 #include "backend_cuda_plugin.h"
-#include "clock_util.h"
 #include "exit_codes.h"
 #include "kernels.h"
-#include "quant.h"
 
 _Static_assert((int)KDT_F32 == (int)DT_F32 && (int)KDT_BF16 == (int)DT_BF16 && (int)KDT_F16 == (int)DT_F16,
                "kernels.h dtypes must match backend.h");
 
 #define CUDA_ALIGN 256                  // bytes; every block is rounded up to this
-#define STAGE_BYTES ((size_t)32 << 20)  // each of the two pinned upload staging buffers
 #define BLAS_WORKSPACE ((size_t)32 << 20)
-
-typedef struct {
-    void *ptr;    // device memory from cudaMalloc
-    size_t bytes;  // size, a multiple of CUDA_ALIGN
-    int used;     // 1 while handed out
-    int cached;   // 1: mem_free keeps it for reuse; 0: mem_free returns it to CUDA
-    void *shadow; // optional host copy (batch cu_seqlens for launch planning), freed with the block
-} cblock_t;
-
-typedef struct {
-    int device, sm;              // CUDA device index; compute capability as 10 * major + minor
-    char device_name[256];       // "NVIDIA H100 80GB HBM3, sm_90", for error messages
-    cudaStream_t stream;         // the one stream every copy and launch is queued on
-    cublasHandle_t blas;         // cuBLAS handle bound to stream
-    int quant_int8;              // store large weight matrices as int8 with per-row scales
-    int attn_generic;            // LM_ATTN_GENERIC=1: never use the tensor-core attention kernel
-    cblock_t *blocks;            // (n_blocks) every block held from cudaMalloc
-    int n_blocks, cap_blocks;    // entries used / allocated in blocks
-    size_t reserved;             // bytes held from cudaMalloc
-    int failed;                  // a failure was recorded since the last sync
-    err_t err;                   // the first failure, valid when failed
-    void *pinned[2];             // (STAGE_BYTES) pinned upload staging, used alternately
-    float *stage_dev[2];         // (STAGE_BYTES) device fp32 landing buffers for conversion
-    cudaEvent_t stage_done[2];   // recorded after the last use of pinned[i] / stage_dev[i]
-    int32_t *batch_pinned;       // (batch_cap) pinned staging of batch arrays
-    size_t batch_cap;            // int32 elements batch_pinned holds
-    cudaEvent_t batch_done;      // recorded after the copies out of batch_pinned
-    float *logits_pinned;        // (logits_cap) pinned landing buffer for pool_score
-    size_t logits_cap;           // floats logits_pinned holds
-    void *blas_ws;               // (BLAS_WORKSPACE) cuBLAS and cublasLt workspace, from the arena
-    lt_cache_t *lt;              // cublasLt GEMMs and their algorithm cache; NULL: cublasGemmEx only
-    void *deq;                   // (rows, cols) of the largest int8 weight so far, in the compute dtype
-    void *logits_dev;            // (B, n_labels) fp32 logits of the last pool_score
-    cudaEvent_t *marks;          // (cap_marks) timing events of the mark hooks, created as needed
-    int n_marks, cap_marks;      // marks recorded since marks_reset / events created
-} cuda_impl_t;
-
-/* The CUDA backend's private state of b. */
-static cuda_impl_t *impl_of(backend_t *b) { return (cuda_impl_t *)b->impl; }
-
-/* Bytes per element of dt (4, 2 or 1). */
-static size_t dt_size(dtype_t dt) { return dt == DT_F32 ? 4 : dt == DT_I8 ? 1 : 2; }
 
 /* ---------------------------------------------------------------------------------------------
  * Error recording
  * ------------------------------------------------------------------------------------------- */
 
 /* Record the first failure (later ones are printed only). Returns -1. */
-static int cuda_record(backend_t *b, int code, const char *msg) {
+int cuda_record(backend_t *b, int code, const char *msg) {
     cuda_impl_t *im = impl_of(b);
     fprintf(stderr, "lm-worker: %s\n", msg);
     if (!im->failed) {
@@ -103,7 +60,7 @@ static int cuda_record(backend_t *b, int code, const char *msg) {
 /* Check a CUDA runtime result: on failure print and record the call, file:line, error string
  * and device, clear CUDA's last-error slot (so a later launch check does not see a stale,
  * non-sticky error) and return -1. */
-static int cuda_check_(backend_t *b, cudaError_t e, const char *call, const char *file, int line) {
+int cuda_check_(backend_t *b, cudaError_t e, const char *call, const char *file, int line) {
     if (e == cudaSuccess) return 0;
     cuda_impl_t *im = impl_of(b);
     (void)cudaGetLastError();
@@ -124,7 +81,6 @@ static int blas_check_(backend_t *b, cublasStatus_t s, const char *call, const c
     return cuda_record(b, s == CUBLAS_STATUS_ALLOC_FAILED ? EXIT_OOM : EXIT_SOFTWARE, msg);
 }
 
-#define CK(b, call) cuda_check_((b), (call), #call, __FILE__, __LINE__)
 #define BLAS_CK(b, call) blas_check_((b), (call), #call, __FILE__, __LINE__)
 
 /* Ops return early once a failure is recorded: their inputs may be NULL allocations. */
@@ -164,7 +120,7 @@ static void arena_release_cache(backend_t *b) {
 
 /* A device block of at least `bytes`. Cached blocks are reused when they fit without wasting
  * more than half of themselves. Returns NULL with out-of-memory recorded. */
-static void *arena_alloc(backend_t *b, size_t bytes, int cached, const char *what) {
+void *arena_alloc(backend_t *b, size_t bytes, int cached, const char *what) {
     cuda_impl_t *im = impl_of(b);
     if (im->failed) return NULL;
     if (bytes > SIZE_MAX - CUDA_ALIGN) bytes = SIZE_MAX - CUDA_ALIGN; // cudaMalloc will refuse it
@@ -212,7 +168,7 @@ static void *arena_alloc(backend_t *b, size_t bytes, int cached, const char *wha
 
 /* backend_ops_t.mem_free: keep a cached block for reuse, else give it back to CUDA. p must be a
  * live block of b; NULL is a no-op. */
-static void cuda_mem_free(backend_t *b, void *p) {
+void cuda_mem_free(backend_t *b, void *p) {
     if (!p) return;
     cuda_impl_t *im = impl_of(b);
     cblock_t *c = arena_find(b, p);
@@ -232,190 +188,6 @@ static int arena_ensure(backend_t *b, void **slot, size_t bytes, const char *wha
     cuda_mem_free(b, *slot);
     *slot = arena_alloc(b, bytes, 1, what);
     return *slot ? 0 : -1;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Uploads: host memory -> pinned staging -> device, two staging buffers used alternately so the
- * host copy of one chunk overlaps the DMA of the previous one.
- * ------------------------------------------------------------------------------------------- */
-
-/* Allocate the two pinned upload buffers and, when need_dev, their device landing buffers (once).
- * Returns 0, or -1 with the failure recorded. */
-static int stage_init(backend_t *b, int need_dev) {
-    cuda_impl_t *im = impl_of(b);
-    for (int i = 0; i < 2; i++) {
-        if (!im->pinned[i] && CK(b, cudaMallocHost(&im->pinned[i], STAGE_BYTES))) return -1;
-        if (need_dev && !im->stage_dev[i] &&
-            !(im->stage_dev[i] = arena_alloc(b, STAGE_BYTES, 0, "upload staging")))
-            return -1;
-    }
-    return 0;
-}
-
-/* Writes bytes [off, off + n) of an upload into the pinned buffer dst. */
-typedef void (*stage_fill_fn)(void *dst, size_t off, size_t n, void *ctx);
-
-/* Stream `bytes` to device `dst` through the two pinned staging buffers, in chunks of whole
- * `unit`s (unit <= STAGE_BYTES): fill() writes each chunk into a pinned buffer while the DMA of
- * the previous chunk runs. With convert the stream is fp32 and dst receives it in the compute
- * dtype (rounded to nearest even, on the device). Returns 0 or -1 (failure recorded). */
-static int stage_stream(backend_t *b, void *dst, size_t bytes, size_t unit, int convert, stage_fill_fn fill,
-                        void *ctx) {
-    cuda_impl_t *im = impl_of(b);
-    if (stage_init(b, convert)) return -1;
-    size_t out_elem = dt_size(b->compute), chunk = STAGE_BYTES / unit * unit;
-    for (size_t off = 0, i = 0; off < bytes; off += chunk, i++) {
-        int k = (int)(i & 1);
-        size_t n = bytes - off < chunk ? bytes - off : chunk;
-        if (CK(b, cudaEventSynchronize(im->stage_done[k]))) return -1;
-        fill(im->pinned[k], off, n, ctx);
-        if (!convert) {
-            if (CK(b, cudaMemcpyAsync((char *)dst + off, im->pinned[k], n, cudaMemcpyHostToDevice, im->stream)))
-                return -1;
-        } else {
-            if (CK(b, cudaMemcpyAsync(im->stage_dev[k], im->pinned[k], n, cudaMemcpyHostToDevice, im->stream)) ||
-                CK(b, convert_from_f32((char *)dst + off / 4 * out_elem, im->stage_dev[k], n / 4,
-                                       (kdtype_t)b->compute, im->stream)))
-                return -1;
-        }
-        if (CK(b, cudaEventRecord(im->stage_done[k], im->stream))) return -1;
-    }
-    return 0;
-}
-
-/* stage_fill_fn of a plain copy from host memory ctx. */
-static void fill_copy(void *dst, size_t off, size_t n, void *ctx) { memcpy(dst, (const char *)ctx + off, n); }
-
-/* Copy `bytes` of host memory to device `dst`; with convert, `host` is fp32 and dst receives
- * it in the compute dtype (rounded to nearest even). Returns 0 or -1 (failure recorded). */
-static int stage_upload(backend_t *b, void *dst, const void *host, size_t bytes, int convert) {
-    return stage_stream(b, dst, bytes, convert ? sizeof(float) : 1, convert, fill_copy, (void *)host);
-}
-
-/* The first of v[0..n) that fp16 cannot hold (|v| >= 65520 rounds to infinity; or a NaN), or n. */
-static size_t f16_first_beyond(const float *v, size_t n) {
-    size_t over = 0, i = 0;
-    for (size_t j = 0; j < n; j++) over += !(fabsf(v[j]) < 65520.0f); // branch-free: vectorises
-    if (!over) return n;
-    while (fabsf(v[i]) < 65520.0f) i++;
-    return i;
-}
-
-/* err = why element `at` (value v) of a matrix of `cols` columns cannot be stored in fp16. */
-static void f16_range_error(err_t *err, size_t at, int cols, float v) {
-    err_code(err, EXIT_DATAERR,
-             "fp16 weight: row %zu, column %zu holds %g, beyond fp16's range (largest finite value 65504): it "
-             "would become infinity; use --dtype fp32 (or bf16 on sm_80+)",
-             at / (size_t)cols, at % (size_t)cols, (double)v);
-}
-
-/* The int8 stream of one matrix: rows quantised straight into the pinned buffer. */
-typedef struct {
-    const float *w;  // (rows, cols) fp32 host matrix
-    float *scales;   // (rows) filled as rows are quantised
-    int cols;
-    int f16;         // dequantised into fp16: refuse values fp16 cannot hold
-    err_t err;       // the first quantisation failure (a non-finite weight, or one beyond fp16)
-    int failed;
-} quant_stream_t;
-
-/* stage_fill_fn: quantise the rows covering bytes [off, off + n) of the int8 matrix; in fp16,
- * also refuse a row whose largest |w| fp16 cannot hold (its dequantised value reaches it). */
-static void fill_quant(void *dst, size_t off, size_t n, void *ctx) {
-    quant_stream_t *qs = ctx;
-    int r0 = (int)(off / (size_t)qs->cols), nr = (int)(n / (size_t)qs->cols);
-    const float *rows = qs->w + (size_t)r0 * qs->cols;
-    if (qs->failed) return;
-    if (quant_int8_rows(dst, qs->scales + r0, rows, nr, qs->cols, &qs->err) < 0) {
-        qs->failed = 1; // name the row within the whole matrix, not within this chunk
-        const float *bad = rows;
-        while (isfinite(*bad)) bad++;
-        size_t at = (size_t)(bad - qs->w);
-        err_fmt(&qs->err, "int8 quantisation: row %zu, column %zu holds %g; the weight is not finite",
-                at / (size_t)qs->cols, at % (size_t)qs->cols, (double)*bad);
-        return;
-    }
-    size_t bad = qs->f16 ? f16_first_beyond(rows, n) : n;
-    if (bad < n) {
-        qs->failed = 1;
-        f16_range_error(&qs->err, (size_t)r0 * qs->cols + bad, qs->cols, rows[bad]);
-    }
-}
-
-/* The fp16 stream of one matrix: a plain copy that also finds the first value fp16 cannot hold. */
-typedef struct {
-    const float *w;  // (n) fp32 host matrix
-    size_t bad;      // index of the first value whose fp16 rounding is not finite, valid when failed
-    int failed;
-} f16_stream_t;
-
-/* stage_fill_fn: copy bytes [off, off + n) of the fp32 matrix and check each value's fp16
- * range (f16_first_beyond). */
-static void fill_f16_checked(void *dst, size_t off, size_t n, void *ctx) {
-    f16_stream_t *fs = ctx;
-    const float *src = fs->w + off / sizeof(float);
-    size_t cnt = n / sizeof(float), i = f16_first_beyond(src, cnt);
-    memcpy(dst, src, n);
-    if (i < cnt && !fs->failed) {
-        fs->failed = 1;
-        fs->bad = off / sizeof(float) + i;
-    }
-}
-
-/* An fp32 vector (norm weights, rope frequencies) in device memory, or NULL (failure recorded). */
-static void *cuda_vec_upload(backend_t *b, const float *host, size_t n) {
-    void *p = arena_alloc(b, n * sizeof(float), 0, "vector");
-    if (p && stage_upload(b, p, host, n * sizeof(float), 0)) {
-        cuda_mem_free(b, p); // nobody else holds it: the caller only sees NULL
-        return NULL;
-    }
-    return p;
-}
-
-/* Upload a (rows, cols) fp32 host matrix as the compute dtype, or as int8 + per-row scales when
- * quantising. Returns 0, or -1 with the failure recorded for sync(). */
-static int cuda_weight_upload(backend_t *b, bweight_t *w, const float *host, int rows, int cols) {
-    cuda_impl_t *im = impl_of(b);
-    double t0 = clock_mono_s();
-    size_t n = (size_t)rows * (size_t)cols;
-    memset(w, 0, sizeof *w);
-    w->rows = rows;
-    w->cols = cols;
-    if (im->quant_int8 && rows >= QUANT_MIN_ROWS && (size_t)cols <= STAGE_BYTES) { // a row fits a chunk
-        /* Quantised row chunk by row chunk into pinned staging: no int8 copy of the matrix on the
-         * host, and the quantiser overlaps the DMA of the previous chunk. */
-        quant_stream_t qs = {.w = host, .scales = xmalloc((size_t)rows * sizeof(float)), .cols = cols,
-                             .f16 = b->compute == DT_F16};
-        int rc = -1;
-        if ((w->data = arena_alloc(b, n, 0, "int8 weight")) &&
-            (w->scales = arena_alloc(b, (size_t)rows * sizeof(float), 0, "int8 scales")) &&
-            !stage_stream(b, w->data, n, (size_t)cols, 0, fill_quant, &qs)) {
-            if (qs.failed) cuda_record(b, EXIT_DATAERR, qs.err.msg);
-            else if (!stage_upload(b, w->scales, qs.scales, (size_t)rows * sizeof(float), 0)) rc = 0;
-        }
-        free(qs.scales); // stage_upload copied it into pinned staging before returning
-        w->dtype = DT_I8;
-        if (rc) return -1;
-    } else {
-        w->dtype = b->compute;
-        if (!(w->data = arena_alloc(b, n * dt_size(b->compute), 0, "weight"))) return -1;
-        if (b->compute == DT_F16) {
-            /* fp16 tops out at 65504: a larger weight would silently become infinity (then NaN
-             * downstream), so it is refused, naming where; weights.c prefixes the tensor name. */
-            f16_stream_t fs = {.w = host};
-            if (stage_stream(b, w->data, n * sizeof(float), sizeof(float), 1, fill_f16_checked, &fs)) return -1;
-            if (fs.failed) {
-                err_t e = {0};
-                f16_range_error(&e, fs.bad, cols, host[fs.bad]);
-                return cuda_record(b, EXIT_DATAERR, e.msg);
-            }
-        } else if (stage_upload(b, w->data, host, n * sizeof(float), b->compute != DT_F32)) {
-            return -1;
-        }
-    }
-    b->upload_bytes += (double)n * sizeof(float);
-    b->upload_seconds += clock_mono_s() - t0;
-    return 0;
 }
 
 /* backend_ops_t.weight_free: free w's data and scales and zero w. */
@@ -442,7 +214,7 @@ static int cuda_weight_concat(backend_t *b, bweight_t *dst, bweight_t *parts, in
     }
     memset(dst, 0, sizeof *dst);
     if (im->failed) return -1;
-    size_t row_bytes = (size_t)cols * dt_size(dt);
+    size_t row_bytes = (size_t)cols * dtype_size(dt);
     bweight_t w = {.rows = rows, .cols = cols, .dtype = dt};
     if (!(w.data = arena_alloc(b, (size_t)rows * row_bytes, 0, "weight")) ||
         (dt == DT_I8 && !(w.scales = arena_alloc(b, (size_t)rows * sizeof(float), 0, "int8 scales")))) {
@@ -471,7 +243,7 @@ static int cuda_weight_concat(backend_t *b, bweight_t *dst, bweight_t *parts, in
 
 /* A cached activation block: fp32 for ACT_RESIDUAL, the compute dtype for ACT_WORK. */
 static void *cuda_act_alloc(backend_t *b, size_t n_elems, act_kind_t kind) {
-    size_t es = kind == ACT_RESIDUAL ? sizeof(float) : dt_size(b->compute);
+    size_t es = kind == ACT_RESIDUAL ? sizeof(float) : dtype_size(b->compute);
     if (n_elems > SIZE_MAX / es) n_elems = SIZE_MAX / es; // cudaMalloc refuses it: recorded as OOM
     return arena_alloc(b, n_elems * es, 1, kind == ACT_RESIDUAL ? "residual activations" : "activations");
 }
@@ -553,7 +325,7 @@ static void cuda_gemm(backend_t *b, void *out, cudaDataType_t out_ty, const void
     cuda_impl_t *im = impl_of(b);
     const void *W = w->data;
     if (w->dtype == DT_I8) {
-        if (arena_ensure(b, &im->deq, (size_t)w->rows * w->cols * dt_size(b->compute), "int8 dequantisation scratch") ||
+        if (arena_ensure(b, &im->deq, (size_t)w->rows * w->cols * dtype_size(b->compute), "int8 dequantisation scratch") ||
             CK(b, dequant_int8_forward(im->deq, w->data, w->scales, w->rows, w->cols, (kdtype_t)b->compute, im->stream)))
             return;
         W = im->deq;
@@ -704,7 +476,7 @@ static void cuda_marks_reset(backend_t *b) { impl_of(b)->n_marks = 0; }
 /* Wait for the stream; report (once) the first failure recorded since the last sync. */
 static int cuda_sync(backend_t *b, err_t *err) {
     cuda_impl_t *im = impl_of(b);
-    CK(b, cudaStreamSynchronize(im->stream));
+    if (!CK(b, cudaStreamSynchronize(im->stream))) cuda_upload_collect(b);
     if (!im->failed) return 0;
     im->failed = 0; // reported once; a sticky device error will be recorded again by the next call
     err_code(err, im->err.code, "%s", im->err.msg);
@@ -719,10 +491,7 @@ static void cuda_destroy(backend_t *b) {
     if (im->stream) cudaStreamSynchronize(im->stream);
     lt_cache_destroy(im->lt);
     if (im->blas) cublasDestroy(im->blas);
-    for (int i = 0; i < 2; i++) {
-        if (im->pinned[i]) cudaFreeHost(im->pinned[i]);
-        if (im->stage_done[i]) cudaEventDestroy(im->stage_done[i]);
-    }
+    cuda_upload_free(b);
     if (im->batch_pinned) cudaFreeHost(im->batch_pinned);
     if (im->logits_pinned) cudaFreeHost(im->logits_pinned);
     if (im->batch_done) cudaEventDestroy(im->batch_done);
@@ -806,8 +575,6 @@ static backend_t *cuda_create(dtype_t dt, int quant_int8, err_t *err) {
     const char *gen = getenv("LM_ATTN_GENERIC");
     im->attn_generic = gen && *gen && strcmp(gen, "0") != 0;
     if (CK(b, cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking)) ||
-        CK(b, cudaEventCreateWithFlags(&im->stage_done[0], cudaEventDisableTiming)) ||
-        CK(b, cudaEventCreateWithFlags(&im->stage_done[1], cudaEventDisableTiming)) ||
         CK(b, cudaEventCreateWithFlags(&im->batch_done, cudaEventDisableTiming)) ||
         BLAS_CK(b, cublasCreate(&im->blas)) || BLAS_CK(b, cublasSetStream(im->blas, im->stream)) ||
         BLAS_CK(b, cublasSetMathMode(im->blas, CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)) ||

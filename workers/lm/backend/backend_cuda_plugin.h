@@ -14,7 +14,8 @@
 #include "backend.h"
 
 /* Bump when backend.h's structs, backend_ops_t or this descriptor change incompatibly. */
-#define LM_CUDA_PLUGIN_ABI 3 // 2: matmul_f32; residual_add takes an fp32 y. 3: weight_concat, qkv_rope, residual_norm, gated_act on gate|up
+#define LM_CUDA_PLUGIN_ABI 4 // 2: matmul_f32; residual_add takes an fp32 y. 3: weight_concat, qkv_rope, residual_norm,
+                             // gated_act on gate|up; timing marks. 4: weight_upload takes raw bytes
 #define LM_CUDA_PLUGIN_FILE "liblm_cuda.so"     // the plugin's file name, in lib/ next to lm-worker
 #define LM_CUDA_PLUGIN_SYMBOL "lm_cuda_plugin_v1" // its one exported symbol
 

@@ -1,9 +1,8 @@
 /* quant.c: the int8 per-row symmetric quantiser (see quant.h for the scheme and its bound).
  *
- * Plain loops, one pass to find each row's absolute maximum and one to quantise. At upload this
- * runs once per weight on one thread: about 1 GB/s of fp32 input, so an 8B-parameter model
- * spends some tens of seconds here. That is acceptable for a load-once worker; a GPU quantiser
- * would be the next step if it is not.
+ * Plain loops, one pass to find each row's absolute maximum and one to quantise: the reference
+ * that kernels/upload.cu's GPU quantiser (the one the CUDA load path runs) reproduces exactly,
+ * and what --round-weights int8 (weight_round.c) runs on the CPU.
  */
 #include "quant.h"
 

@@ -6,8 +6,9 @@
  * fp32 rounding, and provided scale[r] is a normal float, i.e. the row max is above ~1.5e-36). An
  * all-zero row gets scale 0 and q = 0, and dequantises to exact zeros.
  *
- * This is the plain-C reference: backend_cuda.c quantises with it at upload (the GPU only ever
- * dequantises, in kernels/quant_int8.cu), and tests check the round trip against it. There is no
+ * This is the plain-C reference: the GPU quantises at upload with upload_quant_int8
+ * (kernels/upload.cu), which tests/unit/test_upload.c checks against it bit for bit, and
+ * dequantises in kernels/quant_int8.cu; weight_round.c (--round-weights int8) uses it directly. There is no
  * activation quantisation and no zero point; asymmetric or group-wise schemes are out of scope.
  */
 #ifndef LM_QUANT_H

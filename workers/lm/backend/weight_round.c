@@ -11,6 +11,7 @@
 
 #include "exit_codes.h"
 #include "quant.h"
+#include "weight_raw.h"
 
 enum { ROUND_BF16 = 1, ROUND_F16, ROUND_INT8 };
 
@@ -40,27 +41,40 @@ float round_f16(float x) {
     return copysignf(r, x);
 }
 
-/* backend_ops_t.weight_upload: round a copy of host per g_mode, then the CPU upload. */
-static int round_upload(backend_t *b, bweight_t *w, const float *host, int rows, int cols) {
+/* backend_ops_t.weight_upload: widen host to fp32, round it per g_mode, then the CPU upload. A
+ * non-finite element is left to the quantiser (which names the row) or to the CPU upload. */
+static int round_upload(backend_t *b, bweight_t *w, const void *host, dtype_t src, int rows, int cols,
+                        const char *name) {
     size_t n = (size_t)rows * cols;
     float *tmp = xmalloc(n * sizeof *tmp);
+    (void)raw_to_f32(tmp, host, src, n);
     if (g_mode == ROUND_INT8 && rows >= QUANT_MIN_ROWS) {
         int8_t *q = xmalloc(n);
         float *scales = xmalloc((size_t)rows * sizeof *scales);
         err_t err = {0};
-        int bad = quant_int8_rows(q, scales, host, rows, cols, &err);
+        int bad = quant_int8_rows(q, scales, tmp, rows, cols, &err);
         if (!bad) quant_dequant_rows(tmp, q, scales, rows, cols);
         free(q), free(scales);
         if (bad) {
             free(tmp);
-            if (!g_err.msg[0]) err_code(&g_err, EXIT_DATAERR, "--round-weights int8: %s", err.msg);
+            if (!g_err.msg[0]) err_code(&g_err, EXIT_DATAERR, "--round-weights int8: tensor '%s': %s", name, err.msg);
             return -1;
         }
     } else {
-        for (size_t i = 0; i < n; i++)
-            tmp[i] = g_mode == ROUND_BF16 ? round_bf16(host[i]) : g_mode == ROUND_F16 ? round_f16(host[i]) : host[i];
+        for (size_t i = 0; i < n; i++) {
+            float r = g_mode == ROUND_BF16 ? round_bf16(tmp[i]) : g_mode == ROUND_F16 ? round_f16(tmp[i]) : tmp[i];
+            if (isinf(r) && !isinf(tmp[i])) { // refused as the fp16 GPU upload refuses it
+                if (!g_err.msg[0])
+                    err_code(&g_err, EXIT_DATAERR,
+                             "--round-weights fp16: tensor '%s': row %zu, column %zu holds %g, beyond fp16's range",
+                             name, i / (size_t)cols, i % (size_t)cols, (double)tmp[i]);
+                free(tmp);
+                return -1;
+            }
+            tmp[i] = r;
+        }
     }
-    int rc = g_base->weight_upload(b, w, tmp, rows, cols);
+    int rc = g_base->weight_upload(b, w, tmp, DT_F32, rows, cols, name);
     free(tmp);
     return rc;
 }

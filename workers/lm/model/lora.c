@@ -133,13 +133,30 @@ static int saved_module(const lora_config_t *c, const char *module) {
     return 0;
 }
 
-int lora_apply(lora_t *l, const char *name, float *w, int rows, int cols, err_t *err) {
-    /* Only ".weight" tensors belong to modules an adapter can touch. */
+/* The module of tensor `name` ("x.y.weight" -> "x.y") into module (400 bytes). Returns 0, or -1
+ * when name is not a ".weight" tensor: only those belong to modules an adapter can touch. */
+static int module_of(const char *name, char module[400]) {
     size_t n = strlen(name);
-    if (n < 8 || strcmp(name + n - 7, ".weight") != 0 || n - 7 >= 400) return 0;
-    char module[400];
+    if (n < 8 || strcmp(name + n - 7, ".weight") != 0 || n - 7 >= 400) return -1;
     memcpy(module, name, n - 7);
     module[n - 7] = '\0';
+    return 0;
+}
+
+int lora_touches(const lora_t *l, const char *name) {
+    char module[400];
+    if (module_of(name, module)) return 0;
+    if (lora_config_targets(&l->cfg, module)) return 1;
+    static const char *sfx[] = {".lora_A.weight", ".lora_B.weight", ".weight", ".modules_to_save.weight",
+                                ".modules_to_save.default.weight"};
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++)
+        if (find(l, module, sfx[i])) return 1;
+    return 0;
+}
+
+int lora_apply(lora_t *l, const char *name, float *w, int rows, int cols, err_t *err) {
+    char module[400];
+    if (module_of(name, module)) return 0;
 
     const st_tensor_t *ta = find(l, module, ".lora_A.weight"), *tb = find(l, module, ".lora_B.weight");
     int targeted = lora_config_targets(&l->cfg, module);

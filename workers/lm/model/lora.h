@@ -68,6 +68,10 @@ lora_t *lora_open(const char *dir, err_t *err);
  * target without weights, weights for an untargeted module, a rank or shape mismatch). */
 int lora_apply(lora_t *l, const char *name, float *w, int rows, int cols, err_t *err);
 
+/* 1 when lora_apply would do anything with tensor `name` (merge, replace, or refuse it), else 0:
+ * weights.c hands untouched tensors to the backend in their checkpoint dtype. */
+int lora_touches(const lora_t *l, const char *name);
+
 /* After every base tensor went through lora_apply: fail on adapter tensors nothing consumed. */
 int lora_finish(lora_t *l, err_t *err);
 

@@ -1,7 +1,8 @@
 /* safetensors.c: safetensors header validation, sharded checkpoints and fp32 conversion (see
  * safetensors.h for the rules we enforce and why).
  *
- * Files are mmapped read-only; nothing is copied until st_to_f32. The JSON header is parsed with
+ * Files are mmapped read-only (advised MADV_SEQUENTIAL; st_prefetch advises WILLNEED per tensor);
+ * nothing is copied until st_to_f32 or a backend's weight_upload reads t->data. The JSON header is parsed with
  * jansson (duplicate keys rejected). Errors always name the file and, where there is one, the
  * tensor, because a user facing a broken 16 GB checkpoint needs to know which shard to fetch
  * again.
@@ -216,6 +217,9 @@ static int open_one(st_set_t *set, const char *path, err_t *err) {
             close(fd);
             return err_fmt(err, "%s: cannot mmap %zu bytes: %s", path, size, strerror(errno));
         }
+        /* Loading reads each tensor once, front to back: ask for large read-ahead and early
+         * reclaim. Advice only; a kernel that refuses it loads as fast as before. */
+        (void)madvise(map, size, MADV_SEQUENTIAL);
     }
     close(fd);
     int idx = set->n_files;
@@ -308,6 +312,14 @@ void st_close(st_set_t *set) {
     free(set->tensors);
     free(set->files);
     memset(set, 0, sizeof *set);
+}
+
+void st_prefetch(const st_set_t *set, const st_tensor_t *t) {
+    if (!t || !set->files[t->file].map) return;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)t->data & ~(uintptr_t)(page - 1), hi = (uintptr_t)(t->data + t->n_elems *
+                   (int64_t)st_dtype_size(t->dtype));
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_WILLNEED);
 }
 
 const st_tensor_t *st_find(const st_set_t *set, const char *name) {

@@ -67,6 +67,10 @@ int st_finish(st_set_t *set, err_t *err);
 /* Unmap files and free everything. Safe on a zeroed set. */
 void st_close(st_set_t *set);
 
+/* Ask the kernel to start reading tensor t's pages (madvise WILLNEED) so that they are in memory
+ * by the time it is copied; advice only, no error. NULL t or an in-memory set: a no-op. */
+void st_prefetch(const st_set_t *set, const st_tensor_t *t);
+
 /* The tensor called name, or NULL. O(log n). */
 const st_tensor_t *st_find(const st_set_t *set, const char *name);
 

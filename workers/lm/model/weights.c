@@ -1,8 +1,13 @@
 /* weights.c: checkpoint tensors -> backend weights, with shapes checked against config.json.
  *
- * The list of tensors an architecture needs is built from the config (weights_specs); each is
- * converted to fp32 on the host one at a time, checked to be finite, passed through the LoRA merge
- * when an adapter is given (and checked again), and uploaded. Peak host memory is therefore one tensor, not the model.
+ * The list of tensors an architecture needs is built from the config (weights_specs). A matrix
+ * stored as fp32, bf16 or fp16 that no LoRA adapter touches goes to the backend as its bytes in
+ * the safetensors mapping (weight_upload converts, checks finiteness and, on CUDA, ships the
+ * checkpoint's own dtype); the next tensor's pages are requested from the kernel meanwhile
+ * (st_prefetch). Vectors, LoRA-merged matrices and other dtypes are converted to fp32 on the host
+ * one at a time, checked to be finite, merged (and checked again), and uploaded as fp32. Peak host
+ * memory is therefore at most one fp32 tensor, not the model. A value the backend finds it cannot
+ * store (fp16 range, detected on the GPU) is reported by the sync at the end of weights_load.
  * Once a layer's tensors are uploaded, its q, k, v and its gate, up matrices are stacked on the
  * backend (weight_concat) into one q|k|v and one gate|up matrix, so the forward pass runs four
  * GEMMs per layer; the checks, LoRA merge and upload above still see each checkpoint tensor alone.
@@ -131,6 +136,15 @@ static int check_finite(const float *v, const weight_spec_t *s, const char *file
     return 0;
 }
 
+/* After a failed upload of tensor `name` from `file`: err = the reason the backend recorded (a data
+ * error names the tensor itself; anything else is out of memory). Returns -1. */
+static int upload_failed(backend_t *be, const char *file, const char *name, err_t *err) {
+    be->ops->sync(be, err);
+    if (err->code == EXIT_DATAERR) return err_prefix(err, "%s", file);
+    if (!err->code) err->code = EXIT_OOM;
+    return err_prefix(err, "uploading '%s'", name);
+}
+
 /* Load one spec through buf: find, check shape, convert, LoRA, upload. */
 static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_spec_t *s, const char *dir_hint,
                     host_buf_t *buf, err_t *err) {
@@ -149,6 +163,13 @@ static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_s
         return err_code(err, EXIT_DATAERR, "%s: tensor '%s': shape %s, expected [%d] from config.json", file, s->name,
                         shape_str(t, got, sizeof got), s->rows);
     }
+    backend_t *be = m->be;
+    dtype_t raw = t->dtype == ST_BF16 ? DT_BF16 : t->dtype == ST_F16 ? DT_F16 : DT_F32;
+    if (s->mat && (t->dtype == ST_F32 || t->dtype == ST_BF16 || t->dtype == ST_F16) &&
+        !(lora && lora_touches(lora, s->name))) {
+        if (be->ops->weight_upload(be, s->mat, t->data, raw, s->rows, s->cols, s->name) == 0) return 0;
+        return upload_failed(be, file, s->name, err);
+    }
     size_t n = (size_t)s->rows * (size_t)(s->cols ? s->cols : 1);
     if (n + 1 > buf->cap) {
         free(buf->p);
@@ -164,9 +185,8 @@ static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_s
         err->code = EXIT_DATAERR;
         return -1;
     }
-    backend_t *be = m->be;
     if (s->mat) {
-        rc = be->ops->weight_upload(be, s->mat, host, s->rows, s->cols);
+        rc = be->ops->weight_upload(be, s->mat, host, DT_F32, s->rows, s->cols, s->name);
     } else {
         *s->vec = be->ops->vec_upload(be, host, n);
         rc = *s->vec ? 0 : -1;
@@ -175,11 +195,7 @@ static int load_one(model_t *m, const st_set_t *st, lora_t *lora, const weight_s
             memcpy(m->final_norm_host, host, n * sizeof(float));
         }
     }
-    if (rc) {
-        be->ops->sync(be, err); // the backend recorded why (out of memory)
-        if (!err->code) err->code = EXIT_OOM;
-        return err_prefix(err, "uploading '%s'", s->name);
-    }
+    if (rc) return upload_failed(be, file, s->name, err);
     return 0;
 }
 
@@ -220,12 +236,15 @@ int weights_load(model_t *m, const st_set_t *st, lora_t *lora, const char *where
     host_buf_t buf = {0};
     int failed = 0;
     for (int i = 0; i < n && !failed; i++) {
+        if (i + 1 < n) st_prefetch(st, st_find(st, specs[i + 1].name));
         failed = load_one(m, st, lora, &specs[i], where, &buf, err) != 0;
         int l = failed ? -1 : spec_ends_layer(m, &specs[i]);
         if (l >= 0) failed = layer_fuse(m, l, err) != 0;
     }
     free(buf.p);
     if (failed) goto done;
+    /* Values found on the device (fp16 range) are reported here; the message names the tensor. */
+    if (m->be->ops->sync(m->be, err)) goto done;
     if (lora && lora_finish(lora, err)) {
         err->code = EXIT_DATAERR;
         goto done;
