@@ -12,7 +12,8 @@
  * semantics are exact and runs are deterministic. emu_runtime.cpp provides the CUDA runtime and cuBLAS calls the backend makes.
  *
  * What it checks: indexing, masking, shared-memory use, warp-collective agreement (every lane of
- * a warp must reach the same collective), mma fragment layouts as the PTX ISA defines them, launch
+ * a warp must reach the same collective), mma and ldmatrix fragment layouts as the PTX ISA
+ * defines them, cp.async completion (a copy lands only at the wait_group that retires it), launch
  * limits (block size, grid size, shared memory and its opt-in), stream ordering (work runs when
  * the host synchronises, so a missing sync reads stale data) and out-of-bounds device accesses
  * past the end of an allocation (guard pages). What it cannot check: speed, real hardware
