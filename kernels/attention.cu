@@ -9,7 +9,7 @@
  *    and 128, BR = 128; 16 rows per warp for head_dim 256, BR = 64 (32 rows' fp32 output
  *    accumulators would need 256 registers per thread). Each warp loads its Q fragments once
  *    (ldmatrix.x4) and holds them in registers for the whole key loop. Key/value tiles of BC
- *    rows (64 or 32 for head_dim 64, 32 for 128, 32 or 16 for 256: attn_mma_bc) are copied
+ *    rows (64 or 32 for head_dim 64, 32 or 16 for 128 and 256: attn_mma_bc) are copied
  *    into shared memory with cp.async, double-buffered, so the next tile's copy overlaps this
  *    tile's math (sm_75 has no cp.async: plain copies there); K and V fragments come from
  *    ldmatrix.x4 (.trans for V), each feeding two mma per m16 tile (MT mma in all). Scores,
@@ -185,11 +185,24 @@ template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float 
     return bits16(from_f32<T>(lo)) | (bits16(from_f32<T>(hi)) << 16);
 }
 
+/* The element offset of logical chunk c (elements 8c .. 8c+7) of row r in a shared tile. Either
+ * layout makes the 8 rows one ldmatrix matrix reads (8 consecutive rows from a multiple of 8, the
+ * same chunk) fall in 8 distinct 16-byte bank groups, so ldmatrix has no bank conflicts:
+ *  - padded (SWZ false): row stride HD + 8 elements; the address is a constant offset from a
+ *    per-lane base, which keeps the key loop's address arithmetic to immediates;
+ *  - swizzled (SWZ true): row stride HD, chunk c of row r at chunk c ^ (r & 7); no padding, at
+ *    the cost of XORs in the loop. Used by the 16-key-tile kernel (head_dim 256 where shared
+ *    memory is short), where the padding would cost a T4 its second block (33 KiB, not 32).
+ * HD >= 64 (at least 8 chunks per row). */
+template <int HD, bool SWZ> __device__ __forceinline__ int toff(int r, int c) {
+    return SWZ ? r * HD + ((c ^ (r & 7)) << 3) : r * (HD + 8) + (c << 3);
+}
+
 /* Queue the copy of rows [row0, row0 + ROWS) of one head (HD contiguous elements per row, row
- * stride ld) into shared memory with row stride HD + 8, 16 bytes per cp_async16; rows at or past
- * len are zero-filled (and not read). The caller commits and waits. The launcher checks that
- * every base pointer is 16-byte aligned; HD * 2 bytes and ld * 2 bytes are multiples of 16. */
-template <typename T, int HD, int ROWS, int NT>
+ * stride ld) into a shared tile laid out by toff<HD, SWZ>, 16 bytes per cp_async16; rows at or past len
+ * are zero-filled (and not read). The caller commits and waits. The launcher checks that every
+ * base pointer is 16-byte aligned; HD * 2 bytes and ld * 2 bytes are multiples of 16. */
+template <typename T, int HD, bool SWZ, int ROWS, int NT>
 __device__ __forceinline__ void attn_copy_tile(T *dst, const T *src, size_t ld, int row0, int len, int tid) {
     constexpr int CH = HD / 8; // 16-byte chunks per row
     static_assert(ROWS * CH % NT == 0, "every thread copies the same number of chunks");
@@ -197,7 +210,7 @@ __device__ __forceinline__ void attn_copy_tile(T *dst, const T *src, size_t ld, 
     for (int i = 0; i < ROWS * CH / NT; i++) {
         const int c = tid + i * NT, r = c / CH, cc = c % CH;
         const bool in = row0 + r < len;
-        cp_async16(dst + r * (HD + 8) + cc * 8, src + (size_t)(in ? row0 + r : 0) * ld + cc * 8, in);
+        cp_async16(dst + toff<HD, SWZ>(r, cc), src + (size_t)(in ? row0 + r : 0) * ld + cc * 8, in);
     }
 }
 
@@ -212,20 +225,21 @@ template <int HD> struct attn_shape {
 
 /* Tensor-core attention (bf16/fp16, HD 64/128/256, key tile BC a multiple of 16): grid (n_heads,
  * B * tiles_per_seq), one block per (head, BR-row query tile of a sequence), NW warps; dynamic
- * shared memory max(BR, 4 * BC) * (HD + 8) elements: the Q tile first, then (once every warp
+ * shared memory max(BR, 4 * BC) rows of RS elements (toff): the Q tile first, then (once every warp
  * holds its Q fragments in registers) two stages of K and V tiles. */
 template <typename T, int HD, int BC>
 __global__ void __launch_bounds__(attn_shape<HD>::NW * 32)
 attn_mma_kernel(T *out, const T *q, const T *k, const T *v, const int32_t *cu_seqlens, int B, int tiles_per_seq,
                 kattn_params_t p) {
     constexpr int MT = attn_shape<HD>::MT, NW = attn_shape<HD>::NW, BR = attn_shape<HD>::BR, NT = NW * 32;
-    constexpr int LD = HD + 8;        // padded row: the 8 row addresses of an ldmatrix hit distinct banks
     constexpr int NS = BC / 8;        // score n-tiles per m-tile
     constexpr int NO = HD / 8;        // output n-tiles per m-tile
     constexpr int KQ = HD / 16;       // k16 steps of Q K^T
+    constexpr bool SWZ = BC == 16;    // tile layout (toff): swizzled for the small-shared-memory kernel
+    constexpr int RS = SWZ ? HD : HD + 8; // row stride of a shared tile (elements)
     static_assert(BC % 16 == 0 && BC >= 16, "the P.V product takes the keys 16 at a time");
     DYN_SMEM(unsigned char, smem_raw);
-    T *const sQ = (T *)smem_raw; // (BR, LD), then stage s: K (BC, LD) at sQ + s*2*BC*LD, V after it
+    T *const sQ = (T *)smem_raw; // (BR, RS), then stage s: K (BC, RS) at sQ + s*2*BC*RS, V after it
 
     /* blockIdx.x = head (fastest, so all heads of a tile run together); blockIdx.y walks the
      * query tiles from the last (the most keys) to the first, sequence by sequence. */
@@ -243,7 +257,7 @@ attn_mma_kernel(T *out, const T *q, const T *k, const T *v, const int32_t *cu_se
     /* Q: staged once, then held in registers as A fragments for the whole key loop. ldmatrix
      * .x4: lanes 0-15 give rows 0-15 at column kq*16, lanes 16-31 the same rows at +8, so that
      * d = {a0, a1, a2, a3} of mma.m16n8k16 (the two k8 halves of m16n8k8 on sm_75). */
-    attn_copy_tile<T, HD, BR, NT>(sQ, q + (size_t)seq0 * qld + (size_t)h * HD, qld, q0, len, tid);
+    attn_copy_tile<T, HD, SWZ, BR, NT>(sQ, q + (size_t)seq0 * qld + (size_t)h * HD, qld, q0, len, tid);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
@@ -252,7 +266,7 @@ attn_mma_kernel(T *out, const T *q, const T *k, const T *v, const int32_t *cu_se
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int kq = 0; kq < KQ; kq++)
-            ldsm<4, false>(qf[mt][kq], sQ + (warp * 16 * MT + mt * 16 + (lane & 15)) * LD + kq * 16 + (lane >> 4) * 8);
+            ldsm<4, false>(qf[mt][kq], sQ + toff<HD, SWZ>(warp * 16 * MT + mt * 16 + (lane & 15), kq * 2 + (lane >> 4)));
     __syncthreads(); // every warp holds its Q: the K/V stages may overwrite sQ
 
     const int wfirst = q0 + warp * 16 * MT, wlast = wfirst + 16 * MT - 1; // this warp's query rows
@@ -277,16 +291,16 @@ attn_mma_kernel(T *out, const T *q, const T *k, const T *v, const int32_t *cu_se
     }
 
     /* K/V tiles, double-buffered: tile it+1 is copied (cp.async) while tile it is computed. */
-    attn_copy_tile<T, HD, BC, NT>(sQ, kbase, kld, kbeg, len, tid);
-    attn_copy_tile<T, HD, BC, NT>(sQ + BC * LD, vbase, kld, kbeg, len, tid);
+    attn_copy_tile<T, HD, SWZ, BC, NT>(sQ, kbase, kld, kbeg, len, tid);
+    attn_copy_tile<T, HD, SWZ, BC, NT>(sQ + BC * RS, vbase, kld, kbeg, len, tid);
     cp_async_commit();
     for (int it = 0; it < ntiles; it++) {
         const int kt = kbeg + it * BC;
-        const T *sK = sQ + (it & 1) * 2 * BC * LD, *sV = sK + BC * LD;
+        const T *sK = sQ + (it & 1) * 2 * BC * RS, *sV = sK + BC * RS;
         if (it + 1 < ntiles) {
-            T *nK = sQ + ((it + 1) & 1) * 2 * BC * LD;
-            attn_copy_tile<T, HD, BC, NT>(nK, kbase, kld, kt + BC, len, tid);
-            attn_copy_tile<T, HD, BC, NT>(nK + BC * LD, vbase, kld, kt + BC, len, tid);
+            T *nK = sQ + ((it + 1) & 1) * 2 * BC * RS;
+            attn_copy_tile<T, HD, SWZ, BC, NT>(nK, kbase, kld, kt + BC, len, tid);
+            attn_copy_tile<T, HD, SWZ, BC, NT>(nK + BC * RS, vbase, kld, kt + BC, len, tid);
             cp_async_commit();
             cp_async_wait<1>(); // this tile's group has landed; the next one's may be in flight
         } else {
@@ -315,7 +329,7 @@ attn_mma_kernel(T *out, const T *q, const T *k, const T *v, const int32_t *cu_se
 #pragma unroll
                 for (int n = 0; n < NS; n += 2) {
                     uint32_t kb[4];
-                    ldsm<4, false>(kb, sK + (n * 8 + (lane & 7) + (lane >> 4) * 8) * LD + kq * 16 + ((lane >> 3) & 1) * 8);
+                    ldsm<4, false>(kb, sK + toff<HD, SWZ>(n * 8 + (lane & 7) + (lane >> 4) * 8, kq * 2 + ((lane >> 3) & 1)));
 #pragma unroll
                     for (int mt = 0; mt < MT; mt++) {
                         mma_16816<T>(s[mt][n], qf[mt][kq], kb);
@@ -403,7 +417,7 @@ attn_mma_kernel(T *out, const T *q, const T *k, const T *v, const int32_t *cu_se
 #pragma unroll
                 for (int nd = 0; nd < NO; nd += 2) {
                     uint32_t vb[4];
-                    ldsm<4, true>(vb, sV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + nd * 8 + (lane >> 4) * 8);
+                    ldsm<4, true>(vb, sV + toff<HD, SWZ>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, nd + (lane >> 4)));
 #pragma unroll
                     for (int mt = 0; mt < MT; mt++) {
                         mma_16816<T>(o[mt][nd], a[mt], vb);
@@ -451,16 +465,18 @@ static int attn_mma_br(int hd) { return hd == 256 ? attn_shape<256>::BR : attn_s
  * reused by the two K/V stages. */
 static size_t attn_mma_smem(int hd, int bc) {
     const int rows = attn_mma_br(hd) > 4 * bc ? attn_mma_br(hd) : 4 * bc;
-    return (size_t)rows * (size_t)(hd + 8) * 2u;
+    return (size_t)rows * (size_t)(bc == 16 ? hd : hd + 8) * 2u; // row stride RS
 }
 
 /* The key tile size for head_dim hd among the instantiated ones (64 or 32 for head_dim 64, 32
- * for 128, 32 or 16 for 256): the largest that lets two blocks share the device's opt-in shared
- * memory (occupancy: a T4's 64 KiB then runs 3 blocks of head_dim 64 at BC 32 instead of 1 at
- * 64), else the largest that fits at all, else 0 (none fits). Per block: head_dim 64 36/18 KiB,
- * 128 34 KiB, 256 66/33 KiB. */
+ * or 16 for 128 and 256): the largest that lets two blocks share the device's opt-in shared
+ * memory (a proxy for two blocks per SM: with 255 registers per thread, two blocks of 4 warps is
+ * what the register file holds anyway), else the largest that fits at all, else 0 (none fits).
+ * Per block: head_dim 64 36/18 KiB, 128 34/32 KiB, 256 66/32 KiB (the 16-key tiles swizzled,
+ * unpadded); so a T4 (64 KiB) runs two blocks of every head dim: 64 with 32-key tiles, 128 and
+ * 256 with 16-key tiles. */
 static int attn_mma_bc(int hd, int smem_optin) {
-    static const int cands[3][3] = {{64, 32, 0}, {32, 0, 0}, {32, 16, 0}};
+    static const int cands[3][3] = {{64, 32, 0}, {32, 16, 0}, {32, 16, 0}};
     const int *c = cands[hd == 64 ? 0 : hd == 128 ? 1 : 2];
     for (int i = 0; c[i]; i++)
         if (2 * attn_mma_smem(hd, c[i]) <= (size_t)smem_optin) return c[i];
@@ -541,6 +557,7 @@ static cudaError_t attn_launch_mma_hd(void *out, const void *q, const void *k, c
     case 64064: return attn_launch_mma<T, 64, 64>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
     case 64032: return attn_launch_mma<T, 64, 32>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
     case 128032: return attn_launch_mma<T, 128, 32>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
+    case 128016: return attn_launch_mma<T, 128, 16>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
     case 256032: return attn_launch_mma<T, 256, 32>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
     case 256016: return attn_launch_mma<T, 256, 16>(out, q, k, v, cu_seqlens, B, max_len, p, stream);
     default: return cudaErrorInvalidValue;
