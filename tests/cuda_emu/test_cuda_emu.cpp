@@ -7,9 +7,10 @@
  * oracle that does not share that rule, fragments loaded by ldmatrix fed to mma.sync (whose layout
  * was checked against the PTX ISA's own figures) against a plain matrix product, for both the
  * K-style (B = K^T, no .trans) and the V-style (B = V, .trans) loads attention.cu uses. cp.async:
- * a copy lands only when a wait_group retires its group, src-size 0 zero-fills. Misuse (an
- * unaligned or non-shared ldmatrix row, a cp.async into global memory, an ldmatrix by half a
- * warp) must abort, checked in a forked child. Not covered: the kernels themselves
+ * a copy lands only when a wait_group retires its group, src-size below cp-size zero-fills the
+ * rest (.cg 16 bytes, .ca 4 and 8). Misuse (an
+ * unaligned or non-shared ldmatrix row, a cp.async into global memory or unaligned or .cg of
+ * 8 bytes, an ldmatrix by half a warp) must abort, checked in a forked child. Not covered: the kernels themselves
  * (tests/unit/test_kernels.c).
  */
 #include <signal.h>
@@ -176,6 +177,42 @@ __global__ void k_cp_async(uint32_t *out, const uint32_t *src) {
     o[5] = mine[7];
 }
 
+/* cp.async.ca of 4 and 8 bytes (the kernels use only .cg 16): lane l copies word l (4 bytes)
+ * and words 32 + 2l, 33 + 2l (8 bytes, src-size 4: the second word zero-filled) in one group. */
+__global__ void k_cp_async_ca(uint32_t *out, const uint32_t *src) {
+    DYN_SMEM(uint32_t, sm);
+    const int lane = threadIdx.x;
+    sm[lane] = sm[32 + 2 * lane] = sm[33 + 2 * lane] = STALE;
+    emu::cp_async(sm + lane, src + lane, 4, 4, 0);
+    emu::cp_async(sm + 32 + 2 * lane, src + 32 + 2 * lane, 8, 4, 0);
+    emu::cp_async_commit();
+    out[lane * 4] = sm[lane];
+    emu::cp_async_wait(0);
+    out[lane * 4 + 1] = sm[lane];
+    out[lane * 4 + 2] = sm[32 + 2 * lane];
+    out[lane * 4 + 3] = sm[33 + 2 * lane];
+}
+
+TEST(test_cp_async_ca_sizes) {
+    uint32_t hsrc[96], got[128], *dsrc = NULL, *dout = NULL;
+    for (int i = 0; i < 96; i++) hsrc[i] = 0x2000u + (uint32_t)i;
+    CK(cudaMalloc((void **)&dsrc, sizeof hsrc));
+    CK(cudaMalloc((void **)&dout, sizeof got));
+    CK(cudaMemcpy(dsrc, hsrc, sizeof hsrc, cudaMemcpyHostToDevice));
+    LAUNCH(dim3(1), dim3(32), 96 * 4, 0, k_cp_async_ca)(dout, dsrc);
+    CK(cudaGetLastError());
+    CK(cudaMemcpy(got, dout, sizeof got, cudaMemcpyDeviceToHost));
+    for (int l = 0; l < 32; l++) {
+        const uint32_t *o = got + l * 4;
+        EXPECT_MSG(o[0] == STALE, "lane %d: a .ca copy landed before its wait", l);
+        EXPECT_MSG(o[1] == 0x2000u + (uint32_t)l, "lane %d: 4-byte .ca copy", l);
+        EXPECT_MSG(o[2] == 0x2000u + 32u + 2u * (uint32_t)l, "lane %d: 8-byte .ca copy, first word", l);
+        EXPECT_MSG(o[3] == 0u, "lane %d: 8-byte .ca copy with src-size 4: second word not zero", l);
+    }
+    CK(cudaFree(dsrc));
+    CK(cudaFree(dout));
+}
+
 TEST(test_cp_async_lands_at_wait) {
     uint32_t hsrc[256], got[192], *dsrc = NULL, *dout = NULL;
     for (int i = 0; i < 256; i++) hsrc[i] = 0x1000u + (uint32_t)i;
@@ -211,6 +248,8 @@ __global__ void k_misuse(int what, uint32_t *glob) {
     if (what == 2) cp_async16(glob, sm, true);                              // wrong direction
     if (what == 3 && lane < 16) ldsm<4, false>(d, sm + lane * 8);           // half a warp
     if (what == 4) ldsm<2, true>(d2, sm + lane * 8 + 4096);                 // past the block's smem
+    if (what == 5) emu::cp_async(sm + 2, glob, 8, 8, 0);                     // 8-byte copy, 4-byte aligned
+    if (what == 6) emu::cp_async(sm, glob, 8, 8, 1);                         // .cg with 8 bytes
     glob[lane] = d[0];
 }
 
@@ -237,6 +276,8 @@ TEST(test_misuse_aborts) {
     EXPECT_MSG(misuse_aborts(2), "cp.async into global memory");
     EXPECT_MSG(misuse_aborts(3), "ldmatrix by half a warp");
     EXPECT_MSG(misuse_aborts(4), "ldmatrix past the block's shared memory");
+    EXPECT_MSG(misuse_aborts(5), "cp.async of 8 bytes to an address aligned to 4");
+    EXPECT_MSG(misuse_aborts(6), "cp.async.cg of 8 bytes");
 }
 
 /* cp.async needs sm_80; ldmatrix sm_75: the self-tests run on an emulated sm_80. */
@@ -246,4 +287,4 @@ static int setup(void) {
 }
 
 TEST_MAIN_WITH(setup, NULL, test_ldmatrix_layout, test_ldmatrix_feeds_mma, test_cp_async_lands_at_wait,
-               test_misuse_aborts)
+               test_cp_async_ca_sizes, test_misuse_aborts)
