@@ -7,6 +7,7 @@
  * CPU computes in fp32 on exactly the values the GPU sees: the comparison measures the kernels'
  * own rounding, not the inputs'. Also fp16 beyond its range (issue 9): saturating stores, the
  * upload's refusal of weights fp16 cannot hold, and a layer whose projections exceed 65504.
+ * Attention also at the tensor-core kernel's tile edges (test_attention_tile_edges).
  * Backends covered: fp32, bf16 (sm_80+), fp16, int8 weights, and
  * bf16/fp16 with the generic attention kernel forced (LM_ATTN_GENERIC=1).
  *
