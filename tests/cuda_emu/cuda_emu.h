@@ -13,7 +13,8 @@
  *
  * What it checks: indexing, masking, shared-memory use, warp-collective agreement (every lane of
  * a warp must reach the same collective), mma and ldmatrix fragment layouts as the PTX ISA
- * defines them, cp.async completion (a copy lands only at the wait_group that retires it), launch
+ * defines them, cp.async completion (a copy lands only at the wait_group that retires it, or
+ * with CUDA_EMU_ASYNC=early at once), launch
  * limits (block size, grid size, shared memory and its opt-in), stream ordering (work runs when
  * the host synchronises, so a missing sync reads stale data) and out-of-bounds device accesses
  * past the end of an allocation (guard pages). What it cannot check: speed, real hardware
@@ -85,7 +86,7 @@ void ldmatrix(uint32_t *d, int num, int trans, const void *row);
 
 /* cp.async.{ca,cg}.shared.global [dst], [src], bytes, src_bytes (sm_80+; cg needs bytes 16):
  * queued for this thread; the copy (src_bytes from src, the rest of `bytes` zero) happens only
- * when a cp_async_wait retires its group. */
+ * when a cp_async_wait retires its group (with CUDA_EMU_ASYNC=early: at once). */
 void cp_async(void *dst, const void *src, int bytes, int src_bytes, int cg);
 /* cp.async.commit_group: the thread's uncommitted copies become its newest group. */
 void cp_async_commit();

@@ -7,7 +7,8 @@
  * ldmatrix is such a collective; cp.async is per thread: each thread queues its copies by
  * commit group, and they land in shared memory only when its cp.async.wait_group retires the
  * group (the latest a GPU may complete them), so a missing or too-weak wait reads stale shared
- * memory (0xff, NaN, when fresh).
+ * memory (0xff, NaN, when fresh); with CUDA_EMU_ASYNC=early they land at issue instead (the
+ * earliest), so a copy into a buffer other warps still read, with no barrier between, corrupts it.
  *
  * It reports, and aborts on, what would be undefined or a hang on a GPU: lanes of one warp
  * waiting at different collectives, a collective whose mask names a lane that has exited, a
@@ -300,6 +301,12 @@ static void ldmatrix_complete(fiber_t *w) {
     }
 }
 
+/* Perform one cp.async: src_bytes from src, zeros up to bytes. */
+static void copy_now(const async_copy_t &c) {
+    memcpy(c.dst, c.src, (size_t)c.src_bytes);
+    memset(c.dst + c.src_bytes, 0, (size_t)(c.bytes - c.src_bytes));
+}
+
 void cp_async(void *dst, const void *src, int bytes, int src_bytes, int cg) {
     if (sm() < 80) fail("%s", "cp.async needs sm_80 or newer");
     if (bytes != 4 && bytes != 8 && bytes != 16) fail("%s", "cp.async: cp-size must be 4, 8 or 16");
@@ -309,7 +316,9 @@ void cp_async(void *dst, const void *src, int bytes, int src_bytes, int cg) {
         fail("%s", "cp.async: an address is not aligned to cp-size");
     if (!in_smem(dst, (size_t)bytes)) fail("%s", "cp.async: destination outside the block's shared memory");
     if (in_smem(src, 1)) fail("%s", "cp.async: source in shared memory (it must be global)");
-    S.cur->cp_open.push_back(async_copy_t{(unsigned char *)dst, (const unsigned char *)src, bytes, src_bytes});
+    const async_copy_t c = {(unsigned char *)dst, (const unsigned char *)src, bytes, src_bytes};
+    if (device_cfg().async_early) copy_now(c); // the earliest a GPU may complete it
+    else S.cur->cp_open.push_back(c);          // the latest: at the wait_group that retires it
 }
 
 void cp_async_commit() {
@@ -321,10 +330,7 @@ void cp_async_wait(int n) {
     if (sm() < 80) fail("%s", "cp.async.wait_group needs sm_80 or newer");
     std::deque<std::vector<async_copy_t>> &q = S.cur->cp_groups;
     while ((int)q.size() > n) {
-        for (const async_copy_t &c : q.front()) {
-            memcpy(c.dst, c.src, (size_t)c.src_bytes);
-            memset(c.dst + c.src_bytes, 0, (size_t)(c.bytes - c.src_bytes));
-        }
+        for (const async_copy_t &c : q.front()) copy_now(c);
         q.pop_front();
     }
 }
