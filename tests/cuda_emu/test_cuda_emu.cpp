@@ -193,15 +193,27 @@ __global__ void k_cp_async_ca(uint32_t *out, const uint32_t *src) {
     out[lane * 4 + 3] = sm[33 + 2 * lane];
 }
 
-TEST(test_cp_async_ca_sizes) {
-    uint32_t hsrc[96], got[128], *dsrc = NULL, *dout = NULL;
-    for (int i = 0; i < 96; i++) hsrc[i] = 0x2000u + (uint32_t)i;
-    CK(cudaMalloc((void **)&dsrc, sizeof hsrc));
-    CK(cudaMalloc((void **)&dout, sizeof got));
-    CK(cudaMemcpy(dsrc, hsrc, sizeof hsrc, cudaMemcpyHostToDevice));
-    LAUNCH(dim3(1), dim3(32), 96 * 4, 0, k_cp_async_ca)(dout, dsrc);
+/* Run one warp of kernel k(out, src) with smem bytes of shared memory, src = nsrc words
+ * base + i; got receives its nout output words. */
+static void run_copy_kernel(void (*k)(uint32_t *, const uint32_t *), size_t smem, uint32_t base, int nsrc,
+                            uint32_t *got, int nout) {
+    uint32_t *hsrc = (uint32_t *)malloc((size_t)nsrc * 4), *dsrc = NULL, *dout = NULL;
+    if (!hsrc) exit(1);
+    for (int i = 0; i < nsrc; i++) hsrc[i] = base + (uint32_t)i;
+    CK(cudaMalloc((void **)&dsrc, (size_t)nsrc * 4));
+    CK(cudaMalloc((void **)&dout, (size_t)nout * 4));
+    CK(cudaMemcpy(dsrc, hsrc, (size_t)nsrc * 4, cudaMemcpyHostToDevice));
+    LAUNCH(dim3(1), dim3(32), smem, 0, k)(dout, dsrc);
     CK(cudaGetLastError());
-    CK(cudaMemcpy(got, dout, sizeof got, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(got, dout, (size_t)nout * 4, cudaMemcpyDeviceToHost));
+    CK(cudaFree(dsrc));
+    CK(cudaFree(dout));
+    free(hsrc);
+}
+
+TEST(test_cp_async_ca_sizes) {
+    uint32_t got[128];
+    run_copy_kernel(k_cp_async_ca, 96 * 4, 0x2000u, 96, got, 128);
     const int f0 = tt_failures_;
     for (int l = 0; l < 32 && tt_failures_ == f0; l++) { // stop at the first lane that fails
         const uint32_t *o = got + l * 4;
@@ -210,19 +222,11 @@ TEST(test_cp_async_ca_sizes) {
         EXPECT_MSG(o[2] == 0x2000u + 32u + 2u * (uint32_t)l, "lane %d: 8-byte .ca copy, first word", l);
         EXPECT_MSG(o[3] == 0u, "lane %d: 8-byte .ca copy with src-size 4: second word not zero", l);
     }
-    CK(cudaFree(dsrc));
-    CK(cudaFree(dout));
 }
 
 TEST(test_cp_async_lands_at_wait) {
-    uint32_t hsrc[256], got[192], *dsrc = NULL, *dout = NULL;
-    for (int i = 0; i < 256; i++) hsrc[i] = 0x1000u + (uint32_t)i;
-    CK(cudaMalloc((void **)&dsrc, sizeof hsrc));
-    CK(cudaMalloc((void **)&dout, sizeof got));
-    CK(cudaMemcpy(dsrc, hsrc, sizeof hsrc, cudaMemcpyHostToDevice));
-    LAUNCH(dim3(1), dim3(32), 32 * 12 * 4, 0, k_cp_async)(dout, dsrc);
-    CK(cudaGetLastError());
-    CK(cudaMemcpy(got, dout, sizeof got, cudaMemcpyDeviceToHost));
+    uint32_t got[192];
+    run_copy_kernel(k_cp_async, 32 * 12 * 4, 0x1000u, 256, got, 192);
     const int f0 = tt_failures_;
     for (int l = 0; l < 32 && tt_failures_ == f0; l++) { // stop at the first lane that fails
         const uint32_t *o = got + l * 6;
@@ -233,8 +237,6 @@ TEST(test_cp_async_lands_at_wait) {
         EXPECT_MSG(o[4] == 0u, "lane %d: src-size 0 did not zero-fill", l);
         EXPECT_MSG(o[5] == 0x1000u + (uint32_t)(32 + l) * 4 + 3, "lane %d: last word of a 16-byte copy", l);
     }
-    CK(cudaFree(dsrc));
-    CK(cudaFree(dout));
 }
 
 /* ---------------------------------------------------------------------------------------------
