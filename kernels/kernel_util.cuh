@@ -1,6 +1,6 @@
 /* kernel_util.cuh: device helpers shared by the kernels in this directory: conversions between
- * fp32 and the storage dtypes, warp/block reductions, and the dtype dispatch used by every
- * launcher. Private to kernels/; host code includes kernels.h only.
+ * fp32 and the storage dtypes, warp/block reductions, ldmatrix / cp.async wrappers, and the
+ * dtype dispatch used by every launcher. Private to kernels/; host code includes kernels.h only.
  *
  * Kernels are launched with LAUNCH(grid, block, smem, stream, kernel)(args...) and declare
  * dynamic shared memory with DYN_SMEM(type, name): under nvcc these are `<<<...>>>` and
@@ -65,6 +65,77 @@ __device__ __forceinline__ float block_sum(float v, float *scratch) {
     __syncthreads();
     v = lane < nwarps ? scratch[lane] : 0.0f;
     return warp_sum(v);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * ldmatrix and cp.async: PTX inline assembly under nvcc, the cuda-emu instructions (which check
+ * the PTX ISA's rules and layouts) under LM_CUDA_EMU, as for mma.sync in attention.cu.
+ * ------------------------------------------------------------------------------------------- */
+
+/* ldmatrix.sync.aligned.m8n8.x{N}{.trans}.shared.b16 (warp collective, sm_75+): lane 8*i + r
+ * passes the 16-byte-aligned shared address of row r of 8x8 matrix i (i < N); d[i] receives
+ * row lane/4, columns 2*(lane%4) and 2*(lane%4)+1 of matrix i (of its transpose with TRANS). */
+template <int N, bool TRANS> __device__ __forceinline__ void ldsm(uint32_t (&d)[N], const void *row) {
+    static_assert(N == 1 || N == 2 || N == 4, "ldmatrix loads 1, 2 or 4 matrices");
+#if defined(LM_CUDA_EMU)
+    emu::ldmatrix(d, N, TRANS, row);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
+    const unsigned a = (unsigned)__cvta_generic_to_shared(row);
+    if constexpr (N == 4 && TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3]) : "r"(a));
+    else if constexpr (N == 4)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3]) : "r"(a));
+    else if constexpr (N == 2 && TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(d[0]), "=r"(d[1]) : "r"(a));
+    else if constexpr (N == 2)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(d[0]), "=r"(d[1]) : "r"(a));
+    else if constexpr (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n" : "=r"(d[0]) : "r"(a));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(d[0]) : "r"(a));
+#else
+    (void)d, (void)row;
+    __trap(); // no kernel selects ldmatrix below sm_75
+#endif
+}
+
+/* 16 bytes global -> shared (both 16-byte aligned), asynchronously where the GPU can (sm_80+:
+ * cp.async.cg, which bypasses L1): with valid == false the 16 bytes are zero-filled and src is
+ * not read. Complete only after cp_async_commit() and a cp_async_wait<n>() that retires its group;
+ * below sm_80 it is an ordinary load and store, and commit/wait do nothing. */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+#if defined(LM_CUDA_EMU)
+    if (emu::sm() >= 80) {
+        emu::cp_async(dst, src, 16, valid ? 16 : 0, 1);
+        return;
+    }
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned a = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(a), "l"(src), "r"(valid ? 16 : 0) : "memory");
+    return;
+#endif
+    *(uint4 *)dst = valid ? *(const uint4 *)src : make_uint4(0u, 0u, 0u, 0u);
+}
+
+/* cp.async.commit_group: this thread's cp_async16 calls since the last commit form one group. */
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(LM_CUDA_EMU)
+    if (emu::sm() >= 80) emu::cp_async_commit();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+/* cp.async.wait_group N: wait until at most N of this thread's committed groups are still in
+ * flight. Other threads' copies are visible only after a __syncthreads that follows their wait. */
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+#if defined(LM_CUDA_EMU)
+    if (emu::sm() >= 80) emu::cp_async_wait(N);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
 }
 
 /* Run the statement(s) after T with `T` bound to the storage type of `dt`; unknown dtypes return InvalidValue. */

@@ -5,14 +5,16 @@
  * How: each kernels/<op>.cu is compiled as C++ by the host compiler with this header forced in
  * first (-include cuda_emu.h, -DLM_CUDA_EMU). The real CUDA headers supply the types (dim3,
  * __half, __nv_bfloat16 and their host-side conversions); this header supplies what only a
- * device compiler has: threadIdx and friends, __syncthreads, warp shuffles, the mma.sync
- * fragments the attention kernel uses, and the launch (kernels write LAUNCH(...), which is
- * `<<<...>>>` under nvcc). emu_device.cpp runs every CUDA thread of a block as a fiber, switching
- * only at barriers and warp collectives, so block and warp semantics are exact and runs are
- * deterministic. emu_runtime.cpp provides the CUDA runtime and cuBLAS calls the backend makes.
+ * device compiler has: threadIdx and friends, __syncthreads, warp shuffles, the mma.sync,
+ * ldmatrix and cp.async instructions the attention kernel uses, and the launch (kernels write
+ * LAUNCH(...), which is `<<<...>>>` under nvcc). emu_device.cpp runs every CUDA thread of a
+ * block as a fiber, switching only at barriers and warp collectives, so block and warp
+ * semantics are exact and runs are deterministic. emu_runtime.cpp provides the CUDA runtime and cuBLAS calls the backend makes.
  *
  * What it checks: indexing, masking, shared-memory use, warp-collective agreement (every lane of
- * a warp must reach the same collective), mma fragment layouts as the PTX ISA defines them, launch
+ * a warp must reach the same collective), mma and ldmatrix fragment layouts as the PTX ISA
+ * defines them, cp.async completion (a copy lands only at the wait_group that retires it, or
+ * with CUDA_EMU_ASYNC=early at once), launch
  * limits (block size, grid size, shared memory and its opt-in), stream ordering (work runs when
  * the host synchronises, so a missing sync reads stale data) and out-of-bounds device accesses
  * past the end of an allocation (guard pages). What it cannot check: speed, real hardware
@@ -74,6 +76,23 @@ int sm();
  * m16n8k16 with .bf16 (is_bf16) or .f16 inputs, and m16n8k8 with .f16 inputs; c += a * b in fp32. */
 void mma_m16n8k16(float c[4], const uint32_t a[4], const uint32_t b[2], int is_bf16);
 void mma_m16n8k8_f16(float c[4], const uint32_t a[2], uint32_t b);
+
+/* Warp-collective ldmatrix.sync.aligned.m8n8.x{num}{.trans}.shared.b16 (num 1, 2 or 4; sm_75+):
+ * `row` is this lane's row address (lanes 8*i .. 8*i+7 give the 8 rows of matrix i; lanes past
+ * 8*num are ignored); d[i] receives row lane/4, elements 2*(lane%4) and 2*(lane%4)+1 of matrix i,
+ * or with trans those of its transpose. Every row address must be 16-byte aligned and lie in
+ * the block's dynamic shared memory. */
+void ldmatrix(uint32_t *d, int num, int trans, const void *row);
+
+/* cp.async.{ca,cg}.shared.global [dst], [src], bytes, src_bytes (sm_80+; cg needs bytes 16):
+ * queued for this thread; the copy (src_bytes from src, the rest of `bytes` zero) happens only
+ * when a cp_async_wait retires its group (with CUDA_EMU_ASYNC=early: at once). */
+void cp_async(void *dst, const void *src, int bytes, int src_bytes, int cg);
+/* cp.async.commit_group: the thread's uncommitted copies become its newest group. */
+void cp_async_commit();
+/* cp.async.wait_group n: perform the thread's oldest groups until at most n remain pending
+ * (cp.async.wait_all is cp_async_commit() then cp_async_wait(0)). */
+void cp_async_wait(int n);
 
 /* The type-erased body of one launch; run once per emulated thread. */
 struct kernel_body {

@@ -4,6 +4,11 @@
  * must meet: __syncthreads (the block), and warp collectives (__shfl*_sync, __syncwarp,
  * mma.sync). A collective completes when every lane of its mask has arrived at it; the scheduler
  * then computes every lane's result at once, so a collective costs one switch per lane.
+ * ldmatrix is such a collective; cp.async is per thread: each thread queues its copies by
+ * commit group, and they land in shared memory only when its cp.async.wait_group retires the
+ * group (the latest a GPU may complete them), so a missing or too-weak wait reads stale shared
+ * memory (0xff, NaN, when fresh); with CUDA_EMU_ASYNC=early they land at issue instead (the
+ * earliest), so a copy into a buffer other warps still read, with no barrier between, corrupts it.
  *
  * It reports, and aborts on, what would be undefined or a hang on a GPU: lanes of one warp
  * waiting at different collectives, a collective whose mask names a lane that has exited, a
@@ -19,6 +24,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <deque>
 #include <vector>
 
 #include "emu_internal.h"
@@ -29,7 +35,14 @@ namespace emu {
 #define MAX_THREADS 1024
 
 enum { F_RUN, F_BLOCK, F_WARP, F_DONE };           // fiber states
-enum { W_SHFL = 1, W_SYNCWARP, W_MMA16_BF16, W_MMA16_F16, W_MMA8_F16 }; // warp collectives
+enum { W_SHFL = 1, W_SYNCWARP, W_MMA16_BF16, W_MMA16_F16, W_MMA8_F16, W_LDMATRIX }; // warp collectives
+
+/* One cp.async, queued until a cp.async.wait_group retires its group. */
+typedef struct {
+    unsigned char *dst;       // shared memory
+    const unsigned char *src; // global memory
+    int bytes, src_bytes;     // copy src_bytes, zero-fill up to bytes
+} async_copy_t;
 
  /* Context switch. On x86-64 a hand-written switch of the callee-saved registers (no system
  * call: glibc's swapcontext saves the signal mask with one, which made the emulator spend most
@@ -71,6 +84,11 @@ typedef struct {
     uint64_t bits;    // shuffle: value offered; after release, value received
     uint32_t a[4], b[2]; // mma fragments offered
     float *c;         // mma accumulators (the lane's own registers), updated at release
+    const unsigned char *ldm_row; // ldmatrix: this lane's row address
+    int ldm_num, ldm_trans;       // ldmatrix: matrices (1, 2, 4), .trans
+    uint32_t *ldm_d;              // ldmatrix: the lane's destination registers, filled at release
+    std::vector<async_copy_t> cp_open;             // cp.async issued, not yet committed
+    std::deque<std::vector<async_copy_t>> cp_groups; // committed groups, oldest first
     uint3 tid;
 } fiber_t;
 
@@ -89,6 +107,7 @@ static struct {
     const char *name;
     std::vector<unsigned char> smem;
     unsigned char *smem_aligned;
+    size_t smem_bytes; // usable bytes at smem_aligned (the launch's dynamic shared memory)
     int in_kernel;
 } S;
 
@@ -239,6 +258,83 @@ void mma_m16n8k8_f16(float c[4], const uint32_t a[2], uint32_t b) {
     warp_wait(W_MMA8_F16, 0xffffffffu);
 }
 
+/* 1 when [p, p + n) lies inside the block's dynamic shared memory. */
+static int in_smem(const void *p, size_t n) {
+    const unsigned char *b = S.smem_aligned, *q = (const unsigned char *)p;
+    return b && q >= b && q + n <= b + S.smem_bytes;
+}
+
+void ldmatrix(uint32_t *d, int num, int trans, const void *row) {
+    if (sm() < 75) fail("%s", "ldmatrix needs sm_75 or newer");
+    if (num != 1 && num != 2 && num != 4) fail("%s", "ldmatrix: .num must be .x1, .x2 or .x4");
+    const int lane = (int)((S.cur - &S.f[0]) & 31);
+    if (lane < 8 * num) { // the lanes whose row address the instruction uses
+        if ((uintptr_t)row & 15u) fail("%s", "ldmatrix: a row address is not 16-byte aligned");
+        if (!in_smem(row, 16)) fail("%s", "ldmatrix: a row address is outside the block's shared memory");
+    }
+    S.cur->ldm_row = (const unsigned char *)row;
+    S.cur->ldm_num = num;
+    S.cur->ldm_trans = trans;
+    S.cur->ldm_d = d;
+    warp_wait(W_LDMATRIX, 0xffffffffu);
+}
+
+/* Complete an ldmatrix over the 32 lanes at w. PTX ISA ("Warp-level matrix load instruction:
+ * ldmatrix"): lane 8*i + r gives the address of row r of 8x8 matrix i (eight 16-bit elements,
+ * 16 bytes); lane T receives in d[i] the elements (T/4, 2*(T%4)) and (T/4, 2*(T%4)+1) of matrix
+ * i, the lower column in the low half; with .trans those of the transpose, i.e. the elements
+ * (2*(T%4), T/4) and (2*(T%4)+1, T/4) of the matrix as stored. */
+static void ldmatrix_complete(fiber_t *w) {
+    const int num = w[0].ldm_num, trans = w[0].ldm_trans;
+    for (int l = 1; l < 32; l++)
+        if (w[l].ldm_num != num || w[l].ldm_trans != trans)
+            fail("%s", "lanes of one warp run ldmatrix with different .num or .trans");
+    uint16_t m[4][8][8];
+    for (int i = 0; i < num; i++)
+        for (int r = 0; r < 8; r++) memcpy(m[i][r], w[8 * i + r].ldm_row, 16);
+    for (int l = 0; l < 32; l++) {
+        const int g = l >> 2, c = 2 * (l & 3);
+        for (int i = 0; i < num; i++) {
+            const uint32_t lo = trans ? m[i][c][g] : m[i][g][c], hi = trans ? m[i][c + 1][g] : m[i][g][c + 1];
+            w[l].ldm_d[i] = lo | hi << 16;
+        }
+    }
+}
+
+/* Perform one cp.async: src_bytes from src, zeros up to bytes. */
+static void copy_now(const async_copy_t &c) {
+    memcpy(c.dst, c.src, (size_t)c.src_bytes);
+    memset(c.dst + c.src_bytes, 0, (size_t)(c.bytes - c.src_bytes));
+}
+
+void cp_async(void *dst, const void *src, int bytes, int src_bytes, int cg) {
+    if (sm() < 80) fail("%s", "cp.async needs sm_80 or newer");
+    if (bytes != 4 && bytes != 8 && bytes != 16) fail("%s", "cp.async: cp-size must be 4, 8 or 16");
+    if (cg && bytes != 16) fail("%s", "cp.async.cg: cp-size must be 16");
+    if (src_bytes < 0 || src_bytes > bytes) fail("%s", "cp.async: src-size outside [0, cp-size]");
+    if ((uintptr_t)dst % (unsigned)bytes || (uintptr_t)src % (unsigned)bytes)
+        fail("%s", "cp.async: an address is not aligned to cp-size");
+    if (!in_smem(dst, (size_t)bytes)) fail("%s", "cp.async: destination outside the block's shared memory");
+    if (in_smem(src, 1)) fail("%s", "cp.async: source in shared memory (it must be global)");
+    const async_copy_t c = {(unsigned char *)dst, (const unsigned char *)src, bytes, src_bytes};
+    if (device_cfg().async_early) copy_now(c); // the earliest a GPU may complete it
+    else S.cur->cp_open.push_back(c);          // the latest: at the wait_group that retires it
+}
+
+void cp_async_commit() {
+    S.cur->cp_groups.push_back(std::move(S.cur->cp_open));
+    S.cur->cp_open.clear();
+}
+
+void cp_async_wait(int n) {
+    if (sm() < 80) fail("%s", "cp.async.wait_group needs sm_80 or newer");
+    std::deque<std::vector<async_copy_t>> &q = S.cur->cp_groups;
+    while ((int)q.size() > n) {
+        for (const async_copy_t &c : q.front()) copy_now(c);
+        q.pop_front();
+    }
+}
+
 /* The 16-bit element `half` (0 low, 1 high) of register r as fp32. */
 static float elem(uint32_t r, int half, int is_bf16) {
     uint16_t v = (uint16_t)(half ? r >> 16 : r & 0xffffu);
@@ -310,6 +406,9 @@ static int release_warp(int w0) {
     if (op == W_MMA16_BF16 || op == W_MMA16_F16 || op == W_MMA8_F16) {
         if (nl != 32 || mask != 0xffffffffu) fail("%s", "mma.sync needs all 32 lanes of a full warp");
         mma_complete(w, op);
+    } else if (op == W_LDMATRIX) {
+        if (nl != 32 || mask != 0xffffffffu) fail("%s", "ldmatrix needs all 32 lanes of a full warp");
+        ldmatrix_complete(w);
     } else if (op == W_SHFL) {
         uint64_t got[32];
         for (int l = 0; l < nl; l++) {
@@ -376,6 +475,8 @@ static void run_block() {
         fiber_t *f = &S.f[i];
         ctx_start(f);
         f->state = F_RUN;
+        f->cp_open.clear(); // copies a previous block never waited for are dropped, as its smem is
+        f->cp_groups.clear();
         f->tid = make_uint3((unsigned)i % S.block.x, (unsigned)i / S.block.x % S.block.y,
                             (unsigned)i / (S.block.x * S.block.y));
     }
@@ -426,6 +527,7 @@ void run_kernel(dim3 grid, dim3 block, size_t smem, const char *name, kernel_bod
     fibers_reserve(S.n);
     S.smem.assign(smem ? smem + 16 : 0, 0);
     S.smem_aligned = smem ? (unsigned char *)(((uintptr_t)S.smem.data() + 15) & ~(uintptr_t)15) : NULL;
+    S.smem_bytes = smem;
     S.in_kernel = 1;
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)

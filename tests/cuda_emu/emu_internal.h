@@ -23,6 +23,7 @@ struct device_cfg_t {
     size_t mem_bytes;     // CUDA_EMU_MEM_MB: device memory (default 16384 MiB, a T4's)
     size_t smem_optin;    // opt-in shared memory per block for sm (T4 64 KiB, A100 163 KiB, H100 227 KiB)
     int poison;           // CUDA_EMU_POISON=0 disables filling fresh device/shared memory with 0xff (NaN)
+    int async_early;      // CUDA_EMU_ASYNC=early: cp.async copies land at issue (default late: at their wait)
     int order;            // CUDA_EMU_ORDER: ORDER_WARPS (default), ORDER_WARPS_REVERSE or ORDER_LOCKSTEP
     int dry;              // CUDA_EMU_DRY=1: allocate and account, but run no kernel, GEMM, copy or memset
 };

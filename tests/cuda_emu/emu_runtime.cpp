@@ -87,6 +87,13 @@ const device_cfg_t &device_cfg() {
             abort();
         }
         c.poison = c.dry ? 0 : (int)env_long("CUDA_EMU_POISON", 1);
+        const char *async = getenv("CUDA_EMU_ASYNC");
+        if (!async || !*async || !strcmp(async, "late")) c.async_early = 0;
+        else if (!strcmp(async, "early")) c.async_early = 1;
+        else {
+            fprintf(stderr, "cuda-emu: CUDA_EMU_ASYNC=%s: expected late or early\n", async);
+            abort();
+        }
         done = 1;
     }
     return c;

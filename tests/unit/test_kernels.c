@@ -7,6 +7,7 @@
  * CPU computes in fp32 on exactly the values the GPU sees: the comparison measures the kernels'
  * own rounding, not the inputs'. Also fp16 beyond its range (issue 9): saturating stores, the
  * upload's refusal of weights fp16 cannot hold, and a layer whose projections exceed 65504.
+ * Attention also at the tensor-core kernel's tile edges (test_attention_tile_edges).
  * Backends covered: fp32, bf16 (sm_80+), fp16, int8 weights, and
  * bf16/fp16 with the generic attention kernel forced (LM_ATTN_GENERIC=1).
  *
@@ -408,9 +409,12 @@ TEST(test_qkv_rope) {
 static const int attn_lens[4][9] = {{1, 2, 5, 16, 17, 33, 64, 100, 130}, {200}, {64, 64}, {3, 129, 65}};
 static const int attn_nb[4] = {9, 1, 2, 3};
 
-static void attention_case(gpu_t *gp, int hd, int nh, int nkv, float softcap, int window, int bi) {
+/* One attention run on gp over the sequences lens[0..nb) against the CPU reference; `label`
+ * names the batch in the report. */
+static void attention_run(gpu_t *gp, int hd, int nh, int nkv, float softcap, int window, const int *lens, int nb,
+                          const char *label) {
     backend_t *g = gp->b;
-    host_batch_t h = batch_make(attn_lens[bi], attn_nb[bi], 10);
+    host_batch_t h = batch_make(lens, nb, 10);
     int T = h.bt.T;
     size_t nq = (size_t)T * nh * hd, nk = (size_t)T * nkv * hd;
     /* With a softcap, larger logits (std ~8) so that tanh is far from linear. */
@@ -429,9 +433,9 @@ static void attention_case(gpu_t *gp, int hd, int nh, int nkv, float softcap, in
     g_cpu->ops->attention(g_cpu, co, cq, ck, cv, &cbt, &p);
     gpu_get(g, got, go, nq, ACT_WORK);
     char what[160];
-    snprintf(what, sizeof what, "attention %s%s hd=%d h=%d/%d cap=%g win=%d batch=%d", gp->name,
+    snprintf(what, sizeof what, "attention %s%s hd=%d h=%d/%d cap=%g win=%d %s", gp->name,
              attention_uses_mma(hd, (kdtype_t)g->compute, gp->attn_only) ? " mma" : " gen", hd, nh, nkv,
-             (double)softcap, window, bi);
+             (double)softcap, window, label);
     compare(what, got, co, nq, tol_for(g->compute, 1));
     g->ops->mem_free(g, gq), g->ops->mem_free(g, gk), g->ops->mem_free(g, gv), g->ops->mem_free(g, go);
     g_cpu->ops->mem_free(g_cpu, cq), g_cpu->ops->mem_free(g_cpu, ck), g_cpu->ops->mem_free(g_cpu, cv);
@@ -439,6 +443,12 @@ static void attention_case(gpu_t *gp, int hd, int nh, int nkv, float softcap, in
     batch_free_dev(g, &gbt);
     batch_free_dev(g_cpu, &cbt);
     free(h.mem), free(q), free(k), free(v), free(got);
+}
+
+static void attention_case(gpu_t *gp, int hd, int nh, int nkv, float softcap, int window, int bi) {
+    char label[32];
+    snprintf(label, sizeof label, "batch=%d", bi);
+    attention_run(gp, hd, nh, nkv, softcap, window, attn_lens[bi], attn_nb[bi], label);
 }
 
 TEST(test_attention) {
@@ -452,6 +462,30 @@ TEST(test_attention) {
                 for (int c = 0; c < 2; c++)
                     for (int w = 0; w < 3; w++)
                         attention_case(&g_gpus[gi], hds[a], heads[hh][0], heads[hh][1], caps[c], windows[w], n++ % 4);
+    }
+}
+
+/* The tensor-core kernel's tile edges: lengths around its 16-row m-tiles, 32-row warps (two
+ * m-tiles), 64/128-row blocks and 16/32/64-key tiles, so that each warp, m-tile and key tile
+ * meets a sequence end mid-way; windows whose edge falls mid-tile (17, 40) and one of a single
+ * key; and many short sequences in one pack. Run on the kernel every head dim uses, on every
+ * emulated card (sm_75: head_dim 256 with 16-key tiles, head_dim 64 with 32-key tiles). */
+TEST(test_attention_tile_edges) {
+    static const int edges[] = {15, 16, 17, 31, 32, 33, 48, 63, 95, 127, 128, 129, 161};
+    int many[40];
+    for (int i = 0; i < 40; i++) many[i] = (i * 7) % 23 + 1;
+    const int hds[] = {64, 128, 256}, windows[] = {0, 17, 40, 1};
+    int n = 0;
+    for (int gi = 0; gi < N_GPUS; gi++) {
+        gpu_t *gp = &g_gpus[gi];
+        if (!gp->b || gp->attn_only || strstr(gp->name, "int8") || gp->b->compute == DT_F32) continue;
+        for (int a = 0; a < 3; a++) {
+            if (!attention_uses_mma(hds[a], (kdtype_t)gp->b->compute, 0)) continue;
+            for (int w = 0; w < 4; w++, n++)
+                attention_run(gp, hds[a], 4, 2, n % 2 ? 50.0f : 0.0f, windows[w], edges, 13, "edges");
+            attention_run(gp, hds[a], 4, 1, 0.0f, 0, many, 40, "many=40");
+            attention_run(gp, hds[a], 4, 1, 50.0f, 5, many, 40, "many=40");
+        }
     }
 }
 
@@ -971,8 +1005,10 @@ static int teardown(void) {
 
 /* tools/gpu-check.sh runs test_attention alone under compute-sanitizer: test_kernels test_attention. */
 TEST_MAIN_WITH(setup, teardown,
-               test_embed, test_convert, test_rmsnorm, test_matmul, test_qkv_rope, test_attention, test_attention_uses_tensor_cores,
-               test_gated_act, test_residual_norm, test_matmul_residual, test_weight_concat, test_pool_score, test_batch_upload, test_int8_upload_matches_quant,
+               test_embed, test_convert, test_rmsnorm, test_matmul, test_qkv_rope, test_attention,
+               test_attention_tile_edges, test_attention_uses_tensor_cores, test_gated_act, test_residual_norm,
+               test_matmul_residual, test_weight_concat, test_pool_score, test_batch_upload,
+               test_int8_upload_matches_quant,
                test_oom_reported, test_int8_nonfinite_rejected, test_fp16_saturates,
                test_fp16_weight_beyond_range_rejected, test_fp16_projections_beyond_range)
 
