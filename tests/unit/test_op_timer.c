@@ -203,4 +203,5 @@ TEST(value_returning_ops_pass_their_result) {
     EXPECT(f.destroyed == 1);
 }
 
-TEST_MAIN(totals_per_class_from_marks, value_returning_ops_pass_their_result, sync_every_op_names_the_failing_op, timing_needs_marks_unless_synced)
+TEST_MAIN(totals_per_class_from_marks, value_returning_ops_pass_their_result, sync_every_op_names_the_failing_op,
+          timing_needs_marks_unless_synced)

@@ -58,7 +58,7 @@ int cpu_blas_max_threads(void);
 /* The threads b hands OpenBLAS: min(b->threads, cpu_blas_max_threads()); 0 without OpenBLAS. */
 int cpu_blas_threads(const backend_t *b);
 
-/* Largest head_dim the rope op supports (its per-row cos/sin table lives on the stack); the op
+/* Largest head_dim the qkv_rope op supports (its per-row cos/sin table lives on the stack); the op
  * table's max_head_dim, which model_load checks. */
 #define CPU_ROPE_MAX_HEAD_DIM 1024
 

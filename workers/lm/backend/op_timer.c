@@ -9,7 +9,7 @@
  *
  * Adding an op: one entry in OP_TIMER_OPS below (its name, parameters and arguments as in
  * backend_ops_t, and its FLOPs and bytes as expressions of the parameters, 0 when not counted),
- * or in OP_TIMER_RET_OPS for an op that returns a value. Load-time ops (weight_concat, the
+ * as XR for an op that returns a value. Load-time ops (weight_concat, the
  * uploads) are not timed.
  * The wrapper, the class name and the installation all come from that entry; a backend that
  * leaves the op NULL keeps it NULL.
@@ -57,9 +57,12 @@ static double gemm_bytes(const backend_t *b, const bweight_t *w, int T, double o
 
 /* The timed ops: X(name, (parameters), (arguments), flops, bytes), one entry per backend_ops_t op,
  * parameters as in backend_ops_t (the backend named b), flops and bytes as expressions of them.
+ * An op that returns a value is XR(name, return type, the value a skipped call returns,
+ * (parameters), (arguments), flops, bytes), whose bytes may use the result, r_: matmul_residual
+ * returns NULL when it added its product into x itself (reading x as well), else y.
  * Bytes are the least each op must move: every input read once, every output written once (the
  * "bytes each op moves" table of docs/architecture.md). To time a new op, add its entry here. */
-#define OP_TIMER_OPS(X)                                                                                               \
+#define OP_TIMER_OPS(X, XR)                                                                                           \
     X(embed, (backend_t *b, float *x, const bweight_t *emb, const bbatch_t *bt, int dim, float scale),                \
       (b, x, emb, bt, dim, scale), 0.0, (double)bt->T * dim * ((double)dtype_size(emb->dtype) + 4.0))                 \
     X(rmsnorm, (backend_t *b, void *out, const float *x, const float *w, int T, int dim, float eps, float offset),    \
@@ -68,14 +71,19 @@ static double gemm_bytes(const backend_t *b, const bweight_t *w, int T, double o
       2.0 * T * w->rows * w->cols, gemm_bytes(b, w, T, ES(b)))                                                        \
     X(matmul_f32, (backend_t *b, float *out, const void *in, const bweight_t *w, int T), (b, out, in, w, T),          \
       2.0 * T * w->rows * w->cols, gemm_bytes(b, w, T, 4.0))                                                          \
-    X(qkv_rope, (backend_t *b, void *q, void *k, void *v, const void *qkv, const bbatch_t *bt, int nh, int nkv,      \
+    XR(matmul_residual, float *, y,                                                                                   \
+       (backend_t *b, float *x, float *y, const void *in, const bweight_t *w, const float *post_w, int T),            \
+       (b, x, y, in, w, post_w, T), 2.0 * T * w->rows * w->cols,                                                      \
+       gemm_bytes(b, w, T, 4.0) + (r_ ? 0.0 : 4.0 * T * w->rows))                                                     \
+    X(qkv_rope, (backend_t *b, void *q, void *k, void *v, const void *qkv, const bbatch_t *bt, int nh, int nkv,       \
                  int hd, const float *inv_freq),                                                                      \
       (b, q, k, v, qkv, bt, nh, nkv, hd, inv_freq), 0.0, 2.0 * bt->T * (nh + 2 * nkv) * hd * ES(b))                   \
     X(attention, (backend_t *b, void *out, const void *q, const void *k, const void *v, const bbatch_t *bt,           \
                   const attn_params_t *p),                                                                            \
       (b, out, q, k, v, bt, p), 4.0 * p->n_heads * p->head_dim * attn_pairs(bt, p->window),                           \
       (double)bt->T * (2 * p->n_heads + 2 * p->n_kv_heads) * p->head_dim * ES(b))                                     \
-    X(gated_act, (backend_t *b, void *out, const void *gu, int T, int hidden, act_t act), (b, out, gu, T, hidden, act), \
+    X(gated_act, (backend_t *b, void *out, const void *gu, int T, int hidden, act_t act),                             \
+      (b, out, gu, T, hidden, act),                                                                                   \
       0.0, 3.0 * T * hidden * ES(b))                                                                                  \
     X(residual_norm, (backend_t *b, float *x, void *xn, const float *y, const float *post_w, const float *next_w,     \
                       int T, int dim, float eps, float offset),                                                       \
@@ -86,19 +94,10 @@ static double gemm_bytes(const backend_t *b, const bweight_t *w, int T, double o
       (b, logits_host, x, norm_w, eps, offset, score, bt, dim), 2.0 * bt->B * score->rows * score->cols,              \
       (double)bt->B * dim * 4.0 + w_bytes(score) + 4.0 * bt->B * score->rows)
 
-/* The same for ops that return a value: XR(name, return type, the value a skipped call returns,
- * (parameters), (arguments), flops, bytes); the bytes may use the op's result, r_. matmul_residual
- * returns NULL when it added its product into x itself (reading x as well), else y. */
-#define OP_TIMER_RET_OPS(XR)                                                                                          \
-    XR(matmul_residual, float *, y,                                                                                   \
-       (backend_t *b, float *x, float *y, const void *in, const bweight_t *w, const float *post_w, int T),            \
-       (b, x, y, in, w, post_w, T), 2.0 * T * w->rows * w->cols,                                                      \
-       gemm_bytes(b, w, T, 4.0) + (r_ ? 0.0 : 4.0 * T * w->rows))
-
 #define X_ENUM(name, ...) OPC_##name,
-enum { OP_TIMER_OPS(X_ENUM) OP_TIMER_RET_OPS(X_ENUM) OPC_N };
+enum { OP_TIMER_OPS(X_ENUM, X_ENUM) OPC_N };
 #define X_NAME(name, ...) #name,
-static const char *const opc_names[OPC_N] = {OP_TIMER_OPS(X_NAME) OP_TIMER_RET_OPS(X_NAME)};
+static const char *const opc_names[OPC_N] = {OP_TIMER_OPS(X_NAME, X_NAME)};
 
 /* ---------------------------------------------------------------------------------------------
  * State
@@ -193,7 +192,6 @@ static void op_end(op_timer_t *t, backend_t *b, int i, int cls, double flops, do
         t_->base->name args;                                                        \
         op_end(t_, b, i_, OPC_##name, (flops), (bytes));                            \
     }
-OP_TIMER_OPS(X_WRAP)
 #define XR_WRAP(name, ret, skipped, params, args, flops, bytes)                     \
     static ret timed_##name params {                                                \
         op_timer_t *t_ = timer_of(b);                                               \
@@ -203,7 +201,7 @@ OP_TIMER_OPS(X_WRAP)
         op_end(t_, b, i_, OPC_##name, (flops), (bytes));                            \
         return r_;                                                                  \
     }
-OP_TIMER_RET_OPS(XR_WRAP)
+OP_TIMER_OPS(X_WRAP, XR_WRAP)
 
 /* Fold the calls since the last sync into the totals (after a successful sync) and forget them. */
 static void timer_collect(op_timer_t *t, backend_t *b, int ok) {
@@ -280,8 +278,7 @@ int op_timer_wrap(backend_t *b, int flags, err_t *err) {
     t->ops = *base;
 #define X_INSTALL(name, ...) \
     if (base->name) t->ops.name = timed_##name;
-    OP_TIMER_OPS(X_INSTALL)
-    OP_TIMER_RET_OPS(X_INSTALL)
+    OP_TIMER_OPS(X_INSTALL, X_INSTALL)
     t->ops.sync = timed_sync;
     t->ops.destroy = timed_destroy;
     t->next = g_timers;

@@ -390,8 +390,11 @@ int cmd_bench(int argc, char **argv) {
         return err.code ? err.code : EXIT_DATAERR;
     }
     double load_s = clock_mono_s() - t0;
-    fprintf(stderr, "lm-worker bench: loaded %s in %.1f s (weights uploaded at %.2f GB/s)\n", o.model, load_s,
-            be->upload_seconds > 0 ? be->upload_bytes / be->upload_seconds / 1e9 : 0.0);
+    if (be->upload_seconds > 0) // only the CUDA backend measures its uploads
+        fprintf(stderr, "lm-worker bench: loaded %s in %.1f s (weights uploaded at %.2f GB/s)\n", o.model, load_s,
+                be->upload_bytes / be->upload_seconds / 1e9);
+    else
+        fprintf(stderr, "lm-worker bench: loaded %s in %.1f s\n", o.model, load_s);
     int rc = EXIT_OK;
     if (o.golden) rc = bench_golden(m, be, &o);
     for (int i = 0; !o.golden && i < o.n_shapes && rc == EXIT_OK; i++)

@@ -7,7 +7,7 @@
  *   llama3:  wavelen = 2*pi / inv_freq (torch computes reciprocal(inv_freq) * 2*pi);
  *            low-frequency bands (wavelen > old_len / low) are divided by factor, the medium band
  *            is blended with smooth = (old_len / wavelen - low) / (high - low).
- * The cos/sin of pos * inv_freq are taken in the backend's rope op, also in fp32.
+ * The cos/sin of pos * inv_freq are taken in the backend's qkv_rope op, also in fp32.
  */
 #include <math.h>
 
