@@ -9,6 +9,10 @@
  *            into one varlen batch and then one at a time, compared with the reference logits
  *            (|got - ref| <= logit_tol * (1 + |ref|)) and probabilities (|got - ref| <= prob_tol).
  *            Prints each mismatch and exits 1 when there is one.
+ *   trace:   --ids FILE --trace OUT: instead of timing, the --ids sequences as one packed batch
+ *            through model_forward_trace; OUT gets each sequence's pooled hidden state after the
+ *            embedding, after every layer and after the final norm, as one JSON object (gpu-check
+ *            compares an fp32 and a bf16 run layer by layer).
  *
  * Timing excludes tokenisation and CSV work on purpose: it measures the model. It deliberately
  * has no statistics beyond the mean of the timed iterations (gpu-check runs it once per shape).
@@ -20,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic_file.h"
 #include "clock_util.h"
 #include "cmds.h"
 #include "device.h"
@@ -33,6 +38,7 @@
 
 typedef struct {
     const char *model, *adapter, *device, *dtype, *quant, *golden, *ids; // the options of the same names (NULL: unset)
+    const char *trace;           // --trace OUT: write the --ids sequences' per-layer hidden states, no timing
     const char *round_weights;   // --round-weights bf16|fp16|int8 (CPU only), or NULL
     int int8, threads, iters, warmup;                             // --quant int8 (0/1), --threads, --iters, --warmup
     int ops;                                                      // --ops: per-op table after each shape
@@ -54,6 +60,8 @@ static void bench_usage(FILE *f) {
             "                     table and a {\"mode\": \"ops\"} JSON line after each shape's line\n"
             "  --ids FILE         after timing, run the {\"input_ids\": [...]} lines of FILE as one packed batch and\n"
             "                     print their logits as one JSON line (tools/gpu-check.sh compares them)\n"
+            "  --trace OUT        with --ids, instead of timing: write each sequence's pooled hidden state after the\n"
+            "                     embedding, every layer and the final norm to OUT (JSON; n_layers + 2 rows each)\n"
             "  --golden FILE      check against a golden.json instead of timing\n"
             "  --logit-tol X      golden: |got-ref| <= X*(1+|ref|) (default: 1e-4 in fp32, off otherwise)\n"
             "  --prob-tol X       golden: |got-ref| <= X on probabilities (default: fp32 1e-4, bf16/fp16 5e-3,\n"
@@ -103,6 +111,7 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
         {"iters", OPT_INT, .dst = &o->iters, .lo = 1, .hi = 1 << 24},
         {"warmup", OPT_INT, .dst = &o->warmup, .lo = 0, .hi = 1 << 24},
         {"ids", OPT_STR, .dst = &o->ids},
+        {"trace", OPT_STR, .dst = &o->trace},
         {"ops", OPT_FLAG, .dst = &o->ops},
         {"golden", OPT_STR, .dst = &o->golden},
         {"logit-tol", OPT_NUM, .dst = &o->logit_tol, .lo = 0},
@@ -113,6 +122,12 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
     o->int8 = !strcmp(o->quant, "int8");
     if (rc == -1 && o->ops && o->golden) {
         fprintf(stderr, "lm-worker bench: --ops times the --shapes forwards; it does not go with --golden\n");
+        bench_usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (rc == -1 && o->trace && (!o->ids || o->golden || o->ops)) {
+        fprintf(stderr, "lm-worker bench: --trace needs --ids (the sequences to trace) and goes with neither "
+                        "--golden nor --ops\n");
         bench_usage(stderr);
         return EXIT_USAGE;
     }
@@ -219,27 +234,27 @@ static int bench_time(model_t *m, backend_t *be, const bench_opts_t *o, int B, i
     return rc;
 }
 
-/* --ids: every line of the file as one packed batch; prints {"mode": "logits", ...}. */
-static int bench_ids(model_t *m, backend_t *be, const bench_opts_t *o) {
-    const model_config_t *c = model_get_config(m);
-    err_t err = {0};
+/* Read the {"input_ids": [...]} lines of o->ids into *ids (B arrays, each xmalloc'd) and *lens.
+ * Returns the count B, or -1 after printing why (the file and line); *ids and *lens are then
+ * freed. The ids are not checked against the vocabulary (model_forward does that). */
+static int ids_read(const bench_opts_t *o, int32_t ***ids_out, int **lens_out) {
     FILE *f = fopen(o->ids, "r");
     if (!f) {
         fprintf(stderr, "lm-worker bench: %s: %s\n", o->ids, strerror(errno));
-        return EXIT_IOERR;
+        return -1;
     }
-    int B = 0, rc = EXIT_OK;
+    int B = 0, bad = 0;
     int32_t **ids = NULL;
     int *lens = NULL;
     char *line = NULL;
     size_t cap = 0;
-    while (getline(&line, &cap, f) >= 0 && rc == EXIT_OK) {
+    while (!bad && getline(&line, &cap, f) >= 0) {
         json_error_t je;
         json_t *j = json_loads(line, 0, &je);
         const json_t *a = json_object_get(j, "input_ids");
         if (!json_is_array(a) || !json_array_size(a)) {
             fprintf(stderr, "lm-worker bench: %s: line %d: expected {\"input_ids\": [...]}\n", o->ids, B + 1);
-            rc = EXIT_DATAERR;
+            bad = 1;
         } else {
             ids = xrealloc(ids, (size_t)(B + 1) * sizeof *ids);
             lens = xrealloc(lens, (size_t)(B + 1) * sizeof *lens);
@@ -252,8 +267,25 @@ static int bench_ids(model_t *m, backend_t *be, const bench_opts_t *o) {
     }
     free(line);
     fclose(f);
+    if (bad) {
+        for (int b = 0; b < B; b++) free(ids[b]);
+        free(ids), free(lens);
+        return -1;
+    }
+    *ids_out = ids, *lens_out = lens;
+    return B;
+}
+
+/* --ids: every line of the file as one packed batch; prints {"mode": "logits", ...}. */
+static int bench_ids(model_t *m, backend_t *be, const bench_opts_t *o) {
+    const model_config_t *c = model_get_config(m);
+    err_t err = {0};
+    int32_t **ids = NULL;
+    int *lens = NULL, rc = EXIT_OK;
+    int B = ids_read(o, &ids, &lens);
+    if (B < 0) return EXIT_DATAERR;
     float *logits = xmalloc((size_t)(B ? B : 1) * c->n_labels * sizeof(float));
-    if (rc == EXIT_OK && B > 0 && model_forward(m, (const int32_t *const *)ids, lens, B, logits, &err)) {
+    if (B > 0 && model_forward(m, (const int32_t *const *)ids, lens, B, logits, &err)) {
         fprintf(stderr, "lm-worker bench: --ids forward: %s\n", err.msg);
         rc = err.code ? err.code : EXIT_SOFTWARE;
     }
@@ -270,6 +302,60 @@ static int bench_ids(model_t *m, backend_t *be, const bench_opts_t *o) {
     }
     for (int b = 0; b < B; b++) free(ids[b]);
     free(ids), free(lens), free(logits);
+    return rc;
+}
+
+/* --trace: the --ids sequences as one packed batch through model_forward_trace, written to
+ * o->trace (atomically) as {"model", "device", "dtype", "int8", "n_layers", "dim", "lens",
+ * "hidden": [sequence][row][dim]}, rows as model_forward_trace documents them (n_layers + 2).
+ * About 12 bytes of text per value: 4 sequences of an 8B model's 32 layers are ~7 MB. */
+static int bench_trace(model_t *m, backend_t *be, const bench_opts_t *o) {
+    const model_config_t *c = model_get_config(m);
+    err_t err = {0};
+    int32_t **ids = NULL;
+    int *lens = NULL, rc = EXIT_OK;
+    int B = ids_read(o, &ids, &lens);
+    if (B <= 0) {
+        if (B == 0) fprintf(stderr, "lm-worker bench: %s: no sequences to trace\n", o->ids);
+        return EXIT_DATAERR;
+    }
+    size_t rows = (size_t)c->n_layers + 2;
+    float *logits = xmalloc((size_t)B * c->n_labels * sizeof(float));
+    float *trace = xmalloc((size_t)B * rows * c->dim * sizeof(float));
+    atomic_file_t af = {0};
+    if (model_forward_trace(m, (const int32_t *const *)ids, lens, B, logits, trace, &err)) {
+        fprintf(stderr, "lm-worker bench: --trace forward: %s\n", err.msg);
+        rc = err.code ? err.code : EXIT_SOFTWARE;
+    } else if (atomic_file_open(&af, o->trace, &err)) {
+        fprintf(stderr, "lm-worker bench: --trace: %s\n", err.msg);
+        rc = EXIT_IOERR;
+    } else {
+        FILE *f = af.f;
+        fprintf(f, "{\"model\":\"%s\",\"device\":\"%s\",\"dtype\":\"%s\",\"int8\":%d,\"n_layers\":%d,\"dim\":%d,\"lens\":[",
+                o->model, be->ops->name, dtype_name(be->compute), o->int8, c->n_layers, c->dim);
+        for (int b = 0; b < B; b++) fprintf(f, b ? ",%d" : "%d", lens[b]);
+        fprintf(f, "],\"hidden\":[");
+        for (int b = 0; b < B; b++) {
+            fprintf(f, b ? ",[" : "[");
+            for (size_t r = 0; r < rows; r++) {
+                const float *h = trace + ((size_t)b * rows + r) * c->dim;
+                fprintf(f, r ? ",[" : "[");
+                for (int i = 0; i < c->dim; i++) fprintf(f, i ? ",%.7g" : "%.7g", (double)h[i]);
+                fprintf(f, "]");
+            }
+            fprintf(f, "]");
+        }
+        fprintf(f, "]}\n");
+        if (atomic_file_commit(&af, &err)) {
+            fprintf(stderr, "lm-worker bench: --trace: %s\n", err.msg);
+            rc = EXIT_IOERR;
+        } else {
+            printf("trace %s: %d sequences x %zu rows (embedding, %d layers, final norm) x %d, %s on %s\n", o->trace, B,
+                   rows, c->n_layers, c->dim, dtype_name(be->compute), be->ops->name);
+        }
+    }
+    for (int b = 0; b < B; b++) free(ids[b]);
+    free(ids), free(lens), free(logits), free(trace);
     return rc;
 }
 
@@ -396,10 +482,13 @@ int cmd_bench(int argc, char **argv) {
     else
         fprintf(stderr, "lm-worker bench: loaded %s in %.1f s\n", o.model, load_s);
     int rc = EXIT_OK;
-    if (o.golden) rc = bench_golden(m, be, &o);
-    for (int i = 0; !o.golden && i < o.n_shapes && rc == EXIT_OK; i++)
+    if (o.golden)
+        rc = bench_golden(m, be, &o);
+    else if (o.trace)
+        rc = bench_trace(m, be, &o);
+    for (int i = 0; !o.golden && !o.trace && i < o.n_shapes && rc == EXIT_OK; i++)
         rc = bench_time(m, be, &o, o.batch[i], o.len[i], load_s);
-    if (!o.golden && o.ids && rc == EXIT_OK) rc = bench_ids(m, be, &o);
+    if (!o.golden && !o.trace && o.ids && rc == EXIT_OK) rc = bench_ids(m, be, &o);
     model_free(m);
     be->ops->destroy(be);
     return rc;
