@@ -19,7 +19,11 @@ With --ids FILE, the logits of each line of FILE (run alone) are printed too, as
   {"mode": "hf_logits", "attn": "eager", "logits": [[...], ...]}
 so that gpu-check.sh can compare them with `lm-worker bench --ids FILE`.
 
-usage: bench_hf.py --model DIR [--attn sdpa,eager] [--shapes 8x1024,4x2048] [--iters 5]
+--model takes a comma-separated list: each checkpoint is loaded and timed in turn in the same
+process (gpu-check times a deep and a shallow copy of each model to split per-layer from
+non-layer time); --ids runs on the first one only.
+
+usage: bench_hf.py --model DIR[,DIR2] [--attn sdpa,eager] [--shapes 8x1024,4x2048] [--iters 5]
                    [--ids FILE --ids-attn eager]
        bench_hf.py --gemm [--n 8192]
 """
@@ -86,13 +90,13 @@ def run_ids(torch, model, path, attn, path_model):
     print(json.dumps({"mode": "hf_logits", "model": path_model, "attn": attn, "logits": rows}), flush=True)
 
 
-def bench_model(torch, args):
+def bench_model(torch, args, path, first):
     model = None
     for attn in args.attn.split(","):
         if model is None:
-            model, load_s = load_model(torch, args.model, attn)
+            model, load_s = load_model(torch, path, attn)
         else:
-            model, load_s = switch_attn(torch, model, args.model, attn)
+            model, load_s = switch_attn(torch, model, path, attn)
         cfg = model.config
         pad = cfg.pad_token_id if cfg.pad_token_id is not None else -1
         gen = torch.Generator(device="cuda").manual_seed(1)
@@ -111,17 +115,19 @@ def bench_model(torch, args):
                 torch.cuda.synchronize()
             dt = (time.perf_counter() - t0) / args.iters
             finite = bool(torch.isfinite(out.logits).all().item())
-            print(json.dumps({"mode": "hf", "model": args.model, "attn": attn, "batch": B, "len": L,
+            print(json.dumps({"mode": "hf", "model": path, "attn": attn, "batch": B, "len": L,
                               "iters": args.iters, "load_s": load_s, "ms_per_batch": dt * 1e3,
                               "tokens_per_s": B * L / dt, "peak_bytes": torch.cuda.max_memory_allocated(),
                               "logits_finite": finite}), flush=True)
-        if args.ids and attn == args.ids_attn:
-            run_ids(torch, model, args.ids, attn, args.model)
+        if args.ids and first and attn == args.ids_attn:
+            run_ids(torch, model, args.ids, attn, path)
+    del model
+    torch.cuda.empty_cache()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", help="checkpoint directory")
+    ap.add_argument("--model", help="checkpoint directory, or several separated by commas")
     ap.add_argument("--attn", default="sdpa", help="comma-separated attn_implementation values (sdpa, eager)")
     ap.add_argument("--shapes", default="8x1024,4x2048", help="BxL,... batch shapes")
     ap.add_argument("--iters", type=int, default=5)
@@ -140,7 +146,8 @@ def main():
     if args.gemm:
         bench_gemm(torch, args.n)
     else:
-        bench_model(torch, args)
+        for i, path in enumerate(args.model.split(",")):
+            bench_model(torch, args, path, i == 0)
     return 0
 
 
