@@ -123,9 +123,10 @@ if [[ "${1:-}" == "prebuild" ]]; then
         export PATH=/usr/local/cuda/bin:$PATH
     fi
     echo "prebuild: sm_$ARCH, targets: $TGTS; CMake tree $TREE"
+    mkdir -p "$TREE" || exit 1
     cmake -S "$ROOT" -B "$TREE" -DCMAKE_BUILD_TYPE=Release -DORCH_CUDA=ON -DORCH_WERROR=ON -DORCH_OPENBLAS=OFF \
-        -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >"$TREE.configure.log" 2>&1 ||
-        { tail -n 20 "$TREE.configure.log"; echo "prebuild: configure failed (log: $TREE.configure.log)"; exit 1; }
+        -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >"$TREE/configure.log" 2>&1 ||
+        { tail -n 20 "$TREE/configure.log"; echo "prebuild: configure failed (log: $TREE/configure.log)"; exit 1; }
     # shellcheck disable=SC2086
     cmake --build "$TREE" -j"${PREBUILD_JOBS:-2}" --target $TGTS || { echo "prebuild: build failed"; exit 1; }
     rm -rf "$DEST" && mkdir -p "$DEST/lib" "$DEST/tests" || exit 1
