@@ -184,6 +184,8 @@ done
 WORK=${GPU_CHECK_WORK:-/tmp/gpu-check-work}
 BUDGET=${GPU_CHECK_BUDGET:-540}
 LAYERS=${GPU_CHECK_LAYERS:-4}
+[[ "$LAYERS" =~ ^[0-9]+$ && "$BUDGET" =~ ^[0-9]+$ ]] ||
+    { echo "gpu-check.sh: GPU_CHECK_LAYERS and GPU_CHECK_BUDGET must be whole numbers" >&2; exit 64; }
 LOGS=$WORK/logs
 RESULTS=$OUTDIR/results.jsonl
 REPORT=(python3 "$ROOT/tools/gpu_check_report.py")
@@ -508,7 +510,13 @@ done
 # f. The remaining goldens and test_quant
 # ---------------------------------------------------------------------------------------------
 if ((BUILT >= 1)); then
-    if have 20; then run test_quant 60 "$B/tests/test_quant"; else skip test_quant; fi
+    if [[ ! -x "$B/tests/test_quant" ]]; then
+        SKIPS+=("test_quant (not built)")
+    elif have 20; then
+        run test_quant 60 "$B/tests/test_quant"
+    else
+        skip test_quant
+    fi
 fi
 if ((BUILT >= 2)); then
     DTYPES="fp32 fp16"

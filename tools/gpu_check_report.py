@@ -134,13 +134,16 @@ def cmd_fidelity(results, arch, fp32_path, bf16_path):
             worst = max(worst, num / den) if math.isfinite(num) else float("inf")
         rel.append(worst)
     layers = rel[1:-1]
-    j = {"mode": "fidelity", "model": arch, "n_layers": a["n_layers"], "seq_lens": a["lens"],
+    j = {"mode": "fidelity", "model": arch, "dtype": b["dtype"], "ref_dtype": a["dtype"], "n_layers": a["n_layers"],
+         "seq_lens": a["lens"],
          "rel_embedding": rel[0], "rel_layers": layers, "rel_final_norm": rel[-1],
          "max_rel_layers": max(layers), "mean_rel_layers": sum(layers) / len(layers)}
     with open(results, "a") as f:
         f.write(json.dumps(j) + "\n")
-    print(f"RESULT {arch} fidelity bf16 vs fp32 (CUDA, {a['n_layers']} layers, {len(a['lens'])} sequences of "
-          f"{','.join(map(str, a['lens']))} tokens; ||bf16-fp32||/||fp32|| of the pooled hidden state, worst sequence): "
+    lo = b["dtype"] + ("+int8" if b.get("int8") else "")
+    print(f"RESULT {arch} fidelity {lo} vs {a['dtype']} ({b['device']}, {a['n_layers']} layers, {len(a['lens'])} sequences "
+          f"of {','.join(map(str, a['lens']))} tokens; ||{lo}-{a['dtype']}||/||{a['dtype']}|| of the pooled hidden state, "
+          f"worst sequence): "
           f"layers max {j['max_rel_layers']:.2e} mean {j['mean_rel_layers']:.2e}; embedding {rel[0]:.2e}, "
           f"final norm {rel[-1]:.2e} (measured)")
     print("  per layer: " + " ".join(f"{x:.1e}" for x in layers))
@@ -201,7 +204,7 @@ def cmd_table(rows):
             print(f"{name_of(r['model'])}: load {r['load_s']:.1f} s, weight upload {r['upload_gbps']:.1f} GB/s (measured)")
     for r in rows:
         if r.get("mode") == "fidelity":
-            print(f"{r['model']}: bf16 vs fp32 hidden states, relative error per layer max {r['max_rel_layers']:.2e}, "
+            print(f"{r['model']}: {r['dtype']} vs {r['ref_dtype']} hidden states, relative error per layer max {r['max_rel_layers']:.2e}, "
                   f"mean {r['mean_rel_layers']:.2e} over {r['n_layers']} layers (measured)")
 
 
