@@ -42,7 +42,8 @@
 # and summary.txt go to --out DIR; build (when not prebuilt) and checkpoints to $GPU_CHECK_WORK
 # (/tmp/gpu-check-work).
 #
-# Usage: tools/gpu-check.sh [--out DIR] [--build-dir DIR]     on the GPU machine (600 s limit)
+# Usage: tools/gpu-check.sh [--out DIR] [--build-dir DIR]     on the GPU machine (<= 600 s limit;
+#                                        in a 15-minute session: GPU_CHECK_BUDGET=420, limit 480)
 #        tools/gpu-check.sh prebuild [--arch 90] [--build-dir DIR] [--targets "T..."]
 #                                        beforehand, where nvcc is: a carriable build (below)
 #        tools/gpu-check.sh fetch-deps   beforehand, where apt works (build dependencies)
