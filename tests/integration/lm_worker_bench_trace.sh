@@ -6,7 +6,9 @@
 #   - every value is finite, and no two rows of a sequence are equal (each layer changed it);
 #   - a sequence traced alone gives the same rows as in the packed batch (within 1e-4 relative):
 #     the rows belong to the right sequence;
-#   - --trace without --ids is refused with a message naming --trace (exit 64, no file written).
+#   - --trace without --ids is refused with a message naming --trace (exit 64, no file written);
+#   - an --ids line without a non-empty "input_ids" array, after a blank line, is refused naming
+#     the file and its line number (exit 65, no file written).
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../helpers/itest_checks.sh"
 W="$ORCH_BINARY_DIR/lm-worker"
@@ -51,5 +53,13 @@ if [ "$rc" -eq 64 ] && grep -q -- "--trace needs --ids" "$TMP/no-ids.log" && [ !
     echo "ok   --trace without --ids refused (exit 64)"
 else
     fail "--trace without --ids: exit $rc"; cat "$TMP/no-ids.log"
+fi
+printf '{"input_ids":[5,6]}\n\n{"input_ids":[]}\n' >"$TMP/bad.jsonl"
+"$W" bench --model "$M" --device cpu --ids "$TMP/bad.jsonl" --trace "$TMP/bad.json" >"$TMP/bad.log" 2>&1
+rc=$?
+if [ "$rc" -eq 65 ] && grep -qF "$TMP/bad.jsonl:3: expected {\"input_ids\"" "$TMP/bad.log" && [ ! -e "$TMP/bad.json" ]; then
+    echo "ok   a bad --ids line is refused naming file and line (exit 65)"
+else
+    fail "bad --ids line: exit $rc"; cat "$TMP/bad.log"
 fi
 itest_finish

@@ -30,6 +30,7 @@
 #include "device.h"
 #include "exit_codes.h"
 #include "json_util.h"
+#include "jsonl.h"
 #include "model/model.h"
 #include "opts.h"
 #include "probs.h"
@@ -234,46 +235,54 @@ static int bench_time(model_t *m, backend_t *be, const bench_opts_t *o, int B, i
     return rc;
 }
 
-/* Read the {"input_ids": [...]} lines of o->ids into *ids (B arrays, each xmalloc'd) and *lens.
- * Returns the count B, or -1 after printing why (the file and line); *ids and *lens are then
- * freed. The ids are not checked against the vocabulary (model_forward does that). */
+/* The sequences ids_read collects. */
+typedef struct {
+    int32_t **ids;    // (B) xmalloc'd id arrays
+    int *lens;        // (B) their lengths
+    int B;            // sequences so far
+    const char *path; // the --ids file, for errors
+} ids_acc_t;
+
+/* jsonl_fn_t of ids_read: append obj's non-empty "input_ids" array. */
+static int ids_line(json_t *obj, long lineno, void *ctx, err_t *err) {
+    ids_acc_t *acc = ctx;
+    const json_t *a = json_object_get(obj, "input_ids");
+    if (!json_is_array(a) || !json_array_size(a)) {
+        err_code(err, EXIT_DATAERR, "%s:%ld: expected {\"input_ids\": [...]} (a non-empty array)", acc->path, lineno);
+        return EXIT_DATAERR;
+    }
+    int n = (int)json_array_size(a), B = acc->B;
+    acc->ids = xrealloc(acc->ids, (size_t)(B + 1) * sizeof *acc->ids);
+    acc->lens = xrealloc(acc->lens, (size_t)(B + 1) * sizeof *acc->lens);
+    acc->ids[B] = xmalloc((size_t)n * sizeof(int32_t));
+    acc->lens[B] = n;
+    for (int i = 0; i < n; i++) acc->ids[B][i] = (int32_t)json_integer_value(json_array_get(a, i));
+    acc->B++;
+    return EXIT_OK;
+}
+
+/* Read the {"input_ids": [...]} lines of o->ids (blank lines skipped) into *ids (B arrays, each
+ * xmalloc'd) and *lens. Returns the count B, or -1 after printing why (the file and line); *ids
+ * and *lens are then freed. The ids are not checked against the vocabulary (model_forward does
+ * that). */
 static int ids_read(const bench_opts_t *o, int32_t ***ids_out, int **lens_out) {
     FILE *f = fopen(o->ids, "r");
     if (!f) {
         fprintf(stderr, "lm-worker bench: %s: %s\n", o->ids, strerror(errno));
         return -1;
     }
-    int B = 0, bad = 0;
-    int32_t **ids = NULL;
-    int *lens = NULL;
-    char *line = NULL;
-    size_t cap = 0;
-    while (!bad && getline(&line, &cap, f) >= 0) {
-        json_error_t je;
-        json_t *j = json_loads(line, 0, &je);
-        const json_t *a = json_object_get(j, "input_ids");
-        if (!json_is_array(a) || !json_array_size(a)) {
-            fprintf(stderr, "lm-worker bench: %s: line %d: expected {\"input_ids\": [...]}\n", o->ids, B + 1);
-            bad = 1;
-        } else {
-            ids = xrealloc(ids, (size_t)(B + 1) * sizeof *ids);
-            lens = xrealloc(lens, (size_t)(B + 1) * sizeof *lens);
-            lens[B] = (int)json_array_size(a);
-            ids[B] = xmalloc((size_t)lens[B] * sizeof(int32_t));
-            for (int i = 0; i < lens[B]; i++) ids[B][i] = (int32_t)json_integer_value(json_array_get(a, i));
-            B++;
-        }
-        json_decref(j);
-    }
-    free(line);
+    ids_acc_t acc = {.path = o->ids};
+    err_t err = {0};
+    int rc = jsonl_each(f, o->ids, ids_line, &acc, &err);
     fclose(f);
-    if (bad) {
-        for (int b = 0; b < B; b++) free(ids[b]);
-        free(ids), free(lens);
+    if (rc != EXIT_OK) {
+        fprintf(stderr, "lm-worker bench: %s\n", err.msg); // "<file>:<line>: ..."
+        for (int b = 0; b < acc.B; b++) free(acc.ids[b]);
+        free(acc.ids), free(acc.lens);
         return -1;
     }
-    *ids_out = ids, *lens_out = lens;
-    return B;
+    *ids_out = acc.ids, *lens_out = acc.lens;
+    return acc.B;
 }
 
 /* --ids: every line of the file as one packed batch; prints {"mode": "logits", ...}. */

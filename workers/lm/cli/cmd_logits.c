@@ -129,7 +129,7 @@ int cmd_logits(int argc, char **argv) {
         return err.code ? err.code : EXIT_DATAERR;
     }
     logits_ctx_t c = {.m = m, .nl = model_get_config(m)->n_labels};
-    int rc = jsonl_each(stdin, logits_line, &c, &err);
+    int rc = jsonl_each(stdin, "stdin", logits_line, &c, &err);
     if (rc != EXIT_OK) fprintf(stderr, "lm-worker logits: %s\n", err.msg);
     free(c.ids);
     model_free(m);

@@ -87,7 +87,7 @@ int cmd_tokenize(int argc, char **argv) {
         return EXIT_DATAERR;
     }
     tokenize_ctx_t c = {.tok = tok, .add_special = o.add_special};
-    int rc = jsonl_each(stdin, tokenize_line, &c, &err);
+    int rc = jsonl_each(stdin, "stdin", tokenize_line, &c, &err);
     if (rc != EXIT_OK) fprintf(stderr, "lm-worker tokenize: %s\n", err.msg);
     if (rc == EXIT_OK && ferror(stdout)) {
         fprintf(stderr, "lm-worker tokenize: cannot write stdout\n");

@@ -7,9 +7,10 @@
 #include "exit_codes.h"
 #include "json_util.h"
 
-void jsonl_reader_init(jsonl_reader_t *r, FILE *f) {
+void jsonl_reader_init(jsonl_reader_t *r, FILE *f, const char *name) {
     memset(r, 0, sizeof *r);
     r->in = f;
+    r->name = name;
 }
 
 void jsonl_reader_free(jsonl_reader_t *r) {
@@ -23,12 +24,12 @@ json_t *jsonl_next(jsonl_reader_t *r, int *eof, err_t *err) {
     while ((len = getline(&r->line, &r->cap, r->in)) >= 0) {
         r->lineno++;
         if (strspn(r->line, " \t\r\n") == (size_t)len) continue;  // blank line
-        char name[64];
-        snprintf(name, sizeof name, "stdin:%ld", r->lineno);
-        json_t *j = json_util_load_buf(r->line, (size_t)len, name, err);
+        char where[1024];
+        snprintf(where, sizeof where, "%s:%ld", r->name, r->lineno);
+        json_t *j = json_util_load_buf(r->line, (size_t)len, where, err);
         if (j && !json_is_object(j)) {
             json_decref(j);
-            err_fmt(err, "stdin:%ld: expected a JSON object per line", r->lineno);
+            err_fmt(err, "%s: expected a JSON object per line", where);
             return NULL;
         }
         return j;
@@ -45,9 +46,9 @@ void jsonl_begin_object(FILE *f, const json_t *id) {
     free(s);
 }
 
-int jsonl_each(FILE *f, jsonl_fn_t fn, void *ctx, err_t *err) {
+int jsonl_each(FILE *f, const char *name, jsonl_fn_t fn, void *ctx, err_t *err) {
     jsonl_reader_t rd;
-    jsonl_reader_init(&rd, f);
+    jsonl_reader_init(&rd, f, name);
     int rc = EXIT_OK;
     for (;;) {
         int eof;
